@@ -1,0 +1,158 @@
+// Package etcdembed runs etcd's own server code inside the garrison process,
+// so that one machine needs nothing else to keep garrison's state.
+package etcdembed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config says where the embedded server keeps its data and listens.
+type Config struct {
+	// DataDir holds the member's WAL and snapshot; created when missing.
+	DataDir string
+	// ClientURL is where clients connect, e.g. http://127.0.0.1:2379.
+	ClientURL string
+	// PeerURL is the raft peer address; a single member only needs it to be free.
+	PeerURL string
+	// Name of the member; "garrison" when empty.
+	Name string
+	// LogLevel for etcd's own zap logger; "error" when empty, so garrison's
+	// slog output stays readable.
+	LogLevel string
+	// StartTimeout bounds how long Start waits for the member to be ready.
+	StartTimeout time.Duration
+}
+
+// Server is a running embedded etcd member.
+type Server struct {
+	etcd *embed.Etcd
+	// ClientURL is the URL clients should dial.
+	ClientURL string
+}
+
+// Start checks the data directory and the ports first, so that the usual
+// mistakes get a clear message instead of etcd's raw error, then starts the
+// member and waits until it serves requests.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Name == "" {
+		cfg.Name = "garrison"
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "error"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	clientURL, err := url.Parse(cfg.ClientURL)
+	if err != nil || clientURL.Host == "" {
+		return nil, fmt.Errorf("etcd client URL %q: want a URL like http://127.0.0.1:2379", cfg.ClientURL)
+	}
+	if cfg.PeerURL == "" {
+		cfg.PeerURL, err = defaultPeerURL(clientURL)
+		if err != nil {
+			return nil, err
+		}
+	}
+	peerURL, err := url.Parse(cfg.PeerURL)
+	if err != nil || peerURL.Host == "" {
+		return nil, fmt.Errorf("etcd peer URL %q: want a URL like http://127.0.0.1:2380", cfg.PeerURL)
+	}
+	for _, u := range []*url.URL{clientURL, peerURL} {
+		if err := checkPortFree(u.Host); err != nil {
+			return nil, err
+		}
+	}
+
+	ec := embed.NewConfig()
+	ec.Name = cfg.Name
+	ec.Dir = cfg.DataDir
+	ec.LogLevel = cfg.LogLevel
+	ec.ListenClientUrls = []url.URL{*clientURL}
+	ec.AdvertiseClientUrls = []url.URL{*clientURL}
+	ec.ListenPeerUrls = []url.URL{*peerURL}
+	ec.AdvertisePeerUrls = []url.URL{*peerURL}
+	ec.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, peerURL.String())
+	// Keep a day of history for watchers that reconnect; older revisions are
+	// compacted so the database does not grow without bound.
+	ec.AutoCompactionMode = "periodic"
+	ec.AutoCompactionRetention = "24h"
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
+	}
+	timer := time.NewTimer(cfg.StartTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd failed while starting: %w", err)
+	case <-timer.C:
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd was not ready after %s", cfg.StartTimeout)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	}
+	return &Server{etcd: e, ClientURL: clientURL.String()}, nil
+}
+
+// Err reports a fatal error of the running member; garrison stops on it.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops the member gracefully: in-flight requests finish and the WAL
+// is synced, so nothing acknowledged is lost.
+func (s *Server) Close() { s.etcd.Close() }
+
+func defaultPeerURL(client *url.URL) (string, error) {
+	host, port, err := net.SplitHostPort(client.Host)
+	if err != nil {
+		return "", fmt.Errorf("etcd client URL %q: %w", client.String(), err)
+	}
+	var p int
+	if _, err := fmt.Sscanf(port, "%d", &p); err != nil {
+		return "", fmt.Errorf("etcd client URL %q: port %q is not a number", client.String(), port)
+	}
+	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(p+1))), nil
+}
+
+func checkDataDir(dir string) error {
+	if dir == "" {
+		return errors.New("data directory is empty: set --data-dir")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory %s is unusable: %w", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".write-probe-*")
+	if err != nil {
+		return fmt.Errorf("data directory %s is not writable: %w", dir, err)
+	}
+	name := probe.Name()
+	probe.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("data directory %s: remove probe %s: %w", dir, filepath.Base(name), err)
+	}
+	return nil
+}
+
+func checkPortFree(hostport string) error {
+	l, err := net.Listen("tcp", hostport)
+	if err != nil {
+		return fmt.Errorf("etcd cannot listen on %s (is another etcd or garrison running?): %w", hostport, err)
+	}
+	return l.Close()
+}
