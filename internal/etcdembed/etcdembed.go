@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Config says where the embedded server keeps its data and listens.
@@ -34,7 +36,8 @@ type Config struct {
 
 // Server is a running embedded etcd member.
 type Server struct {
-	etcd *embed.Etcd
+	etcd     *embed.Etcd
+	logLevel zap.AtomicLevel
 	// ClientURL is the URL clients should dial.
 	ClientURL string
 }
@@ -79,6 +82,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ec.Name = cfg.Name
 	ec.Dir = cfg.DataDir
 	ec.LogLevel = cfg.LogLevel
+	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("etcd log level %q: %w", cfg.LogLevel, err)
+	}
+	// Our own logger, so that Close can silence the errors etcd logs about
+	// its listeners closing, which are expected then.
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(
+		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), level)))
 	ec.ListenClientUrls = []url.URL{*clientURL}
 	ec.AdvertiseClientUrls = []url.URL{*clientURL}
 	ec.ListenPeerUrls = []url.URL{*peerURL}
@@ -108,7 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		e.Close()
 		return nil, ctx.Err()
 	}
-	return &Server{etcd: e, ClientURL: clientURL.String()}, nil
+	return &Server{etcd: e, logLevel: level, ClientURL: clientURL.String()}, nil
 }
 
 // Err reports a fatal error of the running member; garrison stops on it.
@@ -116,7 +127,10 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member gracefully: in-flight requests finish and the WAL
 // is synced, so nothing acknowledged is lost.
-func (s *Server) Close() { s.etcd.Close() }
+func (s *Server) Close() {
+	s.logLevel.SetLevel(zapcore.FatalLevel)
+	s.etcd.Close()
+}
 
 func defaultPeerURL(client *url.URL) (string, error) {
 	host, port, err := net.SplitHostPort(client.Host)

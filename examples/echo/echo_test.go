@@ -1,0 +1,171 @@
+package main_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"garrison/internal/etcdtest"
+	"garrison/registrar"
+)
+
+var echoBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "echo-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	echoBinary = filepath.Join(dir, "echo")
+	if out, err := exec.Command("go", "build", "-o", echoBinary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build echo: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startEcho runs the example service as a real process against etcd.
+func startEcho(t *testing.T, endpoints []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(echoBinary, append([]string{"-etcd", strings.Join(endpoints, ",")}, args...)...)
+	cmd.Stderr = &testLog{t: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start echo: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+type testLog struct{ t *testing.T }
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.t.Logf("echo: %s", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// waitKeys polls the registry until cond holds for the keys under prefix.
+func waitKeys(t *testing.T, cli *clientv3.Client, prefix string, within time.Duration, cond func(n int) bool) (time.Duration, int) {
+	t.Helper()
+	start := time.Now()
+	for {
+		resp, err := cli.Get(t.Context(), prefix, clientv3.WithPrefix())
+		if err == nil && cond(len(resp.Kvs)) {
+			return time.Since(start), len(resp.Kvs)
+		}
+		if time.Since(start) > within {
+			n := -1
+			if err == nil {
+				n = len(resp.Kvs)
+			}
+			t.Fatalf("registry under %s: condition not met within %s (%d keys, err %v)", prefix, within, n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestEchoRegistersAndAnswers(t *testing.T) {
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	startEcho(t, srv.Endpoints, "-name", "echo")
+	waitKeys(t, cli, registrar.ServicePrefix("echo"), 10*time.Second, func(n int) bool { return n == 1 })
+	resp, err := cli.Get(t.Context(), registrar.ServicePrefix("echo"), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := registrar.DecodeInstance(resp.Kvs[0].Key, resp.Kvs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpResp, err := http.Get("http://" + inst.Endpoint.Addr + "/hello?x=1")
+	if err != nil {
+		t.Fatalf("call the registered address %s: %v", inst.Endpoint.Addr, err)
+	}
+	body, _ := io.ReadAll(httpResp.Body)
+	httpResp.Body.Close()
+	if !strings.Contains(string(body), `"path":"/hello"`) || !strings.Contains(string(body), `"query":"x=1"`) {
+		t.Fatalf("echo body: %s", body)
+	}
+	metrics, err := http.Get("http://" + inst.Endpoint.Addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	if !strings.Contains(string(mbody), `echo_requests_total{code="200",method="get"} 1`) {
+		t.Fatalf("request counter missing from /metrics:\n%s", mbody)
+	}
+}
+
+// A crashed instance disappears when its lease expires: within TTL + 1 s.
+func TestKilledInstanceExpiresWithinTTL(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(testing.TB) *etcdtest.Server
+		ttl   time.Duration
+	}{
+		{"embedded-ttl3s", etcdtest.New, 3 * time.Second},
+		{"external-ttl10s", etcdtest.NewExternal, registrar.DefaultTTL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := tc.start(t)
+			cli := srv.Client(t)
+			cmd := startEcho(t, srv.Endpoints, "-name", "crashy", "-ttl", tc.ttl.String())
+			waitKeys(t, cli, registrar.ServicePrefix("crashy"), 10*time.Second, func(n int) bool { return n == 1 })
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed := time.Now()
+			cmd.Wait()
+			waitKeys(t, cli, registrar.ServicePrefix("crashy"), tc.ttl+time.Second, func(n int) bool { return n == 0 })
+			gone := time.Since(killed)
+			t.Logf("key gone %s after kill -9 (TTL %s)", gone.Round(time.Millisecond), tc.ttl)
+			// The lease was refreshed at most TTL/3 before the kill, so the
+			// key cannot honestly vanish much earlier than two thirds of TTL.
+			if gone < tc.ttl/2 {
+				t.Fatalf("key vanished after %s, too early for a %s lease: was it deleted by something else?", gone, tc.ttl)
+			}
+		})
+	}
+}
+
+// A graceful stop deregisters before the process stops serving.
+func TestGracefulStopDeregistersAtOnce(t *testing.T) {
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	cmd := startEcho(t, srv.Endpoints, "-name", "polite", "-drain", "3s")
+	waitKeys(t, cli, registrar.ServicePrefix("polite"), 10*time.Second, func(n int) bool { return n == 1 })
+	exited := make(chan error, 1)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	go func() { exited <- cmd.Wait() }()
+	took, _ := waitKeys(t, cli, registrar.ServicePrefix("polite"), time.Second, func(n int) bool { return n == 0 })
+	select {
+	case err := <-exited:
+		t.Fatalf("process exited (%v) before the key was seen gone: deregistration is not first", err)
+	default:
+	}
+	t.Logf("key gone %s after SIGTERM, while the instance was still draining", took.Round(time.Millisecond))
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("echo exited with %v after SIGTERM", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("echo did not exit within 10 s of SIGTERM")
+	}
+}
+

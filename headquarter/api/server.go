@@ -1,0 +1,75 @@
+// Package api is garrison's HTTP front door: health (/ping), garrison's own
+// Prometheus metrics (/metrics) and the registry view (/api/v1/services).
+// Other packages add their routes (the Marathon API under /v2) to the same
+// gin engine.
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Config is what the router needs.
+type Config struct {
+	// Registry reads /service/... from etcd.
+	Registry clientv3.KV
+	// Registerer and Gatherer hold garrison's own metrics; the request
+	// metrics of this server are registered here too.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	Logger     *slog.Logger
+}
+
+// NewRouter builds the gin engine with garrison's base routes.
+func NewRouter(cfg Config) *gin.Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := gin.New()
+	r.Use(gin.Recovery(), instrument(cfg.Registerer, cfg.Logger))
+	r.GET("/ping", func(c *gin.Context) { c.String(http.StatusOK, "pong") })
+	r.HEAD("/ping", func(c *gin.Context) { c.Status(http.StatusOK) })
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{Registry: cfg.Registerer})))
+	services := servicesHandler{kv: cfg.Registry}
+	r.GET("/api/v1/services", services.list)
+	r.GET("/api/v1/services/:name", services.get)
+	return r
+}
+
+// instrument counts requests by route (not raw path, to bound cardinality)
+// and logs failures and slow requests.
+func instrument(reg prometheus.Registerer, logger *slog.Logger) gin.HandlerFunc {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "garrison_http_requests_total",
+		Help: "HTTP requests served by garrison, by route, method and status code.",
+	}, []string{"route", "method", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "garrison_http_request_duration_seconds",
+		Help:    "Time to serve HTTP requests, by route.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
+	}, []string{"route"})
+	if reg != nil {
+		reg.MustRegister(requests, duration)
+	}
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		elapsed := time.Since(start)
+		requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		duration.WithLabelValues(route).Observe(elapsed.Seconds())
+		if c.Writer.Status() >= 500 {
+			logger.Warn("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(), "errors", c.Errors.String())
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"garrison/registrar"
+)
+
+type servicesHandler struct {
+	kv clientv3.KV
+}
+
+// InstanceView is one registered instance as the API shows it.
+type InstanceView struct {
+	ID       string            `json:"id"`
+	Addr     string            `json:"addr"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Lease    string            `json:"lease,omitempty"`
+}
+
+// ServiceView is one service with its live instances.
+type ServiceView struct {
+	Name      string         `json:"name"`
+	Instances []InstanceView `json:"instances"`
+}
+
+// readTimeout keeps the API answering when etcd is unreachable.
+const readTimeout = 5 * time.Second
+
+func (h servicesHandler) list(c *gin.Context) {
+	services, err := h.read(c.Request.Context(), registrar.Prefix)
+	if err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"message": err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"services": services})
+}
+
+func (h servicesHandler) get(c *gin.Context) {
+	name := c.Param("name")
+	if err := registrar.ValidateName("service name", name); err != nil {
+		c.JSON(http.StatusBadRequest, gin.H{"message": err.Error()})
+		return
+	}
+	services, err := h.read(c.Request.Context(), registrar.ServicePrefix(name))
+	if err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"message": err.Error()})
+		return
+	}
+	if len(services) == 0 {
+		c.JSON(http.StatusNotFound, gin.H{"message": fmt.Sprintf("Service '%s' has no registered instances", name)})
+		return
+	}
+	c.JSON(http.StatusOK, services[0])
+}
+
+// read lists the registry under prefix, grouped by service and sorted. Keys
+// whose value is not an endpoint are left out, as etcd's resolver does.
+func (h servicesHandler) read(ctx context.Context, prefix string) ([]ServiceView, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	resp, err := h.kv.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("read registry %s: %w", prefix, err)
+	}
+	out := []ServiceView{}
+	for _, kv := range resp.Kvs {
+		inst, err := registrar.DecodeInstance(kv.Key, kv.Value)
+		if err != nil {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1].Name != inst.Service {
+			out = append(out, ServiceView{Name: inst.Service})
+		}
+		view := InstanceView{ID: inst.ID, Addr: inst.Endpoint.Addr, Metadata: inst.Endpoint.Metadata}
+		if kv.Lease != 0 {
+			view.Lease = fmt.Sprintf("%x", kv.Lease)
+		}
+		last := &out[len(out)-1]
+		last.Instances = append(last.Instances, view)
+	}
+	slices.SortFunc(out, func(a, b ServiceView) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs and starts what garrison's tests talk to, when it is missing:
+# Debian's docker.io (with the daemon started host-networking only),
+# etcd-server, prometheus and docker-registry. Safe to run again.
+set -euo pipefail
+
+need_root() {
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null; then sudo "$@"; else echo "test-deps: need root for: $*" >&2; exit 1; fi
+	else
+		"$@"
+	fi
+}
+
+missing=()
+[ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "test-deps: installing ${missing[*]}"
+	need_root apt-get update -qq
+	# Package scripts must not start daemons here: the tests start their own
+	# on free loopback ports.
+	need_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+docker_ok() { docker version >/dev/null 2>&1; }
+if ! docker_ok; then
+	echo "test-deps: starting dockerd --bridge=none --iptables=false"
+	log=${TMPDIR:-/tmp}/garrison-dockerd.log
+	need_root setsid nohup /usr/sbin/dockerd --bridge=none --iptables=false >"$log" 2>&1 < /dev/null &
+	for _ in $(seq 1 120); do
+		docker_ok && break
+		sleep 0.5
+	done
+	if ! docker_ok; then
+		echo "test-deps: dockerd did not come up; its log:" >&2
+		tail -n 50 "$log" >&2
+		exit 1
+	fi
+fi
+echo "test-deps: docker $(docker version --format '{{.Server.Version}}'), $(/usr/bin/etcd --version | head -n1), $(/usr/bin/prometheus --version 2>&1 | head -n1)"
