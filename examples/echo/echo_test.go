@@ -168,4 +168,3 @@ func TestGracefulStopDeregistersAtOnce(t *testing.T) {
 		t.Fatal("echo did not exit within 10 s of SIGTERM")
 	}
 }
-
