@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"garrison/internal/etcdtest"
+	"garrison/registrar"
+)
+
+var garrisonBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "garrison-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	garrisonBinary = filepath.Join(dir, "garrison")
+	if out, err := exec.Command("go", "build", "-o", garrisonBinary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build garrison: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running `garrison ...` with its stderr captured.
+type process struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+	err    error
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startGarrison(t *testing.T, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(garrisonBinary, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd.Stderr = p.stderr
+	p.cmd.Env = os.Environ()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("garrison stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *process) waitExit(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(within):
+		t.Fatalf("garrison still running after %s; stderr:\n%s", within, p.stderr.String())
+		return nil
+	}
+}
+
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	ports, err := registrar.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := make([]string, n)
+	for i, p := range ports {
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	return addrs
+}
+
+func waitHTTP(t *testing.T, url string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(body)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s not 200 within %s: %v", url, within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestUpServesRegistryAndKeepsAcknowledgedWritesAcrossSIGKILL(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	api, etcdURL := addrs[0], "http://"+addrs[1]
+	dataDir := t.TempDir()
+	args := []string{"up", "--addr", api, "--etcd-listen", etcdURL, "--data-dir", dataDir}
+	p := startGarrison(t, args...)
+	if got := waitHTTP(t, "http://"+api+"/ping", 30*time.Second); got != "pong" {
+		t.Fatalf("/ping = %q", got)
+	}
+
+	cli, err := registrar.NewClient([]string{etcdURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := t.Context()
+	reg, err := registrar.Register(ctx, cli, "echo", "i-1", registrar.Endpoint{Addr: "127.0.0.1:31005", Metadata: map[string]string{"v": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Services []struct {
+			Name      string `json:"name"`
+			Instances []struct {
+				ID, Addr string
+			} `json:"instances"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal([]byte(waitHTTP(t, "http://"+api+"/api/v1/services", 5*time.Second)), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Services) != 1 || list.Services[0].Name != "echo" || len(list.Services[0].Instances) != 1 || list.Services[0].Instances[0].Addr != "127.0.0.1:31005" {
+		t.Fatalf("/api/v1/services = %+v", list)
+	}
+	one := waitHTTP(t, "http://"+api+"/api/v1/services/echo", 5*time.Second)
+	if !strings.Contains(one, `"id":"i-1"`) {
+		t.Fatalf("/api/v1/services/echo = %s", one)
+	}
+	resp, err := http.Get("http://" + api + "/api/v1/services/nothing")
+	if err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown service: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	metrics := waitHTTP(t, "http://"+api+"/metrics", 5*time.Second)
+	for _, want := range []string{"garrison_build_info", `garrison_http_requests_total{code="200",method="GET",route="/api/v1/services"}`, "go_goroutines"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	reg.Close(ctx)
+
+	// An acknowledged write survives a crash of garrison.
+	if _, err := cli.Put(ctx, "/garrison/test/acknowledged", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.waitExit(t, 10*time.Second)
+	startGarrison(t, args...)
+	waitHTTP(t, "http://"+api+"/ping", 30*time.Second)
+	getCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got, err := cli.Get(getCtx, "/garrison/test/acknowledged")
+	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "yes" {
+		t.Fatalf("acknowledged write after kill -9 and restart: %v %v", got, err)
+	}
+}
+
+func TestUpStopsCleanlyOnSIGTERM(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	p := startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", t.TempDir())
+	waitHTTP(t, "http://"+addrs[0]+"/ping", 30*time.Second)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.waitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr.String())
+	}
+	log := p.stderr.String()
+	if !strings.Contains(log, "embedded etcd stopped") || strings.Contains(log, `"level":"error"`) {
+		t.Fatalf("unclean stop log:\n%s", log)
+	}
+}
+
+func TestUpExplainsWhatIsWrong(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addrs := freeAddrs(t, 2)
+	notADir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notADir, nil, 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"api port taken", []string{"up", "--addr", taken.Addr().String(), "--etcd-listen", "http://" + addrs[1], "--data-dir", t.TempDir()}, "cannot serve the API on " + taken.Addr().String(), 1},
+		{"etcd port taken", []string{"up", "--addr", addrs[0], "--etcd-listen", "http://" + taken.Addr().String(), "--data-dir", t.TempDir()}, "etcd cannot listen on " + taken.Addr().String(), 1},
+		{"data dir is a file", []string{"up", "--addr", addrs[0], "--etcd-listen", "http://" + addrs[1], "--data-dir", notADir}, "data directory " + notADir, 1},
+		{"unknown flag", []string{"up", "--bogus"}, "flag provided but not defined: -bogus", 2},
+		{"bad log level", []string{"up", "--log-level", "loud"}, `--log-level "loud"`, 2},
+		{"unknown command", []string{"launch"}, `unknown command "launch"`, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startGarrison(t, tc.args...)
+			err := p.waitExit(t, 30*time.Second)
+			exitErr, ok := err.(*exec.ExitError)
+			if !ok || exitErr.ExitCode() != tc.code {
+				t.Fatalf("exit %v, want code %d; stderr:\n%s", err, tc.code, p.stderr.String())
+			}
+			if !strings.Contains(p.stderr.String(), tc.want) {
+				t.Fatalf("stderr lacks %q:\n%s", tc.want, p.stderr.String())
+			}
+		})
+	}
+}
+
+func TestUpWithExternalEtcd(t *testing.T) {
+	srv := etcdtest.NewExternal(t)
+	api := freeAddrs(t, 1)[0]
+	t.Setenv("GARRISON_ETCD", strings.Join(srv.Endpoints, ","))
+	t.Setenv("GARRISON_ADDR", api)
+	startGarrison(t, "up", "--data-dir", t.TempDir())
+	waitHTTP(t, "http://"+api+"/ping", 30*time.Second)
+	cli := srv.Client(t)
+	reg, err := registrar.Register(t.Context(), cli, "billing", "b-1", registrar.Endpoint{Addr: "127.0.0.1:4000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(context.Background())
+	if body := waitHTTP(t, "http://"+api+"/api/v1/services/billing", 5*time.Second); !strings.Contains(body, "127.0.0.1:4000") {
+		t.Fatalf("garrison on external etcd does not show its registry: %s", body)
+	}
+}
