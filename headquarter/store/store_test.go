@@ -1,0 +1,98 @@
+package store_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"garrison/headquarter/store"
+	"garrison/internal/etcdtest"
+)
+
+func TestCommitIsConditionalAndKeepsVersions(t *testing.T) {
+	srv := etcdtest.New(t)
+	s := store.New(srv.Client(t))
+	ctx := t.Context()
+	create := store.Change{
+		PutApps:        []store.AppWrite{{ID: "/ktv/account", Version: "2026-01-01T00:00:00.000Z", Data: []byte(`{"v":1}`), Expect: 0}},
+		PutDeployments: []store.Record{{Key: "d1", Data: []byte(`{"id":"d1"}`)}},
+	}
+	if err := s.Commit(ctx, create); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, create); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second create: %v, want ErrConflict", err)
+	}
+	app, err := s.App(ctx, "/ktv/account")
+	if err != nil || string(app.Data) != `{"v":1}` || app.Revision == 0 {
+		t.Fatalf("app: %+v %v", app, err)
+	}
+	// A stale revision is refused; the current one goes through.
+	update := store.Change{PutApps: []store.AppWrite{{ID: "/ktv/account", Version: "2026-01-01T00:00:01.000Z", Data: []byte(`{"v":2}`), Expect: app.Revision - 1}}}
+	if err := s.Commit(ctx, update); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale update: %v", err)
+	}
+	update.PutApps[0].Expect = app.Revision
+	update.DeleteDeployments = []string{"d1"}
+	if err := s.Commit(ctx, update); err != nil {
+		t.Fatal(err)
+	}
+	versions, err := s.Versions(ctx, "/ktv/account")
+	if err != nil || len(versions) != 2 || versions[0] != "2026-01-01T00:00:00.000Z" {
+		t.Fatalf("versions %v %v", versions, err)
+	}
+	old, err := s.Version(ctx, "/ktv/account", versions[0])
+	if err != nil || string(old.Data) != `{"v":1}` {
+		t.Fatalf("old version: %+v %v", old, err)
+	}
+	if deps, _ := s.Deployments(ctx); len(deps) != 0 {
+		t.Fatalf("deployment not removed with the update: %+v", deps)
+	}
+	apps, err := s.Apps(ctx)
+	if err != nil || len(apps) != 1 || apps[0].Key != "/ktv/account" {
+		t.Fatalf("apps %+v %v", apps, err)
+	}
+	if err := s.Commit(ctx, store.Change{DeleteApps: []store.Expect{{ID: "/ktv/account", Expect: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if app, _ := s.App(ctx, "/ktv/account"); app.Revision != 0 {
+		t.Fatal("app still there after delete")
+	}
+	if versions, _ := s.Versions(ctx, "/ktv/account"); len(versions) != 0 {
+		t.Fatalf("versions left after delete: %v", versions)
+	}
+}
+
+func TestVersionsArePrunedToMax(t *testing.T) {
+	srv := etcdtest.New(t)
+	s := store.New(srv.Client(t))
+	for i := range store.MaxVersions + 5 {
+		v := fmt.Sprintf("2026-01-01T00:%02d:%02d.000Z", i/60, i%60)
+		if err := s.Commit(t.Context(), store.Change{PutApps: []store.AppWrite{{ID: "/a", Version: v, Data: []byte("{}"), Expect: -1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versions, err := s.Versions(t.Context(), "/a")
+	if err != nil || len(versions) != store.MaxVersions || versions[0] != "2026-01-01T00:00:05.000Z" {
+		t.Fatalf("kept %d versions starting %v: %v", len(versions), versions[:1], err)
+	}
+}
+
+func TestTasks(t *testing.T) {
+	srv := etcdtest.New(t)
+	s := store.New(srv.Client(t))
+	ctx := t.Context()
+	if err := s.PutTask(ctx, "/ktv/account", "ktv_account.abc", []byte(`{"id":"ktv_account.abc"}`)); err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := s.Tasks(ctx)
+	if err != nil || len(tasks) != 1 || tasks[0].Key != "ktv_account.abc" {
+		t.Fatalf("tasks %+v %v", tasks, err)
+	}
+	if err := s.DeleteTask(ctx, "/ktv/account", "ktv_account.abc"); err != nil {
+		t.Fatal(err)
+	}
+	if tasks, _ := s.Tasks(ctx); len(tasks) != 0 {
+		t.Fatalf("task left: %+v", tasks)
+	}
+}
