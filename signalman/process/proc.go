@@ -241,17 +241,23 @@ func reap(pid int, start uint64) (code int, msg string, known bool) {
 }
 
 // signalSession sends sig to the task's process group (its session leader's
-// group, as started with setsid) if pid is still the task's process.
+// group, as started with setsid) if pid is still the task's process, and to
+// the leader itself should it have left that group.
 func signalSession(pid int, start uint64, sig syscall.Signal) error {
 	if pid <= 0 {
 		return nil
 	}
 	st, err := readStat(pid)
-	if err != nil || st.start != start || st.pgrp != pid {
+	if err != nil || st.start != start || st.session != pid {
 		return nil // gone: nothing to signal
 	}
 	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal %v to group %d: %w", sig, pid, err)
+	}
+	if st.pgrp != pid {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal %v to %d: %w", sig, pid, err)
+		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@
 package process
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -46,6 +48,10 @@ var (
 	// ErrClosed: the driver was closed.
 	ErrClosed = errors.New("process driver closed")
 )
+
+// sandboxEnv names the sandbox in every task's environment, as Mesos does;
+// it also identifies a task's process when its pid was never recorded.
+const sandboxEnv = "MESOS_SANDBOX"
 
 // defaultPath is the PATH a task gets unless its env sets one.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -175,14 +181,21 @@ func (d *Driver) adopt() error {
 		if errors.Is(err, os.ErrNotExist) {
 			continue // a launch that stopped before its first state write
 		}
-		if err != nil {
-			return fmt.Errorf("process driver: adopt task %s: %w", de.Name(), err)
+		if err != nil || rec.ID != de.Name() {
+			// Keep it listed, ended, so that it can be seen and removed.
+			rec = record{ID: de.Name(), State: task.Failed, Message: fmt.Sprintf("unreadable state (id %q): %v", rec.ID, err)}
 		}
 		e := &entry{rec: rec, done: make(chan struct{})}
 		d.tasks[rec.ID] = e
 		if rec.State.Terminal() {
 			close(e.done)
 			continue
+		}
+		if rec.Pid == 0 && rec.BootID == d.boot {
+			if err := d.findOrphan(e); err != nil {
+				return fmt.Errorf("process driver: adopt task %s: %w", rec.ID, err)
+			}
+			rec = e.rec
 		}
 		switch {
 		case rec.Pid == 0:
@@ -200,6 +213,35 @@ func (d *Driver) adopt() error {
 			d.startMonitor(e)
 			d.mu.Unlock()
 		}
+	}
+	return nil
+}
+
+// findOrphan looks for the process of a task whose launch was interrupted
+// between starting the process and recording its pid: a session leader whose
+// environment names the task's sandbox. Found, it is recorded as running.
+func (d *Driver) findOrphan(e *entry) error {
+	want := []byte("\x00" + sandboxEnv + "=" + d.Sandbox(e.rec.ID) + "\x00")
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(pid)
+		if err != nil || st.session != pid || st.state == 'Z' {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", p.Name(), "environ"))
+		if err != nil || !bytes.Contains(append([]byte{0}, env...), want) {
+			continue
+		}
+		e.rec.Pid, e.rec.StartTime, e.rec.State = pid, st.start, task.Running
+		e.rec.StartedAt = e.rec.StagedAt
+		return writeRecord(d.taskDir(e.rec.ID), e.rec)
 	}
 	return nil
 }
@@ -293,7 +335,9 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 			os.RemoveAll(tdir)
 		}
 	}()
-	if err := writeRecord(tdir, rec); err != nil {
+	// Not synced: it is there for a garrison that crashes while the process
+	// starts (see findOrphan), and the Running record below is synced.
+	if err := writeRecordSync(tdir, rec, false); err != nil {
 		return rec, fmt.Errorf("launch task %s: %w", spec.ID, err)
 	}
 	stdout, stderr, err := openLogs(sandbox)
@@ -380,7 +424,9 @@ func command(spec task.Spec, sandbox string, stdout, stderr, cgroup *os.File) *e
 	}
 	cmd.Dir = sandbox
 	// exec.Cmd keeps the last of duplicate keys, so the task's env wins.
-	cmd.Env = append([]string{"PATH=" + defaultPath, "HOME=" + sandbox, "MESOS_SANDBOX=" + sandbox}, spec.Environ()...)
+	// MESOS_SANDBOX comes last, so that findOrphan can rely on it.
+	cmd.Env = append([]string{"PATH=" + defaultPath, "HOME=" + sandbox}, spec.Environ()...)
+	cmd.Env = append(cmd.Env, sandboxEnv+"="+sandbox)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if cgroup != nil {

@@ -425,7 +425,7 @@ func TestEndsBehindTheDriversBack(t *testing.T) {
 			}
 			if child > 0 {
 				// The leader's end took the rest of its group along.
-				eventually(t, "background child killed", func() bool { return syscall.Kill(child, 0) != nil })
+				eventually(t, "background child killed", func() bool { return !processRunning(child) })
 			}
 		})
 	}
@@ -721,5 +721,64 @@ func TestReadStatOddCommandName(t *testing.T) {
 	}
 	if st.pgrp != syscall.Getpgrp() || st.start == 0 {
 		t.Errorf("parsed %+v", st)
+	}
+}
+
+// TestCrashWhileLaunching: garrison died after starting the process and
+// before recording its pid; the next driver finds the process by its sandbox.
+func TestCrashWhileLaunching(t *testing.T) {
+	boot, err := bootID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	staged := func(id string) record {
+		if err := os.MkdirAll(filepath.Join(dir, id, "sandbox"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rec := record{ID: id, AppID: "/orphan", BootID: boot, State: task.Staging, StagedAt: time.Now().UTC()}
+		if err := writeRecord(filepath.Join(dir, id), rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	staged("orphan.found")
+	staged("orphan.none")
+	if err := os.Mkdir(filepath.Join(dir, "broken.1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.1", stateFile), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = []string{"A=1", sandboxEnv + "=" + filepath.Join(dir, "orphan.found", "sandbox"), "Z=1"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+
+	d := openDriver(t, dir)
+	if st := statusOf(t, d, "orphan.found"); st.State != task.Running {
+		t.Errorf("orphan not adopted: %+v", st)
+	}
+	if got, _ := d.Pid("orphan.found"); got != pid {
+		t.Errorf("adopted pid %d, want %d", got, pid)
+	}
+	if st := statusOf(t, d, "orphan.none"); st.State != task.Failed {
+		t.Errorf("staged task without a process: %+v", st)
+	}
+	if st := statusOf(t, d, "broken.1"); st.State != task.Failed || !strings.Contains(st.Message, "unreadable state") {
+		t.Errorf("unreadable state file: %+v", st)
+	}
+	if err := d.Kill(t.Context(), "orphan.found", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if processRunning(pid) {
+		t.Error("orphan still runs after Kill")
 	}
 }

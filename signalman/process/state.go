@@ -67,7 +67,12 @@ const stateFile = "state.json"
 
 // writeRecord replaces the state file atomically: a temporary file in the
 // same directory, synced, renamed over the old one, and the directory synced.
-func writeRecord(taskDir string, r record) error {
+func writeRecord(taskDir string, r record) error { return writeRecordSync(taskDir, r, true) }
+
+// writeRecordSync is writeRecord, without the fsyncs when durable is false:
+// the rename alone is atomic for a garrison that crashes, and only a machine
+// crash, which ends every task anyway, loses an unsynced write.
+func writeRecordSync(taskDir string, r record, durable bool) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode state of task %s: %w", r.ID, err)
@@ -78,7 +83,7 @@ func writeRecord(taskDir string, r record) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(append(b, '\n'))
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -90,6 +95,9 @@ func writeRecord(taskDir string, r record) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write state of task %s: %w", r.ID, err)
+	}
+	if !durable {
+		return nil
 	}
 	if err := syncDir(taskDir); err != nil {
 		return fmt.Errorf("write state of task %s: %w", r.ID, err)
