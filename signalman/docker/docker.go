@@ -59,10 +59,17 @@ const (
 // NamePrefix starts the name of every container garrison starts.
 const NamePrefix = "garrison-"
 
-// ErrNotFound says that no container runs or remains for a task id. Remove
-// and Stats return it wrapped; Kill does not (killing an unknown task is
-// done already).
-var ErrNotFound = errors.New("no container for this task")
+// Errors the driver returns wrapped, for errors.Is. They are named as the
+// process driver names its own.
+var (
+	// ErrUnknownTask: no container runs or remains for this task id. Only
+	// Stats returns it; Kill and Remove of an unknown task return nil.
+	ErrUnknownTask = errors.New("unknown task: no container for it")
+	// ErrTaskActive: Remove was asked to remove a task that still runs.
+	ErrTaskActive = errors.New("task still runs: kill it first")
+	// ErrTaskEnded: Stats was asked about a task that no longer runs.
+	ErrTaskEnded = errors.New("task has ended")
+)
 
 // DockerAPI is the part of the Docker client (github.com/docker/docker/client)
 // the driver uses; *client.Client satisfies it.
@@ -259,13 +266,13 @@ func hostPorts(ps []task.Port) []int {
 func (d *Driver) find(ctx context.Context, id string) (container.InspectResponse, error) {
 	c, err := d.cli.ContainerInspect(ctx, ContainerName(id))
 	if cerrdefs.IsNotFound(err) {
-		return c, ErrNotFound
+		return c, ErrUnknownTask
 	}
 	if err != nil {
 		return c, err
 	}
 	if c.Config == nil || c.Config.Labels[LabelTask] != id {
-		return c, ErrNotFound
+		return c, ErrUnknownTask
 	}
 	return c, nil
 }
@@ -279,12 +286,13 @@ func (d *Driver) inspect(ctx context.Context, id string) (task.Status, error) {
 }
 
 // Kill stops the task: SIGTERM (or the image's stop signal), SIGKILL once
-// grace has passed, then removes the container. A negative grace uses the
-// task's own KillGrace from launch. Kill is idempotent: killing a task that
-// has no container returns nil.
+// grace has passed (grace <= 0: the spec's KillGrace given at launch, else
+// Docker's 10 s; Docker counts whole seconds, so grace is rounded up), then
+// removes the container. It returns once the container is gone. Kill is
+// idempotent: killing a task that has no container returns nil.
 func (d *Driver) Kill(ctx context.Context, taskID string, grace time.Duration) error {
 	c, err := d.find(ctx, taskID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrUnknownTask) {
 		return nil
 	}
 	if err != nil {
@@ -292,7 +300,7 @@ func (d *Driver) Kill(ctx context.Context, taskID string, grace time.Duration) e
 	}
 	d.markKilling(c.ID)
 	var opts container.StopOptions
-	if grace >= 0 {
+	if grace > 0 {
 		secs := graceSeconds(grace)
 		opts.Timeout = &secs
 	}
@@ -324,18 +332,21 @@ func (d *Driver) wasKilled(containerID string) bool {
 	return ok
 }
 
-// Remove removes the container of a task that has ended (a running one is
-// removed too, forcibly: use Kill to stop a task gracefully). It returns an
-// error wrapping ErrNotFound when the task has no container.
+// Remove removes the container of a task that has ended. Removing an
+// unknown task returns nil; removing a running one fails with ErrTaskActive
+// (Kill stops and removes a running task).
 func (d *Driver) Remove(ctx context.Context, taskID string) error {
 	c, err := d.find(ctx, taskID)
+	if errors.Is(err, ErrUnknownTask) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("docker: task %s: remove: %w", taskID, err)
 	}
-	if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("docker: task %s: remove: %w", taskID, ErrNotFound)
-		}
+	if c.State != nil && (c.State.Running || c.State.Restarting || c.State.Paused) {
+		return fmt.Errorf("docker: task %s: remove container %s: %w", taskID, short(c.ID), ErrTaskActive)
+	}
+	if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("docker: task %s: remove container %s: %w", taskID, short(c.ID), err)
 	}
 	return nil
@@ -459,12 +470,16 @@ type Usage struct {
 	MemBytes uint64
 }
 
-// Stats reads a running task's resource use. It returns an error wrapping
-// ErrNotFound when the task has no container.
+// Stats reads a running task's resource use. Its error wraps
+// ErrUnknownTask when the task has no container, ErrTaskEnded when the
+// container no longer runs.
 func (d *Driver) Stats(ctx context.Context, taskID string) (Usage, error) {
 	c, err := d.find(ctx, taskID)
 	if err != nil {
 		return Usage{}, fmt.Errorf("docker: task %s: stats: %w", taskID, err)
+	}
+	if c.State == nil || !c.State.Running {
+		return Usage{}, fmt.Errorf("docker: task %s: stats: %w", taskID, ErrTaskEnded)
 	}
 	r, err := d.cli.ContainerStatsOneShot(ctx, c.ID)
 	if err != nil {

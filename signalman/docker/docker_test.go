@@ -259,13 +259,16 @@ func TestKillHonoursGrace(t *testing.T) {
 	image(t, cli)
 	const grace = 2 * time.Second
 	for _, tc := range []struct {
-		name     string
-		args     []string
-		exitCode int
-		killed   bool // SIGKILLed after the grace period
+		name      string
+		args      []string
+		killGrace time.Duration // the spec's
+		grace     time.Duration // Kill's
+		exitCode  int
+		killed    bool // SIGKILLed after the grace period
 	}{
-		{name: "exits on SIGTERM", exitCode: 0},
-		{name: "ignores SIGTERM", args: []string{"-ignore-term"}, exitCode: 137, killed: true},
+		{name: "exits on SIGTERM", killGrace: 30 * time.Second, grace: grace, exitCode: 0},
+		{name: "ignores SIGTERM", args: []string{"-ignore-term"}, killGrace: 30 * time.Second, grace: grace, exitCode: 137, killed: true},
+		{name: "ignores SIGTERM, spec's grace", args: []string{"-ignore-term"}, killGrace: grace, exitCode: 137, killed: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -276,7 +279,7 @@ func TestKillHonoursGrace(t *testing.T) {
 				t.Fatal(err)
 			}
 			spec := newSpec(t, 1)
-			spec.Args = tc.args
+			spec.Args, spec.KillGrace = tc.args, tc.killGrace
 			launch(t, d, cli, spec)
 			if st := next(t, watch, spec.ID, 20*time.Second); st.State != task.Running {
 				t.Fatalf("first watched status %+v, want running", st)
@@ -286,21 +289,30 @@ func TestKillHonoursGrace(t *testing.T) {
 			getJSON(t, fmt.Sprintf("http://127.0.0.1:%d/env", spec.Ports[0].Host), &env)
 
 			start := time.Now()
-			if err := d.Kill(t.Context(), spec.ID, grace); err != nil {
+			if err := d.Kill(t.Context(), spec.ID, tc.grace); err != nil {
 				t.Fatal(err)
 			}
 			took := time.Since(start)
 			if tc.killed && took < grace {
 				t.Errorf("kill took %s, less than the %s grace", took, grace)
 			}
+			if !tc.killed && took >= grace {
+				t.Errorf("kill took %s: was the task that exits on SIGTERM SIGKILLed?", took)
+			}
 			st := next(t, watch, spec.ID, 20*time.Second)
+			if st.State != task.Killing || !strings.Contains(st.Message, "signal 15") {
+				t.Errorf("first status after kill: %+v, want killing by signal 15", st)
+			}
+			for !st.State.Terminal() {
+				st = next(t, watch, spec.ID, 20*time.Second)
+			}
 			if st.State != task.Killed || st.ExitCode != tc.exitCode {
 				t.Errorf("after kill: %s exit code %d (%s), want %s exit code %d", st.State, st.ExitCode, st.Message, task.Killed, tc.exitCode)
 			}
 			if _, err := cli.ContainerInspect(t.Context(), docker.ContainerName(spec.ID)); !cerrdefs.IsNotFound(err) {
 				t.Errorf("container still there after kill: %v", err)
 			}
-			if err := d.Kill(t.Context(), spec.ID, grace); err != nil {
+			if err := d.Kill(t.Context(), spec.ID, tc.grace); err != nil {
 				t.Errorf("killing a killed task: %v, want nil", err)
 			}
 		})
@@ -321,6 +333,9 @@ func TestWatchSeesKillBehindGarrisonsBack(t *testing.T) {
 	if st := next(t, watch, spec.ID, 20*time.Second); st.State != task.Running || st.StagedAt.IsZero() || st.StartedAt.IsZero() {
 		t.Fatalf("first watched status %+v, want running with times", st)
 	}
+	if err := d.Remove(t.Context(), spec.ID); !errors.Is(err, docker.ErrTaskActive) {
+		t.Errorf("removing a running task: %v, want ErrTaskActive", err)
+	}
 	if err := cli.ContainerKill(t.Context(), docker.ContainerName(spec.ID), "KILL"); err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +347,9 @@ func TestWatchSeesKillBehindGarrisonsBack(t *testing.T) {
 		t.Errorf("watched status lost the task's app or version: %+v", st)
 	}
 
+	if _, err := d.Stats(t.Context(), spec.ID); !errors.Is(err, docker.ErrTaskEnded) {
+		t.Errorf("stats of a dead task: %v, want ErrTaskEnded", err)
+	}
 	// The dead container stays listed until removed.
 	list, err := d.List(t.Context())
 	if err != nil {
@@ -343,8 +361,11 @@ func TestWatchSeesKillBehindGarrisonsBack(t *testing.T) {
 	if err := d.Remove(t.Context(), spec.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Remove(t.Context(), spec.ID); !errors.Is(err, docker.ErrNotFound) {
-		t.Errorf("removing twice: %v, want ErrNotFound", err)
+	if _, err := cli.ContainerInspect(t.Context(), docker.ContainerName(spec.ID)); !cerrdefs.IsNotFound(err) {
+		t.Errorf("container still there after remove: %v", err)
+	}
+	if err := d.Remove(t.Context(), spec.ID); err != nil {
+		t.Errorf("removing twice: %v, want nil", err)
 	}
 
 	cancel()
@@ -442,8 +463,8 @@ func TestStats(t *testing.T) {
 		}
 		return u.MemBytes > 0 && u.CPUSeconds > 0, fmt.Sprintf("%+v", u)
 	})
-	if _, err := d.Stats(t.Context(), "signalman_dockertest.nosuchtask"); !errors.Is(err, docker.ErrNotFound) {
-		t.Errorf("stats of an unknown task: %v, want ErrNotFound", err)
+	if _, err := d.Stats(t.Context(), "signalman_dockertest.nosuchtask"); !errors.Is(err, docker.ErrUnknownTask) {
+		t.Errorf("stats of an unknown task: %v, want ErrUnknownTask", err)
 	}
 }
 

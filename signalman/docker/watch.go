@@ -19,7 +19,8 @@ const watchBuffer = 64
 
 // Watch streams task status changes from the Docker engine's event stream,
 // as they happen, for every container garrison started: TASK_RUNNING when
-// one starts (and on each Docker health status), a terminal state when one
+// one starts (and on each Docker health status), TASK_KILLING when Kill
+// signals it (once per signal), a terminal state when one
 // dies (TASK_KILLED when garrison stopped it, TASK_FINISHED for exit code 0,
 // TASK_FAILED otherwise, with the exit code and a message). It sees what
 // happens behind garrison's back, such as a `docker kill`.
@@ -74,6 +75,7 @@ func (d *Driver) stream(ctx context.Context, since time.Time, oom map[string]boo
 			filters.Arg("type", string(events.ContainerEventType)),
 			filters.Arg("label", LabelTask),
 			filters.Arg("event", string(events.ActionStart)),
+			filters.Arg("event", string(events.ActionKill)),
 			filters.Arg("event", string(events.ActionDie)),
 			filters.Arg("event", string(events.ActionOOM)),
 			filters.Arg("event", string(events.ActionHealthStatus)),
@@ -126,6 +128,15 @@ func (d *Driver) eventStatus(ctx context.Context, m events.Message, oom map[stri
 		if c, err := d.cli.ContainerInspect(ctx, m.Actor.ID); err == nil {
 			st.StagedAt = parseTime(c.Created)
 		}
+		return st, true
+	case m.Action == events.ActionKill:
+		// Garrison's own stop: the task is on its way out. A kill from
+		// elsewhere shows as the death that follows.
+		if !d.wasKilled(m.Actor.ID) {
+			return st, false
+		}
+		st.State = task.Killing
+		st.Message = "garrison sent signal " + attrs["signal"]
 		return st, true
 	case m.Action == events.ActionOOM:
 		oom[m.Actor.ID] = true
