@@ -138,6 +138,10 @@ func New(dir string, opts ...Option) (*Driver, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
+	dir, err := filepath.Abs(dir) // the sandbox is the task's working directory
+	if err != nil {
+		return nil, fmt.Errorf("process driver: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("process driver: %w", err)
 	}
@@ -160,8 +164,7 @@ func New(dir string, opts ...Option) (*Driver, error) {
 	}
 	d.cg, d.noCg = setupCgroups(cfg.cgroupParent)
 	if err := d.adopt(); err != nil {
-		d.Close()
-		return nil, err
+		return nil, errors.Join(err, d.Close())
 	}
 	return d, nil
 }
@@ -181,9 +184,12 @@ func (d *Driver) adopt() error {
 		if errors.Is(err, os.ErrNotExist) {
 			continue // a launch that stopped before its first state write
 		}
-		if err != nil || rec.ID != de.Name() {
+		if err == nil && rec.ID != de.Name() {
+			err = fmt.Errorf("state names task %q", rec.ID)
+		}
+		if err != nil {
 			// Keep it listed, ended, so that it can be seen and removed.
-			rec = record{ID: de.Name(), State: task.Failed, Message: fmt.Sprintf("unreadable state (id %q): %v", rec.ID, err)}
+			rec = record{ID: de.Name(), State: task.Failed, Message: "unreadable state: " + err.Error()}
 		}
 		e := &entry{rec: rec, done: make(chan struct{})}
 		d.tasks[rec.ID] = e

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -530,6 +531,23 @@ func processRunning(pid int) bool {
 	return err == nil && st.state != 'Z' && st.state != 'X'
 }
 
+func TestWatchClosesWithItsContext(t *testing.T) {
+	d, _ := newDriver(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	w, err := d.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	launch(t, d, task.Spec{ID: "w.1", AppID: "/w", Cmd: "exit 0"}) // events nobody reads
+	cancel()
+	for range w {
+	}
+	// The driver still works without the watcher.
+	w2 := watch(t, d)
+	launch(t, d, task.Spec{ID: "w.2", AppID: "/w", Cmd: "exit 0"})
+	waitState(t, w2, "w.2", task.Finished)
+}
+
 func TestCloseLeavesTasksForTheNextDriver(t *testing.T) {
 	d1, dir := newDriver(t)
 	launch(t, d1, task.Spec{ID: "keep.1", AppID: "/keep", Cmd: "exec sleep 30"})
@@ -542,6 +560,9 @@ func TestCloseLeavesTasksForTheNextDriver(t *testing.T) {
 	}
 	for range w1 {
 	} // closes with the driver
+	if buf := make([]byte, 1<<20); strings.Contains(string(buf[:runtime.Stack(buf, true)]), "process.(*Driver)") {
+		t.Errorf("driver goroutines left after Close:\n%s", buf)
+	}
 	if _, err := d1.Launch(t.Context(), task.Spec{ID: "keep.2", Cmd: "true"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("launch after close: %v", err)
 	}
