@@ -261,7 +261,7 @@ func hostPorts(ps []task.Port) []int {
 	return out
 }
 
-// find returns the id of the container of task id, checking its label so a
+// find inspects the container of task id, checking its label so a
 // sanitized name that happens to match another task's is not taken for it.
 func (d *Driver) find(ctx context.Context, id string) (container.InspectResponse, error) {
 	c, err := d.cli.ContainerInspect(ctx, ContainerName(id))
