@@ -288,7 +288,7 @@ type VersionInfo struct {
 // Has says whether the decoded body carried the top-level JSON field name
 // (with a non-null value).
 func (a *App) Has(field string) bool {
-	f, ok := fieldByName[field]
+	f, ok := fieldByName(field)
 	return ok && a.present.has(f)
 }
 

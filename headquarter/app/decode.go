@@ -198,8 +198,8 @@ func (d *decoder) strMap(v any, path string) map[string]string {
 		return nil
 	}
 	out := make(map[string]string, len(m))
-	for k, e := range m {
-		out[k] = d.str(e, path+"/"+k)
+	for _, k := range sortedKeys(m) { // sorted: errors in a stable order
+		out[k] = d.str(m[k], path+"/"+k)
 	}
 	return out
 }
@@ -221,13 +221,14 @@ func (d *decoder) version(v any, path string) time.Time {
 // errors come out in a stable order.
 func (d *decoder) app(m map[string]any) *App {
 	a := &App{}
+	names := fieldNames()
 	for f := range numFields {
-		v, ok := get(m, fieldNames[f])
+		v, ok := get(m, names[f])
 		if !ok {
 			continue
 		}
 		a.present.add(f)
-		p := "/" + fieldNames[f]
+		p := "/" + names[f]
 		switch f {
 		case fID:
 			a.ID = d.str(v, p)
@@ -240,8 +241,8 @@ func (d *decoder) app(m map[string]any) *App {
 		case fEnv:
 			a.Env, a.EnvSecrets = d.env(v, p)
 		case fSecrets:
-			for k := range d.obj(v, p) {
-				a.Secrets = append(a.Secrets, k)
+			if o := d.obj(v, p); len(o) > 0 {
+				a.Secrets = sortedKeys(o)
 			}
 		case fInstances:
 			a.Instances = d.int(v, p)
@@ -336,9 +337,9 @@ func (d *decoder) env(v any, p string) (env, secrets map[string]string) {
 		return nil, nil
 	}
 	env = make(map[string]string, len(m))
-	for k, e := range m {
+	for _, k := range sortedKeys(m) {
 		ep := p + "/" + k
-		switch x := e.(type) {
+		switch x := m[k].(type) {
 		case string:
 			env[k] = x
 		case map[string]any:

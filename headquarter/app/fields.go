@@ -44,30 +44,34 @@ const (
 	numFields
 )
 
-// fieldNames are the JSON names, indexed by field.
-var fieldNames = [numFields]string{
-	fID: "id", fCmd: "cmd", fArgs: "args", fUser: "user", fEnv: "env", fSecrets: "secrets",
-	fInstances: "instances", fCPUs: "cpus", fMem: "mem", fDisk: "disk", fGPUs: "gpus",
-	fExecutor: "executor", fConstraints: "constraints", fURIs: "uris", fFetch: "fetch",
-	fStoreURLs: "storeUrls", fPortDefinitions: "portDefinitions", fPorts: "ports",
-	fRequirePorts: "requirePorts", fBackoffSeconds: "backoffSeconds", fBackoffFactor: "backoffFactor",
-	fMaxLaunchDelaySeconds: "maxLaunchDelaySeconds", fContainer: "container", fNetworks: "networks",
-	fHealthChecks: "healthChecks", fReadinessChecks: "readinessChecks", fDependencies: "dependencies",
-	fUpgradeStrategy: "upgradeStrategy", fLabels: "labels", fAcceptedResourceRoles: "acceptedResourceRoles",
-	fVersion: "version", fVersionInfo: "versionInfo", fKillSelection: "killSelection",
-	fUnreachableStrategy: "unreachableStrategy", fTaskKillGracePeriodSeconds: "taskKillGracePeriodSeconds",
-	fRole: "role", fResidency: "residency",
+// fieldNames returns the JSON names, indexed by field. A function, not a
+// package variable, so the package keeps no tables beside its regexps.
+func fieldNames() [numFields]string {
+	return [numFields]string{
+		fID: "id", fCmd: "cmd", fArgs: "args", fUser: "user", fEnv: "env", fSecrets: "secrets",
+		fInstances: "instances", fCPUs: "cpus", fMem: "mem", fDisk: "disk", fGPUs: "gpus",
+		fExecutor: "executor", fConstraints: "constraints", fURIs: "uris", fFetch: "fetch",
+		fStoreURLs: "storeUrls", fPortDefinitions: "portDefinitions", fPorts: "ports",
+		fRequirePorts: "requirePorts", fBackoffSeconds: "backoffSeconds", fBackoffFactor: "backoffFactor",
+		fMaxLaunchDelaySeconds: "maxLaunchDelaySeconds", fContainer: "container", fNetworks: "networks",
+		fHealthChecks: "healthChecks", fReadinessChecks: "readinessChecks", fDependencies: "dependencies",
+		fUpgradeStrategy: "upgradeStrategy", fLabels: "labels", fAcceptedResourceRoles: "acceptedResourceRoles",
+		fVersion: "version", fVersionInfo: "versionInfo", fKillSelection: "killSelection",
+		fUnreachableStrategy: "unreachableStrategy", fTaskKillGracePeriodSeconds: "taskKillGracePeriodSeconds",
+		fRole: "role", fResidency: "residency",
+	}
 }
 
-// fieldByName is the reverse of fieldNames. It is built once and never
-// written, the one package-level table besides the compiled regexps.
-var fieldByName = func() map[string]field {
-	m := make(map[string]field, numFields)
-	for f, n := range fieldNames {
-		m[n] = field(f)
+// fieldByName finds the field with JSON name n.
+func fieldByName(n string) (field, bool) {
+	names := fieldNames()
+	for f := range numFields {
+		if names[f] == n {
+			return f, true
+		}
 	}
-	return m
-}()
+	return 0, false
+}
 
 // fieldSet is a set of fields; 37 of them fit a word.
 type fieldSet uint64

@@ -15,10 +15,6 @@ import (
 // canonical id; they are resolved (relative ids) or rejected (absolute ones).
 var segmentRE = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
 
-// reservedSegments cannot end an id: Marathon's routes are {id:.+} followed
-// by these words.
-var reservedSegments = []string{"restart", "tasks", "versions"}
-
 // CanonicalID makes id absolute. A relative id ("web", "../web") is resolved
 // against base (the group it is given in; "/" at the top), "." and ".."
 // segments included. Empty segments are dropped, so "/a//b/" is "/a/b". An
@@ -73,7 +69,9 @@ func idErrors(id string) []string {
 			break
 		}
 	}
-	if slices.Contains(reservedSegments, segs[len(segs)-1]) {
+	// Marathon's routes are {id:.+} followed by these words.
+	switch segs[len(segs)-1] {
+	case "restart", "tasks", "versions":
 		out = append(out, "must not end with any of the following reserved keywords: restart, tasks, versions")
 	}
 	return out

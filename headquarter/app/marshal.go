@@ -149,8 +149,9 @@ type unreachableJSON struct {
 }
 
 // MarshalJSON writes the app in Marathon's response shape. Decode reads it
-// back to an equal app.
-func (a *App) MarshalJSON() ([]byte, error) {
+// back to an equal app. A value receiver, so an App embedded by value in a
+// response struct marshals the same way.
+func (a App) MarshalJSON() ([]byte, error) {
 	return json.Marshal(a.wire())
 }
 

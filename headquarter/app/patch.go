@@ -30,6 +30,9 @@ func DecodePatch(body []byte) (*Patch, error) {
 			delete(m, k) // go-marathon's "ports":null and "dependencies":null
 		}
 	}
+	// Read-only, and not a field of Marathon's AppUpdate: a GET body sent
+	// back must not overwrite it.
+	delete(m, "versionInfo")
 	a, err := decodeObject(m)
 	if err != nil {
 		return nil, err
@@ -47,9 +50,10 @@ func (p *Patch) Has(field string) bool { return p.app.Has(field) }
 // Fields lists the known top-level fields the patch carries, sorted.
 func (p *Patch) Fields() []string {
 	var out []string
+	names := fieldNames()
 	for f := range numFields {
 		if p.app.present.has(f) {
-			out = append(out, fieldNames[f])
+			out = append(out, names[f])
 		}
 	}
 	slices.Sort(out)

@@ -98,6 +98,9 @@ func TestPatchVersion(t *testing.T) {
 	if !errors.As(err, &ve) || ve.Details[0].Path != "/" || ve.Details[0].Errors[0] != "The 'version' field may only be combined with the 'id' field." {
 		t.Errorf("version with instances: %v", err)
 	}
+	if _, err := DecodePatch([]byte(`{"id":"/a","version":"2026-01-02T03:04:05.000Z","versionInfo":{}}`)); err != nil {
+		t.Errorf("versionInfo is read-only and ignored: %v", err)
+	}
 	if p, _ := DecodePatch([]byte(`{"instances":3,"cmd":null}`)); p.Has("cmd") || !p.Has("instances") || len(p.Fields()) != 1 {
 		t.Errorf("fields %v", p.Fields())
 	}
