@@ -14,7 +14,9 @@ package health
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -148,9 +150,9 @@ func (c Check) String() string {
 	n := c.normalized()
 	switch n.Protocol {
 	case HTTP, HTTPS:
-		return fmt.Sprintf("%s %s:%d%s", n.Protocol, n.Host, n.Port, n.Path)
+		return string(n.Protocol) + " " + net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) + n.Path
 	case TCP:
-		return fmt.Sprintf("TCP %s:%d", n.Host, n.Port)
+		return "TCP " + net.JoinHostPort(n.Host, strconv.Itoa(n.Port))
 	case Command:
 		return "COMMAND " + n.Command
 	}

@@ -128,7 +128,7 @@ func (tg *target) port(t testing.TB) int { return portOf(t, tg.srv.Listener.Addr
 
 // check is an HTTP check of tg at the fast interval.
 func (tg *target) check(t testing.TB) Check {
-	return Check{Protocol: HTTP, Port: tg.port(t), Path: "/health", Interval: fast, Timeout: time.Second}
+	return Check{Protocol: HTTP, Port: tg.port(t), Path: "/health", Interval: fast, Timeout: 5 * time.Second}
 }
 
 // waitHits waits until tg has served n more requests than now.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Change says that one check of a task turned alive or dead; it drives
@@ -56,6 +58,13 @@ func WithOnChange(f func(Change)) Option { return func(m *Monitor) { m.onChange 
 // WithOnUnhealthy: see WithOnChange.
 func WithOnUnhealthy(f func(Unhealthy)) Option { return func(m *Monitor) { m.onUnhealthy = f } }
 
+// WithRegisterer registers the Monitor's metrics with reg (a fresh registry
+// per test; none by default): garrison_health_checks_total{protocol,result}
+// (result: success, failure, grace, ignored), garrison_health_check_seconds
+// {protocol}, garrison_health_unhealthy_total and garrison_health_checks
+// (checks tracked now). Registering twice with one reg panics.
+func WithRegisterer(reg prometheus.Registerer) Option { return func(m *Monitor) { m.reg = reg } }
+
 // Monitor runs the health checks of many tasks: one goroutine per check of a
 // task, started by Add (or by Run for tasks added before it), cancelled and
 // awaited by Remove (or by Run's end).
@@ -64,6 +73,8 @@ type Monitor struct {
 	concurrency int
 	onChange    func(Change)
 	onUnhealthy func(Unhealthy)
+	reg         prometheus.Registerer
+	metrics     metrics
 	prober      *prober
 	slots       chan struct{} // one token per running check
 
@@ -115,11 +126,13 @@ func NewMonitor(opts ...Option) *Monitor {
 	}
 	m.slots = make(chan struct{}, m.concurrency)
 	m.prober = newProber(m.concurrency)
+	m.metrics = newMetrics(m.reg)
 	return m
 }
 
 // Run checks every added task until ctx ends, then stops every check,
-// waits for them and returns nil. A Monitor runs once.
+// waits for them and returns nil; notifications not yet delivered are
+// dropped, results stay readable. A Monitor runs once.
 func (m *Monitor) Run(ctx context.Context) error {
 	m.mu.Lock()
 	if m.started {
@@ -161,8 +174,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 // Add starts checking a task (startedAt is when it began running: the
 // grace periods count from it; zero means now). Results exist from now on,
 // all null until a check counts. Adding a task again with the same instance,
-// start and checks changes nothing; with anything else it replaces the old
-// checks and their results. A task with no checks is not tracked.
+// start (or a zero one) and checks changes nothing, so a reconciler may add
+// every task it sees on every pass; anything else replaces the old checks
+// and their results. A task with no checks is not tracked. Add rejects
+// invalid checks (see Check.Validate) and then tracks nothing new.
 func (m *Monitor) Add(taskID, instanceID string, startedAt time.Time, checks []Check) error {
 	var errs []error
 	for i, c := range checks {
@@ -173,7 +188,8 @@ func (m *Monitor) Add(taskID, instanceID string, startedAt time.Time, checks []C
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("health checks of task %s: %w", taskID, err)
 	}
-	if startedAt.IsZero() {
+	anyStart := startedAt.IsZero()
+	if anyStart {
 		startedAt = m.now()
 	}
 	e := &taskEntry{id: taskID, instanceID: instanceID, startedAt: startedAt}
@@ -188,12 +204,16 @@ func (m *Monitor) Add(taskID, instanceID string, startedAt time.Time, checks []C
 
 	m.mu.Lock()
 	old := m.tasks[taskID]
-	if old != nil && old.same(e) {
+	if old != nil && old.same(e, anyStart) {
 		m.mu.Unlock()
 		return nil
 	}
 	delete(m.tasks, taskID)
+	if old != nil {
+		m.metrics.tracked.Sub(float64(len(old.checkers)))
+	}
 	if len(checks) > 0 {
+		m.metrics.tracked.Add(float64(len(e.checkers)))
 		m.tasks[taskID] = e
 		if m.runCtx != nil && !m.finished {
 			m.start(e)
@@ -206,12 +226,18 @@ func (m *Monitor) Add(taskID, instanceID string, startedAt time.Time, checks []C
 	return nil
 }
 
-// Remove stops checking a task and returns once its checks have stopped:
-// no check of it starts afterwards. Its results are gone.
+// Remove stops checking a task and returns once its checks have stopped (a
+// running HTTP or TCP check is cancelled, a COMMAND's process group killed):
+// no check of it starts afterwards and no notification for it is delivered
+// unless already under way. Its results are gone. It may be called from the
+// callbacks.
 func (m *Monitor) Remove(taskID string) {
 	m.mu.Lock()
 	e := m.tasks[taskID]
 	delete(m.tasks, taskID)
+	if e != nil {
+		m.metrics.tracked.Sub(float64(len(e.checkers)))
+	}
 	m.mu.Unlock()
 	if e != nil {
 		e.stop()
@@ -279,8 +305,10 @@ func (e *taskEntry) wait() {
 	}
 }
 
-func (e *taskEntry) same(o *taskEntry) bool {
-	if e.instanceID != o.instanceID || !e.startedAt.Equal(o.startedAt) || len(e.checkers) != len(o.checkers) {
+// same says whether o (a new Add) asks for what e runs; anyStart: o was
+// given no start time.
+func (e *taskEntry) same(o *taskEntry, anyStart bool) bool {
+	if e.instanceID != o.instanceID || (!anyStart && !e.startedAt.Equal(o.startedAt)) || len(e.checkers) != len(o.checkers) {
 		return false
 	}
 	for i := range e.checkers {
@@ -309,11 +337,13 @@ func (m *Monitor) loop(ctx context.Context, e *taskEntry, c *checker) {
 			return
 		case m.slots <- struct{}{}:
 		}
+		probeBegin := time.Now()
 		o, cause := m.prober.probe(ctx, c.check)
 		<-m.slots
 		if ctx.Err() != nil {
 			return // removed or stopped mid-check: the outcome means nothing
 		}
+		m.metrics.seconds.WithLabelValues(string(c.check.Protocol)).Observe(time.Since(probeBegin).Seconds())
 		m.record(e, c, o, cause)
 		timer.Reset(max(c.check.Interval-time.Since(begin), 0))
 	}
@@ -326,6 +356,7 @@ func (m *Monitor) record(e *taskEntry, c *checker, o outcome, cause string) {
 	c.mu.Lock()
 	r := &c.res
 	var ev event
+	label := o.String()
 	switch o {
 	case pass:
 		if r.FirstSuccess.IsZero() {
@@ -340,6 +371,7 @@ func (m *Monitor) record(e *taskEntry, c *checker, o outcome, cause string) {
 		}
 	case fail:
 		if r.FirstSuccess.IsZero() && now.Before(e.startedAt.Add(c.check.GracePeriod)) {
+			label = "grace"
 			break // still starting: Marathon neither counts nor records it
 		}
 		r.LastFailure = now
@@ -351,6 +383,7 @@ func (m *Monitor) record(e *taskEntry, c *checker, o outcome, cause string) {
 		}
 		if limit := c.check.MaxConsecutiveFailures; limit > 0 && r.ConsecutiveFailures >= limit && !c.reported {
 			c.reported = true
+			m.metrics.unhealthy.Inc()
 			ev.unhealthy = &Unhealthy{
 				TaskID:     e.id,
 				InstanceID: e.instanceID,
@@ -362,6 +395,7 @@ func (m *Monitor) record(e *taskEntry, c *checker, o outcome, cause string) {
 	}
 	snapshot := *r
 	c.mu.Unlock()
+	m.metrics.checks.WithLabelValues(string(c.check.Protocol), label).Inc()
 	if ev.change != nil {
 		ev.change.Result = snapshot
 	}
@@ -410,4 +444,33 @@ func (m *Monitor) dispatch(ctx context.Context) {
 			}
 		}
 	}
+}
+
+type metrics struct {
+	checks    *prometheus.CounterVec
+	seconds   *prometheus.HistogramVec
+	unhealthy prometheus.Counter
+	tracked   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	mt := metrics{
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garrison_health_checks_total", Help: "Health checks run, by protocol and result (success, failure, grace: a failure ignored in the grace period, ignored: a 1xx with ignoreHttp1xx).",
+		}, []string{"protocol", "result"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "garrison_health_check_seconds", Help: "Time one health check took, by protocol.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		}, []string{"protocol"}),
+		unhealthy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "garrison_health_unhealthy_total", Help: "Times a task reached maxConsecutiveFailures.",
+		}),
+		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garrison_health_checks", Help: "Health checks of tasks tracked now.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(mt.checks, mt.seconds, mt.unhealthy, mt.tracked)
+	}
+	return mt
 }

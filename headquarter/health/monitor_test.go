@@ -66,7 +66,7 @@ func TestHTTPStatuses(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			h := start(t)
-			h.add(t, "t", time.Time{}, Check{Port: portOf(t, srv.Listener.Addr()), Interval: fast, Timeout: time.Second})
+			h.add(t, "t", time.Time{}, Check{Port: portOf(t, srv.Listener.Addr()), Interval: fast, Timeout: 5 * time.Second})
 			eventually(t, "a counted check", func() bool {
 				r := result(t, h.m, "t", 0)
 				return !r.LastSuccess.IsZero() || !r.LastFailure.IsZero()
@@ -250,7 +250,7 @@ func TestHTTP1xx(t *testing.T) {
 	t.Run("ignored", func(t *testing.T) {
 		port, hits := informationalServer(t, "102 Processing")
 		h := start(t)
-		h.add(t, "t1", time.Time{}, Check{Port: port, Interval: fast, Timeout: time.Second, IgnoreHTTP1xx: true, MaxConsecutiveFailures: 1})
+		h.add(t, "t1", time.Time{}, Check{Port: port, Interval: fast, Timeout: 5 * time.Second, IgnoreHTTP1xx: true, MaxConsecutiveFailures: 1})
 		eventually(t, "several checks", func() bool { return hits.Load() >= 5 })
 		r := result(t, h.m, "t1", 0)
 		if r.Alive || r.ConsecutiveFailures != 0 || !r.LastFailure.IsZero() || !r.LastSuccess.IsZero() {
@@ -261,7 +261,7 @@ func TestHTTP1xx(t *testing.T) {
 	t.Run("failed", func(t *testing.T) {
 		port, _ := informationalServer(t, "102 Processing")
 		h := start(t)
-		h.add(t, "t1", time.Time{}, Check{Port: port, Interval: fast, Timeout: time.Second, MaxConsecutiveFailures: 1})
+		h.add(t, "t1", time.Time{}, Check{Port: port, Interval: fast, Timeout: 5 * time.Second, MaxConsecutiveFailures: 1})
 		u := recv(t, h.unhealthy, "unhealthy on a 1xx")
 		if !strings.Contains(u.Result.LastFailureCause, "HTTP 102 Processing") {
 			t.Fatalf("cause = %q", u.Result.LastFailureCause)
@@ -286,7 +286,7 @@ func TestTCP(t *testing.T) {
 		}
 	}()
 	h := start(t)
-	h.add(t, "t1", time.Time{}, Check{Protocol: TCP, Port: portOf(t, ln.Addr()), Interval: fast, Timeout: time.Second, MaxConsecutiveFailures: 2})
+	h.add(t, "t1", time.Time{}, Check{Protocol: TCP, Port: portOf(t, ln.Addr()), Interval: fast, Timeout: 5 * time.Second, MaxConsecutiveFailures: 2})
 	if c := recv(t, h.changes, "alive"); !c.Alive {
 		t.Fatalf("change = %+v", c)
 	}
@@ -335,7 +335,11 @@ func TestCommand(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HOME", "/root-of-garrison")
 			h := start(t)
-			h.add(t, "t1", time.Time{}, Check{Protocol: Command, Command: tc.command, Env: tc.env, Interval: fast, Timeout: 100 * time.Millisecond})
+			timeout := 5 * time.Second // forks may be slow on a busy machine
+			if strings.HasPrefix(tc.command, "sleep") {
+				timeout = 100 * time.Millisecond
+			}
+			h.add(t, "t1", time.Time{}, Check{Protocol: Command, Command: tc.command, Env: tc.env, Interval: fast, Timeout: timeout})
 			eventually(t, "a counted check", func() bool {
 				r := result(t, h.m, "t1", 0)
 				return !r.LastSuccess.IsZero() || !r.LastFailure.IsZero()
@@ -448,6 +452,7 @@ func TestAddAgain(t *testing.T) {
 	first := result(t, h.m, "t1", 0).FirstSuccess
 
 	h.add(t, "t1", began, c) // the reconciler re-adds every pass: nothing changes
+	h.add(t, "t1", time.Time{}, c)
 	if r := result(t, h.m, "t1", 0); !r.Alive || !r.FirstSuccess.Equal(first) {
 		t.Fatalf("same Add reset the result: %+v", r)
 	}
