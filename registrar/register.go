@@ -132,6 +132,18 @@ func (r *Registration) Close(ctx context.Context) error {
 	return r.closeErr
 }
 
+// Orphan stops refreshing the lease without revoking it: the key stays until
+// its TTL ends. A supervisor that stops (garrison restarting) orphans the
+// registrations it holds for tasks that keep running, so they stay
+// discoverable while the next supervisor takes over with fresh leases.
+func (r *Registration) Orphan() {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.done
+		r.lease.Store(0)
+	})
+}
+
 func (r *Registration) keepAlive(ctx context.Context, lease clientv3.LeaseID) {
 	defer close(r.done)
 	for {

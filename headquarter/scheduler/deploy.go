@@ -1,0 +1,510 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"garrison/headquarter/app"
+	"garrison/headquarter/events"
+	"garrison/headquarter/store"
+)
+
+// Marathon's deployment action names.
+const (
+	ActionStart   = "StartApplication"
+	ActionStop    = "StopApplication"
+	ActionScale   = "ScaleApplication"
+	ActionRestart = "RestartApplication"
+)
+
+// deploymentRecord is a running deployment as stored: Marathon's plan plus
+// what a rollback needs.
+type deploymentRecord struct {
+	ID        string                     `json:"id"`
+	Version   string                     `json:"version"`
+	Actions   []Action                   `json:"actions"`
+	Originals map[string]json.RawMessage `json:"originals,omitempty"`
+	StartedAt time.Time                  `json:"startedAt"`
+	// Source says who started it ("api", "autoscaler", "rollback").
+	Source string `json:"source,omitempty"`
+}
+
+// Action is one step action of a deployment plan.
+type Action struct {
+	Action string `json:"action"`
+	App    string `json:"app"`
+}
+
+// Deployment is a running deployment in Marathon's /v2/deployments shape.
+type Deployment struct {
+	ID             string           `json:"id"`
+	Version        string           `json:"version"`
+	AffectedApps   []string         `json:"affectedApps"`
+	AffectedPods   []string         `json:"affectedPods"`
+	Steps          []DeploymentStep `json:"steps"`
+	CurrentActions []CurrentAction  `json:"currentActions"`
+	CurrentStep    int              `json:"currentStep"`
+	TotalSteps     int              `json:"totalSteps"`
+}
+
+// DeploymentStep is one step of a plan.
+type DeploymentStep struct {
+	Actions []Action `json:"actions"`
+}
+
+// CurrentAction is an action in progress.
+type CurrentAction struct {
+	Action                string `json:"action"`
+	App                   string `json:"app"`
+	ReadinessCheckResults []any  `json:"readinessCheckResults"`
+}
+
+func (d *deploymentRecord) view() Deployment {
+	out := Deployment{ID: d.ID, Version: d.Version, AffectedApps: []string{}, AffectedPods: []string{},
+		Steps: []DeploymentStep{}, CurrentActions: []CurrentAction{}, CurrentStep: 1, TotalSteps: 1}
+	for _, a := range d.Actions {
+		if !slices.Contains(out.AffectedApps, a.App) {
+			out.AffectedApps = append(out.AffectedApps, a.App)
+		}
+		out.CurrentActions = append(out.CurrentActions, CurrentAction{Action: a.Action, App: a.App, ReadinessCheckResults: []any{}})
+	}
+	if len(d.Actions) > 0 {
+		out.Steps = []DeploymentStep{{Actions: d.Actions}}
+	} else {
+		out.CurrentStep, out.TotalSteps = 0, 0
+	}
+	return out
+}
+
+func (d *deploymentRecord) touches(appID string) bool {
+	return slices.ContainsFunc(d.Actions, func(a Action) bool { return a.App == appID })
+}
+
+// LockedError is Marathon's 409: another deployment holds one of the apps.
+type LockedError struct{ Deployments []string }
+
+func (e *LockedError) Error() string {
+	id := ""
+	if len(e.Deployments) > 0 {
+		id = e.Deployments[0]
+	}
+	return fmt.Sprintf("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/%s'.", id)
+}
+
+// NotFoundError is Marathon's 404 for an app, task or deployment.
+type NotFoundError struct{ Message string }
+
+func (e *NotFoundError) Error() string { return e.Message }
+
+// ExistsError is Marathon's 409 for creating an app that exists.
+type ExistsError struct{ AppID string }
+
+func (e *ExistsError) Error() string {
+	return fmt.Sprintf("An app with id [%s] already exists.", e.AppID)
+}
+
+// Change is one app change of a deployment.
+type Change struct {
+	// App is the new definition, normalized and validated; nil deletes.
+	App *app.App
+	// Delete names the app to delete.
+	Delete string
+	// Create fails with ExistsError when the app exists (POST).
+	Create bool
+	// Restart forces a rolling restart even if the configuration is the same.
+	Restart bool
+}
+
+// DeployResult is what a deployment-creating call returns.
+type DeployResult struct {
+	DeploymentID string
+	Version      string
+	// Apps are the stored definitions after the change (nil entries for
+	// deleted apps), in the order of the changes.
+	Apps    []*app.App
+	Created []bool
+}
+
+// Deploy stores the changes and starts one deployment for them, as one etcd
+// transaction. Apps locked by other deployments make it fail with a
+// LockedError unless force, which cancels those deployments.
+func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, source string) (*DeployResult, error) {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("garrison is starting: the scheduler has not loaded its state yet: %w", ctx.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	rec := &deploymentRecord{ID: newUUID(), Originals: map[string]json.RawMessage{}, StartedAt: now, Source: source}
+	var change store.Change
+	res := &DeployResult{}
+	next := map[string]*app.App{}
+	for _, c := range changes {
+		id := c.Delete
+		if c.App != nil {
+			id = c.App.ID
+		}
+		cur := s.apps[id]
+		if cur != nil {
+			data, err := json.Marshal(cur.app)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s: %w", id, err)
+			}
+			rec.Originals[id] = data
+		}
+		switch {
+		case c.App == nil:
+			if cur == nil {
+				return nil, &NotFoundError{fmt.Sprintf("App '%s' does not exist", id)}
+			}
+			rec.Actions = append(rec.Actions, Action{Action: ActionStop, App: id})
+			change.DeleteApps = append(change.DeleteApps, store.Expect{ID: id, Expect: cur.revision})
+			res.Apps = append(res.Apps, nil)
+			res.Created = append(res.Created, false)
+			continue
+		case cur == nil:
+			if _, _, err := s.driverFor(c.App); err != nil {
+				return nil, err
+			}
+			a, err := app.AssignServicePorts(app.Bump(nil, c.App, now, false), s.usedServicePortsLocked(id))
+			if err != nil {
+				return nil, err
+			}
+			next[id] = a
+			rec.Actions = append(rec.Actions, Action{Action: ActionStart, App: id})
+			res.Created = append(res.Created, true)
+		default:
+			if c.Create {
+				return nil, &ExistsError{AppID: id}
+			}
+			if _, _, err := s.driverFor(c.App); err != nil {
+				return nil, err
+			}
+			restart := c.Restart || app.IsUpgrade(cur.app, c.App)
+			a, err := app.AssignServicePorts(app.Bump(cur.app, c.App, now, restart), s.usedServicePortsLocked(id))
+			if err != nil {
+				return nil, err
+			}
+			next[id] = a
+			action := ActionScale
+			if restart {
+				action = ActionRestart
+			}
+			rec.Actions = append(rec.Actions, Action{Action: action, App: id})
+			res.Created = append(res.Created, false)
+		}
+		data, err := json.Marshal(next[id])
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", id, err)
+		}
+		expect := int64(0)
+		if cur != nil {
+			expect = cur.revision
+		}
+		change.PutApps = append(change.PutApps, store.AppWrite{ID: id, Version: app.FormatVersion(next[id].Version), Data: data, Expect: expect})
+		res.Apps = append(res.Apps, next[id])
+	}
+	rec.Version = app.FormatVersion(app.NewVersion(now))
+	if len(next) > 0 {
+		for _, a := range next {
+			rec.Version = app.FormatVersion(a.Version)
+			break
+		}
+	}
+
+	var conflicts []string
+	for _, d := range s.deployments {
+		for _, a := range rec.Actions {
+			if d.touches(a.App) {
+				conflicts = append(conflicts, d.ID)
+				break
+			}
+		}
+	}
+	slices.Sort(conflicts)
+	if len(conflicts) > 0 && !force {
+		return nil, &LockedError{Deployments: conflicts}
+	}
+	change.DeleteDeployments = conflicts
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode deployment: %w", err)
+	}
+	change.PutDeployments = []store.Record{{Key: rec.ID, Data: data}}
+	if err := s.cfg.Store.Commit(ctx, change); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("the app was changed by another request at the same time; read it again and retry: %w", err)
+		}
+		return nil, err
+	}
+	// Committed: from here on memory follows the store.
+	for _, id := range conflicts {
+		s.publishDeployment(events.TypeDeploymentFailed, s.deployments[id], "cancelled by a forced deployment "+rec.ID)
+		delete(s.deployments, id)
+	}
+	for _, c := range changes {
+		if c.App == nil {
+			delete(s.apps, c.Delete)
+		}
+	}
+	for _, w := range change.PutApps {
+		as := s.apps[w.ID]
+		if as == nil {
+			as = &appState{}
+			s.apps[w.ID] = as
+		}
+		prevConfig := ""
+		if as.app != nil {
+			prevConfig = configVersion(as.app)
+		}
+		as.app = next[w.ID]
+		as.revision = 0 // re-read below
+		if prevConfig != configVersion(as.app) {
+			// Marathon resets the backoff when a new configuration rolls out.
+			as.failures, as.delayUntil = 0, time.Time{}
+		}
+	}
+	if err := s.refreshRevisionsLocked(ctx, change); err != nil {
+		s.log.Warn("re-read app revisions", "error", err)
+	}
+	s.deployments[rec.ID] = rec
+	s.publishDeployment(events.TypeDeploymentInfo, rec, "")
+	res.DeploymentID, res.Version = rec.ID, rec.Version
+	s.poke()
+	return res, nil
+}
+
+func (s *Scheduler) refreshRevisionsLocked(ctx context.Context, c store.Change) error {
+	for _, w := range c.PutApps {
+		r, err := s.cfg.Store.App(ctx, w.ID)
+		if err != nil {
+			return err
+		}
+		if as := s.apps[w.ID]; as != nil {
+			as.revision = r.Revision
+		}
+	}
+	return nil
+}
+
+func (s *Scheduler) usedServicePortsLocked(except string) map[int]bool {
+	used := map[int]bool{}
+	for id, as := range s.apps {
+		if id == except {
+			continue
+		}
+		for _, pd := range as.app.PortDefinitions {
+			if pd.Port != 0 {
+				used[pd.Port] = true
+			}
+		}
+	}
+	return used
+}
+
+// restartingLocked: a rolling restart of the app is under way.
+func (s *Scheduler) restartingLocked(appID string) bool {
+	for _, d := range s.deployments {
+		for _, a := range d.Actions {
+			if a.App == appID && a.Action == ActionRestart {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// finishedDeploymentsLocked lists deployments whose every action is done.
+func (s *Scheduler) finishedDeploymentsLocked(byApp map[string][]*taskState) []*deploymentRecord {
+	var out []*deploymentRecord
+	for _, d := range s.deployments {
+		done := true
+		for _, a := range d.Actions {
+			if !s.actionDoneLocked(a, byApp[a.App]) {
+				done = false
+				break
+			}
+		}
+		if done {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (s *Scheduler) actionDoneLocked(a Action, tasks []*taskState) bool {
+	as := s.apps[a.App]
+	if a.Action == ActionStop || as == nil {
+		return as == nil && len(tasks) == 0
+	}
+	cfg := configVersion(as.app)
+	n := 0
+	for _, t := range tasks {
+		if t.killing || t.launching {
+			return false
+		}
+		if a.Action == ActionRestart && t.record.ConfigVersion != cfg {
+			return false
+		}
+		if !s.healthyLocked(t) {
+			return false
+		}
+		n++
+	}
+	return n == as.app.Instances
+}
+
+// completeDeployment removes a finished deployment from the store.
+func (s *Scheduler) completeDeployment(ctx context.Context, d *deploymentRecord) {
+	if err := s.cfg.Store.Commit(ctx, store.Change{DeleteDeployments: []string{d.ID}}); err != nil {
+		s.log.Warn("finish deployment", "deployment", d.ID, "error", err)
+		return
+	}
+	s.mu.Lock()
+	_, still := s.deployments[d.ID]
+	delete(s.deployments, d.ID)
+	s.mu.Unlock()
+	if !still {
+		return
+	}
+	s.log.Info("deployment finished", "deployment", d.ID, "took", s.cfg.Now().Sub(d.StartedAt).Round(time.Millisecond))
+	s.publishDeployment(events.TypeDeploymentStepSuccess, d, "")
+	s.publishDeployment(events.TypeDeploymentSuccess, d, "")
+	for _, a := range d.Actions {
+		if a.Action == ActionStop {
+			s.publish(events.AppTerminated{AppID: a.App})
+		}
+	}
+}
+
+// CancelDeployment stops a deployment. With force it is only removed and
+// the apps stay as they are (possibly a mix of versions); without, a new
+// deployment rolls the apps back to where they were before it, and its id
+// is returned.
+func (s *Scheduler) CancelDeployment(ctx context.Context, id string, force bool) (*DeployResult, error) {
+	s.mu.Lock()
+	d, ok := s.deployments[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, &NotFoundError{fmt.Sprintf("DeploymentPlan %s does not exist", id)}
+	}
+	if force {
+		if err := s.cfg.Store.Commit(ctx, store.Change{DeleteDeployments: []string{id}}); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		delete(s.deployments, id)
+		s.mu.Unlock()
+		s.publishDeployment(events.TypeDeploymentFailed, d, "cancelled")
+		s.poke()
+		return nil, nil
+	}
+	var changes []Change
+	for _, a := range d.Actions {
+		original, had := d.Originals[a.App]
+		if !had {
+			changes = append(changes, Change{Delete: a.App})
+			continue
+		}
+		prev, err := app.Decode(original)
+		if err != nil {
+			return nil, fmt.Errorf("stored original of %s: %w", a.App, err)
+		}
+		changes = append(changes, Change{App: app.Normalize(prev)})
+	}
+	// The rollback replaces the cancelled deployment (force), as Marathon's.
+	return s.Deploy(ctx, changes, true, "rollback")
+}
+
+// KillTasks kills the given tasks. With scale the apps' instance counts go
+// down by the number killed (a scale deployment); without, the tasks are
+// replaced.
+func (s *Scheduler) KillTasks(ctx context.Context, ids []string, scale, force bool) ([]TaskInfo, *DeployResult, error) {
+	s.mu.Lock()
+	var killed []*taskState
+	perApp := map[string]int{}
+	for _, id := range ids {
+		t, ok := s.tasks[id]
+		if !ok {
+			continue
+		}
+		killed = append(killed, t)
+		perApp[t.record.AppID]++
+	}
+	infos := make([]TaskInfo, 0, len(killed))
+	for _, t := range killed {
+		infos = append(infos, s.taskInfoLocked(t))
+	}
+	var changes []Change
+	if scale {
+		for appID, n := range perApp {
+			as := s.apps[appID]
+			if as == nil {
+				continue
+			}
+			next := as.app.Clone()
+			next.Instances = max(0, next.Instances-n)
+			changes = append(changes, Change{App: next})
+		}
+	}
+	s.mu.Unlock()
+	var res *DeployResult
+	if len(changes) > 0 {
+		var err error
+		if res, err = s.Deploy(ctx, changes, force, "api"); err != nil {
+			return nil, nil, err
+		}
+	}
+	s.mu.Lock()
+	var start []*taskState
+	for _, t := range killed {
+		if !t.killing && !t.launching {
+			t.killing = true
+			start = append(start, t)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range start {
+		s.startKill(s.effectsCtx(ctx), t)
+	}
+	return infos, res, nil
+}
+
+// effectsCtx is the context effects run under: the scheduler's own, so a
+// kill started by an API request outlives the request.
+func (s *Scheduler) effectsCtx(fallback context.Context) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runCtx != nil {
+		return s.runCtx
+	}
+	return context.WithoutCancel(fallback)
+}
+
+// ResetDelay clears an app's launch backoff (DELETE /v2/queue/{id}/delay).
+func (s *Scheduler) ResetDelay(appID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	as, ok := s.apps[appID]
+	if !ok {
+		return &NotFoundError{fmt.Sprintf("App '%s' does not exist", appID)}
+	}
+	as.failures, as.delayUntil = 0, time.Time{}
+	s.poke()
+	return nil
+}
+
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}

@@ -1,0 +1,255 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"garrison/headquarter/app"
+	"garrison/registrar"
+	"garrison/signalman/task"
+)
+
+// launchOrder is a task about to be launched, prepared under the lock.
+type launchOrder struct {
+	t    *taskState
+	spec task.Spec
+}
+
+// launchConcurrency bounds parallel launches: Docker serialises much of a
+// container start anyway, and a burst must not starve the API.
+const launchConcurrency = 8
+
+// prepareLaunchLocked allocates a task id and ports and registers the task
+// in memory as launching.
+func (s *Scheduler) prepareLaunchLocked(as *appState, now time.Time) (launchOrder, bool) {
+	a := as.app
+	driver, name, err := s.driverFor(a)
+	if err != nil {
+		s.log.Warn("cannot launch", "app", a.ID, "error", err)
+		return launchOrder{}, false
+	}
+	var ports []int
+	if a.RequirePorts {
+		for _, pd := range a.PortDefinitions {
+			ports = append(ports, pd.Port)
+		}
+		s.ports.take(ports)
+	} else {
+		var ok bool
+		ports, ok = s.ports.allocate(len(a.PortDefinitions))
+		if !ok {
+			s.log.Warn("no free host ports", "app", a.ID, "range", fmt.Sprintf("%d-%d", s.cfg.PortRange[0], s.cfg.PortRange[1]))
+			return launchOrder{}, false
+		}
+	}
+	id := app.TaskID(a.ID)
+	var servicePorts []int
+	for _, pd := range a.PortDefinitions {
+		servicePorts = append(servicePorts, pd.Port)
+	}
+	rec := taskRecord{ID: id, AppID: a.ID, Version: app.FormatVersion(a.Version), ConfigVersion: configVersion(a),
+		Ports: ports, ServicePorts: servicePorts, Driver: name, StagedAt: now}
+	t := &taskState{record: rec, driver: driver, launching: true,
+		status: task.Status{ID: id, AppID: a.ID, Version: rec.Version, State: task.Staging, Host: s.cfg.Host, Ports: ports, StagedAt: now}}
+	s.tasks[id] = t
+	spec := app.ToSpec(a, id, ports, s.cfg.Host)
+	spec.Labels = cloneStrings(spec.Labels)
+	if spec.Labels == nil {
+		spec.Labels = map[string]string{}
+	}
+	spec.Labels["garrison.config-version"] = rec.ConfigVersion
+	return launchOrder{t: t, spec: spec}, true
+}
+
+func (s *Scheduler) startLaunch(ctx context.Context, o launchOrder) {
+	s.effects.Add(1)
+	go func() {
+		defer s.effects.Done()
+		s.launch(ctx, o)
+	}()
+}
+
+// launch writes the task record first, so that a garrison that crashes
+// during the launch finds and adopts the task, then starts it.
+func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
+	t := o.t
+	id := t.record.ID
+	data, err := json.Marshal(t.record)
+	if err == nil {
+		err = s.cfg.Store.PutTask(ctx, t.record.AppID, id, data)
+	}
+	if err != nil {
+		s.log.Warn("record task before launch", "task", id, "error", err)
+		s.mu.Lock()
+		delete(s.tasks, id)
+		s.ports.release(t.record.Ports)
+		s.mu.Unlock()
+		return
+	}
+	s.publishStatus(t, task.Staging, "")
+	st, err := t.driver.Launch(ctx, o.spec)
+	if err != nil {
+		s.log.Warn("launch failed", "task", id, "app", t.record.AppID, "error", err)
+		failed := task.Status{ID: id, AppID: t.record.AppID, State: task.Failed, Message: err.Error(), ExitCode: -1}
+		s.mu.Lock()
+		t.launching = false
+		t.status.State = task.Failed
+		if as, ok := s.apps[t.record.AppID]; ok {
+			s.noteFailure(as, t, failed, s.cfg.Now())
+		}
+		s.mu.Unlock()
+		s.publishStatus(t, task.Failed, err.Error())
+		if rerr := t.driver.Remove(context.WithoutCancel(ctx), id); rerr != nil {
+			s.log.Debug("remove failed launch", "task", id, "error", rerr)
+		}
+		s.forgetTask(ctx, id)
+		s.poke()
+		return
+	}
+	s.mu.Lock()
+	t.launching = false
+	t.status.State = st.State
+	t.status.StartedAt = st.StartedAt
+	if t.status.StartedAt.IsZero() && st.State == task.Running {
+		t.status.StartedAt = s.cfg.Now()
+	}
+	s.mu.Unlock()
+	s.publishStatus(t, st.State, "")
+	s.poke()
+}
+
+func (s *Scheduler) startKill(ctx context.Context, t *taskState) {
+	s.effects.Add(1)
+	go func() {
+		defer s.effects.Done()
+		s.kill(ctx, t)
+	}()
+}
+
+// kill drains a task: out of the registry first, a pause for callers to
+// notice, then SIGTERM and, after the app's grace period, SIGKILL.
+func (s *Scheduler) kill(ctx context.Context, t *taskState) {
+	id := t.record.ID
+	s.mu.Lock()
+	prev := t.status.State
+	t.status.State = task.Killing
+	grace := time.Duration(app.DefaultTaskKillGracePeriodSeconds) * time.Second
+	if as, ok := s.apps[t.record.AppID]; ok {
+		grace = time.Duration(as.app.TaskKillGracePeriodSeconds) * time.Second
+	}
+	s.mu.Unlock()
+	if prev != task.Killing {
+		s.publishStatus(t, task.Killing, "")
+	}
+	if s.deregister(ctx, t) {
+		select {
+		case <-time.After(s.cfg.DrainDelay):
+		case <-ctx.Done():
+		}
+	}
+	if s.cfg.Health != nil {
+		s.cfg.Health.Remove(id)
+	}
+	// The kill must finish even while garrison stops: a half-killed task
+	// would be adopted again by the next start.
+	killCtx := context.WithoutCancel(ctx)
+	if err := t.driver.Kill(killCtx, id, grace); err != nil {
+		s.log.Warn("kill task", "task", id, "error", err)
+	}
+	if err := t.driver.Remove(killCtx, id); err != nil {
+		s.log.Debug("remove killed task", "task", id, "error", err)
+	}
+	s.mu.Lock()
+	t.status.State = task.Killed
+	s.mu.Unlock()
+	s.publishStatus(t, task.Killed, "")
+	s.forgetTask(killCtx, id)
+	s.poke()
+}
+
+func (s *Scheduler) startRegister(ctx context.Context, t *taskState) {
+	s.effects.Add(1)
+	go func() {
+		defer s.effects.Done()
+		s.register(ctx, t)
+	}()
+}
+
+// register puts a healthy task into the registry under its app's service
+// name, bound to a lease garrison keeps alive on the task's behalf.
+func (s *Scheduler) register(ctx context.Context, t *taskState) {
+	s.mu.Lock()
+	as, ok := s.apps[t.record.AppID]
+	var name string
+	if ok {
+		name = serviceName(as.app)
+	}
+	s.mu.Unlock()
+	done := func(r *registrar.Registration) {
+		s.mu.Lock()
+		t.registering = false
+		t.registered = r
+		killing := t.killing
+		s.mu.Unlock()
+		if killing && r != nil { // the kill started while registering
+			r.Close(context.WithoutCancel(ctx))
+			s.mu.Lock()
+			t.registered = nil
+			s.mu.Unlock()
+		}
+	}
+	if !ok || s.cfg.Registry == nil || len(t.record.Ports) == 0 {
+		done(nil)
+		return
+	}
+	regCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ep := registrar.Endpoint{
+		Addr: s.cfg.Host + ":" + strconv.Itoa(t.record.Ports[0]),
+		Metadata: map[string]string{
+			"appId": t.record.AppID, "taskId": t.record.ID, "version": t.record.Version,
+			"ports": joinInts(t.record.Ports), "registeredBy": "garrison",
+		},
+	}
+	r, err := registrar.Register(regCtx, s.cfg.Registry, name, t.record.ID, ep,
+		registrar.WithTTL(s.cfg.RegistryTTL), registrar.WithLogger(s.log))
+	if err != nil {
+		s.log.Warn("register task", "task", t.record.ID, "service", name, "error", err)
+		done(nil)
+		s.poke()
+		return
+	}
+	done(r)
+}
+
+// deregister takes a task out of the registry at once; it reports whether
+// the task had been registered.
+func (s *Scheduler) deregister(ctx context.Context, t *taskState) bool {
+	s.mu.Lock()
+	r := t.registered
+	t.registered = nil
+	s.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.Close(closeCtx); err != nil {
+		s.log.Warn("deregister task", "task", t.record.ID, "error", err)
+	}
+	return true
+}
+
+func joinInts(xs []int) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ","
+		}
+		out += strconv.Itoa(x)
+	}
+	return out
+}
