@@ -29,6 +29,7 @@ type upSettings struct {
 	etcdListen string
 	etcd       string
 	logLevel   string
+	hq         hqSettings
 }
 
 func (s *upSettings) register(fs *flag.FlagSet) {
@@ -37,6 +38,7 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.etcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd server (its peer port is the next one)")
 	fs.StringVar(&s.etcd, "etcd", "", "comma-separated client URLs of an external etcd cluster; empty runs the embedded server")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	s.hq.register(fs)
 }
 
 // runUp runs everything garrison needs on one machine until ctx ends.
@@ -101,8 +103,15 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 			ConstLabels: prometheus.Labels{"version": version},
 		}, func() float64 { return 1 }),
 	)
+	hq, err := startHeadquarter(ctx, cli, s.dataDir, s.hq, reg, logger)
+	if err != nil {
+		return err
+	}
+	// Stopped before etcd closes: the scheduler's last writes must land.
+	defer hq.stop()
 	gin.SetMode(gin.ReleaseMode)
 	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger})
+	hq.routes(router)
 	server := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()

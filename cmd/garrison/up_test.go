@@ -39,8 +39,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// process is a running `garrison ...` with its stderr captured.
-type process struct {
+// garrisonProc is a running `garrison ...` with its stderr captured.
+type garrisonProc struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	exited chan struct{}
@@ -64,9 +64,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startGarrison(t *testing.T, args ...string) *process {
+func startGarrison(t *testing.T, args ...string) *garrisonProc {
 	t.Helper()
-	p := &process{cmd: exec.Command(garrisonBinary, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &garrisonProc{cmd: exec.Command(garrisonBinary, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = os.Environ()
 	if err := p.cmd.Start(); err != nil {
@@ -83,7 +83,7 @@ func startGarrison(t *testing.T, args ...string) *process {
 	return p
 }
 
-func (p *process) waitExit(t *testing.T, within time.Duration) error {
+func (p *garrisonProc) waitExit(t *testing.T, within time.Duration) error {
 	t.Helper()
 	select {
 	case <-p.exited:

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"garrison/headquarter/app"
+	"garrison/headquarter/events"
+	"garrison/headquarter/health"
+	"garrison/headquarter/scheduler"
+	"garrison/headquarter/store"
+	"garrison/signalman/docker"
+	"garrison/signalman/process"
+)
+
+// headquarter is the running scheduler with what it drives.
+type headquarter struct {
+	sched  *scheduler.Scheduler
+	store  *store.Store
+	bus    *events.Bus
+	env    app.Environment
+	docker *client.Client // nil when no engine answers
+	stop   func()
+}
+
+type hqSettings struct {
+	host       string
+	portRange  string
+	drainDelay time.Duration
+}
+
+func (s *hqSettings) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.host, "advertise-host", "127.0.0.1", "address tasks are reached at (host networking); registered in the registry")
+	fs.StringVar(&s.portRange, "task-ports", "31000-32000", "range of host ports handed to tasks")
+	fs.DurationVar(&s.drainDelay, "drain-delay", time.Second, "pause between taking a task out of the registry and stopping it")
+}
+
+// startHeadquarter starts the scheduler, its drivers, health checks and
+// event bus; stop ends them and waits. Tasks keep running across a stop:
+// the next start adopts them.
+func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string, s hqSettings, reg prometheus.Registerer, logger *slog.Logger) (*headquarter, error) {
+	var first, last int
+	if _, err := fmt.Sscanf(s.portRange, "%d-%d", &first, &last); err != nil || first <= 0 || last < first || last > 65535 {
+		return nil, usageError{fmt.Sprintf("--task-ports %q: want FIRST-LAST, e.g. 31000-32000", s.portRange)}
+	}
+	hostname, _ := os.Hostname()
+	hq := &headquarter{store: store.New(cli), env: app.Environment{Hostname: hostname},
+		bus: events.NewBus(events.WithRegisterer(reg), events.WithLogger(logger))}
+
+	var dockerDriver scheduler.Driver
+	dcli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		d, derr := docker.New(dcli)
+		pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if derr == nil {
+			derr = d.Ping(pingCtx)
+		}
+		cancel()
+		if derr == nil {
+			dockerDriver, hq.docker = d, dcli
+			logger.Info("Docker engine answers: apps with a container image run in Docker", "host", dcli.DaemonHost())
+		} else {
+			dcli.Close()
+			logger.Warn("no Docker engine answers: apps with a container image are refused", "error", derr)
+		}
+	}
+	proc, err := process.New(filepath.Join(dataDir, "tasks"), process.WithLogger(logger))
+	if err != nil {
+		return nil, fmt.Errorf("process driver: %w", err)
+	}
+
+	var sched *scheduler.Scheduler
+	monitor := health.NewMonitor(health.WithRegisterer(reg),
+		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
+		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
+	cfg := scheduler.Config{
+		Store: hq.store, Process: proc, Registry: cli, Health: monitor, Events: hq.bus,
+		Host: s.host, Hostname: hostname, PortRange: [2]int{first, last}, DrainDelay: s.drainDelay, Logger: logger,
+	}
+	if dockerDriver != nil {
+		cfg.Docker = dockerDriver
+	}
+	sched = scheduler.New(cfg)
+	hq.sched = sched
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := monitor.Run(runCtx); err != nil {
+			logger.Error("health monitor stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := sched.Run(runCtx); err != nil {
+			logger.Error("scheduler stopped", "error", err)
+		}
+	}()
+	hq.stop = func() {
+		cancel()
+		wg.Wait()
+		hq.bus.Close()
+		if err := proc.Close(); err != nil {
+			logger.Warn("process driver close", "error", err)
+		}
+		if hq.docker != nil {
+			hq.docker.Close()
+		}
+	}
+	return hq, nil
+}
+
+// routes adds headquarter's HTTP API to the router.
+func (hq *headquarter) routes(r *gin.Engine) {
+	r.GET("/v2/events", events.Handler(hq.bus))
+}
