@@ -1,0 +1,276 @@
+package events
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultBuffer is how many frames a subscriber may have outstanding before
+// the bus drops it. Marathon's --event_stream_max_outstanding_messages
+// plays the same role (default 50); garrison allows more so that a burst of
+// status updates during a large deployment does not force marathon-lb into
+// a reconnect and full re-sync.
+const DefaultBuffer = 1024
+
+// Frame is one encoded event as subscribers receive it. The byte slices are
+// shared by every subscriber: read them, never modify them.
+type Frame struct {
+	// Type is the event's eventType, the SSE "event:" field.
+	Type string
+	// Data is the event as one line of JSON, the SSE "data:" field.
+	Data []byte
+	// Light is Data with plan-format=light applied: deployment plans
+	// without their "original" and "target" group trees. It is nil when
+	// that changes nothing; use Data then.
+	Light []byte
+}
+
+// Option configures a Bus.
+type Option func(*busConfig)
+
+type busConfig struct {
+	buffer int
+	reg    prometheus.Registerer
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+// WithBuffer sets the per-subscriber buffer (DefaultBuffer by default).
+// Values below 1 are taken as 1.
+func WithBuffer(n int) Option {
+	return func(c *busConfig) { c.buffer = max(n, 1) }
+}
+
+// WithRegisterer registers the bus's metrics: garrison_events_published_total
+// (by event type), garrison_events_subscribers and
+// garrison_events_subscribers_dropped_total.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(c *busConfig) { c.reg = reg }
+}
+
+// WithClock sets the clock that stamps events (time.Now by default).
+func WithClock(now func() time.Time) Option {
+	return func(c *busConfig) { c.now = now }
+}
+
+// WithLogger sets where dropped subscribers are reported (slog.Default()
+// by default).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *busConfig) { c.logger = l }
+}
+
+// Bus fans events out to subscribers. Publish never waits for a
+// subscriber: each has a bounded buffer, and one whose buffer is full is
+// dropped (its channel closes; an SSE client then reconnects, as it would
+// after a Marathon leader change). The zero Bus is not usable; call NewBus.
+type Bus struct {
+	cfg busConfig
+
+	// mu guards subs and closed. Publishers send under the read lock;
+	// channels are closed only under the write lock after removal from
+	// subs, so no send can hit a closed channel.
+	mu     sync.RWMutex
+	subs   []*subscription
+	closed bool
+
+	published *prometheus.CounterVec
+	dropped   prometheus.Counter
+}
+
+type subscription struct {
+	ch    chan Frame
+	types []string // nil: every type
+}
+
+func (s *subscription) wants(typ string) bool {
+	return s.types == nil || slices.Contains(s.types, typ)
+}
+
+// NewBus returns an open bus.
+func NewBus(opts ...Option) *Bus {
+	cfg := busConfig{buffer: DefaultBuffer, now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	b := &Bus{
+		cfg: cfg,
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garrison_events_published_total",
+			Help: "Events published on the event bus, by event type.",
+		}, []string{"event_type"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "garrison_events_subscribers_dropped_total",
+			Help: "Event subscribers (SSE clients) dropped because they fell behind by more than their buffer.",
+		}),
+	}
+	if cfg.reg != nil {
+		cfg.reg.MustRegister(b.published, b.dropped, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "garrison_events_subscribers",
+			Help: "Current event subscribers (SSE clients).",
+		}, func() float64 { return float64(b.Subscribers()) }))
+	}
+	return b
+}
+
+// Publish stamps ev with the bus clock, encodes it once and offers it to
+// every subscriber that wants its type. It never blocks on subscribers;
+// laggards are dropped. The error is non-nil only when ev cannot be
+// encoded (say, invalid raw JSON in a plan). Publishing on a closed bus
+// does nothing.
+func (b *Bus) Publish(ev Event) error {
+	f, err := b.encode(ev)
+	if err != nil {
+		return err
+	}
+	b.published.WithLabelValues(f.Type).Inc()
+
+	b.mu.RLock()
+	lagging := b.deliver(f, nil)
+	b.mu.RUnlock()
+	if len(lagging) > 0 {
+		b.mu.Lock()
+		for _, s := range lagging {
+			b.drop(s, f.Type)
+		}
+		b.mu.Unlock()
+	}
+	return nil
+}
+
+// Subscribe returns a channel of frames whose type is in types (all types
+// when types is empty) and a cancel func. The channel closes when cancel
+// is called, when ctx ends, when the subscriber falls more than its buffer
+// behind, or when the bus closes; on a closed bus it is closed already.
+// Always call cancel: it releases the ctx watch.
+func (b *Bus) Subscribe(ctx context.Context, types []string) (<-chan Frame, func()) {
+	ch, cancel, _ := b.subscribe(ctx, types, nil)
+	return ch, cancel
+}
+
+// subscribe adds a subscriber and, under the same lock, publishes first (if
+// not nil) to everyone, so that when the new subscriber wants it, it is the
+// first frame it receives. ok is false on a closed bus.
+func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-chan Frame, func(), bool) {
+	s := &subscription{ch: make(chan Frame, b.cfg.buffer)}
+	for _, t := range types {
+		if t != "" && !slices.Contains(s.types, t) {
+			s.types = append(s.types, t)
+		}
+	}
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		close(s.ch)
+		return s.ch, func() {}, false
+	}
+	b.subs = append(b.subs, s)
+	if first != nil {
+		b.published.WithLabelValues(first.Type).Inc()
+		for _, l := range b.deliver(*first, nil) {
+			b.drop(l, first.Type)
+		}
+	}
+	b.mu.Unlock()
+
+	stop := context.AfterFunc(ctx, func() { b.unsubscribe(s) })
+	return s.ch, func() {
+		stop()
+		b.unsubscribe(s)
+	}, true
+}
+
+// deliver offers f to each interested subscriber without blocking and
+// appends those whose buffer is full to lagging. Call it with b.mu held
+// (either mode).
+func (b *Bus) deliver(f Frame, lagging []*subscription) []*subscription {
+	for _, s := range b.subs {
+		if !s.wants(f.Type) {
+			continue
+		}
+		select {
+		case s.ch <- f:
+		default:
+			lagging = append(lagging, s)
+		}
+	}
+	return lagging
+}
+
+// drop removes a laggard. Call it with b.mu held for writing.
+func (b *Bus) drop(s *subscription, typ string) {
+	if !b.remove(s) {
+		return // dropped by a concurrent Publish, or unsubscribed
+	}
+	b.dropped.Inc()
+	b.cfg.logger.Warn("event subscriber dropped: buffer full", "buffer", cap(s.ch), "event_type", typ, "types", s.types)
+}
+
+func (b *Bus) unsubscribe(s *subscription) {
+	b.mu.Lock()
+	b.remove(s)
+	b.mu.Unlock()
+}
+
+// remove takes s out of subs and closes its channel; false if it was not
+// there. Call it with b.mu held for writing.
+func (b *Bus) remove(s *subscription) bool {
+	i := slices.Index(b.subs, s)
+	if i < 0 {
+		return false
+	}
+	b.subs = slices.Delete(b.subs, i, i+1)
+	close(s.ch)
+	return true
+}
+
+// Subscribers is the number of current subscribers.
+func (b *Bus) Subscribers() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.subs)
+}
+
+// Close closes every subscriber's channel, which ends every SSE stream, and
+// makes later Publish calls no-ops and later subscriptions closed at once.
+// Wire it to the HTTP server's shutdown (http.Server.RegisterOnShutdown):
+// Shutdown waits for handlers, and an SSE handler only returns when its
+// client leaves or its stream closes. Close is idempotent.
+func (b *Bus) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	b.closed = true
+	for _, s := range b.subs {
+		close(s.ch)
+	}
+	b.subs = nil
+}
+
+// encode builds the frame for ev, stamped now.
+func (b *Bus) encode(ev Event) (Frame, error) {
+	at := b.cfg.now()
+	data, err := Marshal(ev, at)
+	if err != nil {
+		return Frame{}, err
+	}
+	f := Frame{Type: ev.EventType(), Data: data}
+	if pe, ok := ev.(planEvent); ok {
+		if light, changed := pe.lightPlan(); changed {
+			if f.Light, err = Marshal(light, at); err != nil {
+				return Frame{}, err
+			}
+		}
+	}
+	return f, nil
+}
