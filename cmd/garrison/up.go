@@ -113,6 +113,8 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger})
 	hq.routes(router)
 	server := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+	// Event streams never end by themselves: close them when shutting down.
+	server.RegisterOnShutdown(hq.bus.Close)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
 	logger.Info("garrison is up", "addr", listener.Addr().String(), "etcd", endpoints)
