@@ -155,8 +155,10 @@ func BenchmarkHQMemory1000Apps5000Tasks(b *testing.B) {
 			}
 			changes = append(changes, scheduler.Change{App: a, Create: true})
 		}
-		if _, err := sched.Deploy(ctx, changes, false, "bench"); err != nil {
-			b.Fatal(err)
+		for i := 0; i < len(changes); i += scheduler.MaxChanges {
+			if _, err := sched.Deploy(ctx, changes[i:min(i+scheduler.MaxChanges, len(changes))], false, "bench"); err != nil {
+				b.Fatal(err)
+			}
 		}
 		deadline := time.Now().Add(15 * time.Minute)
 		for len(sched.Deployments()) > 0 {
@@ -178,8 +180,10 @@ func BenchmarkHQMemory1000Apps5000Tasks(b *testing.B) {
 		for i := range apps {
 			deletes = append(deletes, scheduler.Change{Delete: fmt.Sprintf("/mem/app%04d", i)})
 		}
-		if _, err := sched.Deploy(ctx, deletes, true, "bench"); err != nil {
-			b.Fatal(err)
+		for i := 0; i < len(deletes); i += scheduler.MaxChanges {
+			if _, err := sched.Deploy(ctx, deletes[i:min(i+scheduler.MaxChanges, len(deletes))], true, "bench"); err != nil {
+				b.Fatal(err)
+			}
 		}
 		for len(sched.Tasks("")) > 0 && time.Now().Before(deadline) {
 			time.Sleep(200 * time.Millisecond)

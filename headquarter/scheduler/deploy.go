@@ -120,6 +120,18 @@ type Change struct {
 	Restart bool
 }
 
+// MaxChanges bounds the apps of one deployment: they are written in one
+// etcd transaction, and etcd limits a transaction to 128 operations by
+// default (each app takes two).
+const MaxChanges = 60
+
+// TooManyChangesError refuses a deployment of more than MaxChanges apps.
+type TooManyChangesError struct{ Count int }
+
+func (e *TooManyChangesError) Error() string {
+	return fmt.Sprintf("%d apps in one request: at most %d can change in one deployment; send them in several requests", e.Count, MaxChanges)
+}
+
 // DeployResult is what a deployment-creating call returns.
 type DeployResult struct {
 	DeploymentID string
@@ -134,6 +146,9 @@ type DeployResult struct {
 // transaction. Apps locked by other deployments make it fail with a
 // LockedError unless force, which cancels those deployments.
 func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, source string) (*DeployResult, error) {
+	if len(changes) > MaxChanges {
+		return nil, &TooManyChangesError{Count: len(changes)}
+	}
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
