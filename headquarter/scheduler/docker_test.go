@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"garrison/headquarter/app"
 	"garrison/headquarter/events"
 	"garrison/headquarter/health"
