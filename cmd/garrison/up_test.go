@@ -18,26 +18,13 @@ import (
 	"time"
 
 	"garrison/internal/etcdtest"
+	"garrison/internal/testbin"
 	"garrison/registrar"
 )
 
 var garrisonBinary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "garrison-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	garrisonBinary = filepath.Join(dir, "garrison")
-	if out, err := exec.Command("go", "build", "-o", garrisonBinary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build garrison: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, "garrison/cmd/garrison", false, &garrisonBinary) }
 
 // garrisonProc is a running `garrison ...` with its stderr captured.
 type garrisonProc struct {

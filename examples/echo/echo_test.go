@@ -1,12 +1,9 @@
 package main_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,26 +12,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"garrison/internal/etcdtest"
+	"garrison/internal/testbin"
 	"garrison/registrar"
 )
 
 var echoBinary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "echo-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	echoBinary = filepath.Join(dir, "echo")
-	if out, err := exec.Command("go", "build", "-o", echoBinary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build echo: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, "garrison/examples/echo", false, &echoBinary) }
 
 // startEcho runs the example service as a real process against etcd.
 func startEcho(t *testing.T, endpoints []string, args ...string) *exec.Cmd {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/internal/etcdtest"
+	"garrison/internal/testbin"
 	"garrison/registrar"
 	"garrison/signalman/process"
 )
@@ -30,21 +29,7 @@ import (
 var testServer string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "scheduler-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testServer = filepath.Join(dir, "testserver")
-	build := exec.Command("go", "build", "-o", testServer, "garrison/internal/dockertest/testserver")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build test server: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "garrison/internal/dockertest/testserver", true, &testServer)
 }
 
 type harness struct {
