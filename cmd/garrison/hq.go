@@ -20,6 +20,7 @@ import (
 	"garrison/headquarter/health"
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
+	"garrison/registrar/agent"
 	"garrison/signalman/docker"
 	"garrison/signalman/process"
 )
@@ -96,6 +97,23 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	if hq.docker != nil {
+		// On one machine garrison up is also the host's agent: containers
+		// labelled garrison.service register without a separate process.
+		ag, err := agent.New(agent.Config{Docker: hq.docker, Etcd: cli, Node: hostname + "/garrison-up",
+			AdvertiseHost: s.host, Logger: logger.With("component", "agent"), Registerer: reg})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ag.Run(runCtx); err != nil && runCtx.Err() == nil {
+				logger.Error("agent stopped", "error", err)
+			}
+		}()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
