@@ -1,0 +1,220 @@
+package marathon
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"garrison/headquarter/app"
+	"garrison/headquarter/scheduler"
+	"garrison/headquarter/store"
+)
+
+// DeploymentHeader names the deployment a write started (Marathon's
+// RestResource.DeploymentHeader); go-marathon reads it when a DELETE
+// answers without a body.
+const DeploymentHeader = "Marathon-Deployment-Id"
+
+// handler is an endpoint: it returns what to answer, or an error wrap maps
+// to Marathon's status and body.
+type handler func(c *gin.Context) (any, error)
+
+// reply is a successful answer other than a plain 200 with a JSON body.
+type reply struct {
+	status     int
+	body       any // nil: no body
+	raw        []byte
+	deployment string
+	location   string
+}
+
+// deployment is the 200 (or 201) answer of a deployment-creating call:
+// {"deploymentId","version"} plus the Marathon-Deployment-Id header.
+func deployment(status int, res *scheduler.DeployResult) *reply {
+	return &reply{status: status, deployment: res.DeploymentID,
+		body: deploymentResult{DeploymentID: res.DeploymentID, Version: res.Version}}
+}
+
+type deploymentResult struct {
+	DeploymentID string `json:"deploymentId"`
+	Version      string `json:"version"`
+}
+
+// httpError is an error with its own status and {"message"} body.
+type httpError struct {
+	status  int
+	message string
+}
+
+func (e *httpError) Error() string { return e.message }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, message: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &httpError{status: http.StatusNotFound, message: fmt.Sprintf(format, args...)}
+}
+
+func appNotFound(id string) error { return notFound("App '%s' does not exist", id) }
+
+type message struct {
+	Message string `json:"message"`
+}
+
+type deploymentRef struct {
+	ID string `json:"id"`
+}
+
+type lockedBody struct {
+	Message     string          `json:"message"`
+	Deployments []deploymentRef `json:"deployments"`
+}
+
+// wrap adapts a handler to gin: it writes the value as JSON, or maps the
+// error to Marathon's status and body.
+func (a *api) wrap(h handler) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		v, err := h(c)
+		if err != nil {
+			status, body := a.errorBody(c, err)
+			c.Header("Content-Type", "application/json; charset=utf-8")
+			c.AbortWithStatusJSON(status, body)
+			return
+		}
+		r, ok := v.(*reply)
+		if !ok {
+			r = &reply{status: http.StatusOK, body: v}
+		}
+		if r.deployment != "" {
+			c.Header(DeploymentHeader, r.deployment)
+		}
+		if r.location != "" {
+			c.Header("Location", r.location)
+		}
+		switch {
+		case r.raw != nil:
+			c.Data(r.status, "application/json; charset=utf-8", r.raw)
+		case r.body != nil:
+			c.JSON(r.status, r.body)
+		default:
+			c.Status(r.status)
+		}
+	}
+}
+
+// errorBody maps an error to Marathon's answer (MarathonExceptionMapper).
+func (a *api) errorBody(c *gin.Context, err error) (int, any) {
+	var (
+		decodeErr   *app.DecodeError
+		validErr    *app.ValidationError
+		lockedErr   *scheduler.LockedError
+		existsErr   *scheduler.ExistsError
+		notFoundErr *scheduler.NotFoundError
+		httpErr     *httpError
+		tooLarge    *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &decodeErr):
+		return http.StatusBadRequest, decodeErr
+	case errors.As(err, &validErr):
+		return http.StatusUnprocessableEntity, validErr
+	case errors.As(err, &lockedErr):
+		refs := make([]deploymentRef, 0, len(lockedErr.Deployments))
+		for _, id := range lockedErr.Deployments {
+			refs = append(refs, deploymentRef{ID: id})
+		}
+		return http.StatusConflict, lockedBody{Message: lockedErr.Error(), Deployments: refs}
+	case errors.As(err, &existsErr):
+		return http.StatusConflict, message{existsErr.Error()}
+	case errors.As(err, &notFoundErr):
+		return http.StatusNotFound, message{notFoundErr.Message}
+	case errors.Is(err, scheduler.ErrNoDocker):
+		return http.StatusUnprocessableEntity, &app.ValidationError{Details: []app.FieldError{
+			{Path: "/container/docker/image", Errors: []string{scheduler.ErrNoDocker.Error()}}}}
+	case errors.As(err, &httpErr):
+		return httpErr.status, message{httpErr.message}
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, message{fmt.Sprintf("request body larger than %d bytes", tooLarge.Limit)}
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, message{err.Error()}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, message{err.Error()}
+	}
+	a.log.Warn("marathon API request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "error", err)
+	return http.StatusInternalServerError, message{err.Error()}
+}
+
+// body reads the request body, bounded by MaxBodyBytes.
+func (a *api) body(c *gin.Context) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.cfg.MaxBodyBytes))
+	if err != nil {
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	return b, nil
+}
+
+// boolParam reads a boolean query parameter as JAX-RS does ("true" in any
+// case is true); absent gives def, anything else is a 400.
+func boolParam(c *gin.Context, name string, def bool) (bool, error) {
+	v, ok := c.GetQuery(name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	switch strings.ToLower(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, badRequest("query parameter %s: %q is not true or false", name, v)
+}
+
+// authenticate answers 401 with WWW-Authenticate unless the request carries
+// the configured basic credentials or token.
+func authenticate(cfg Auth) gin.HandlerFunc {
+	equal := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	challenge := `Basic realm="garrison"`
+	if cfg.Username == "" && cfg.Password == "" {
+		challenge = `Bearer realm="garrison"`
+	}
+	return func(c *gin.Context) {
+		h := c.GetHeader("Authorization")
+		scheme, cred, _ := strings.Cut(h, " ")
+		ok := false
+		switch {
+		case strings.EqualFold(scheme, "Basic") && (cfg.Username != "" || cfg.Password != ""):
+			if raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred)); err == nil {
+				u, p, _ := strings.Cut(string(raw), ":")
+				ok = equal(u, cfg.Username) && equal(p, cfg.Password)
+			}
+		case strings.EqualFold(scheme, "Bearer") && cfg.Token != "":
+			ok = equal(strings.TrimSpace(cred), cfg.Token)
+		case strings.HasPrefix(h, "token=") && cfg.Token != "":
+			ok = equal(strings.TrimPrefix(h, "token="), cfg.Token)
+		}
+		if ok {
+			c.Next()
+			return
+		}
+		c.Header("WWW-Authenticate", challenge)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, message{"Unauthorized: missing or invalid credentials"})
+	}
+}
+
+// rawJSON marshals v, for bodies spliced together by hand.
+func rawJSON(v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode response: %w", err)
+	}
+	return b, nil
+}
