@@ -1,16 +1,69 @@
 package marathon
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"garrison/headquarter/app"
 	"garrison/headquarter/scheduler"
 )
+
+// defCache keeps the JSON of app definitions. The scheduler never changes
+// an *app.App it has handed out (a change stores a new one), so a cached
+// encoding is valid as long as the pointer is the same; GET /v2/apps with
+// many apps then costs little more than copying bytes.
+type defCache struct {
+	mu   sync.Mutex
+	defs map[string]cachedDef // by app id
+}
+
+type cachedDef struct {
+	app  *app.App
+	json []byte
+}
+
+func (c *defCache) json(ap *app.App) ([]byte, error) {
+	c.mu.Lock()
+	d, ok := c.defs[ap.ID]
+	c.mu.Unlock()
+	if ok && d.app == ap {
+		return d.json, nil
+	}
+	// MarshalJSON directly: json.Marshal would re-scan the output.
+	b, err := ap.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encode app %s: %w", ap.ID, err)
+	}
+	c.mu.Lock()
+	if c.defs == nil {
+		c.defs = map[string]cachedDef{}
+	}
+	c.defs[ap.ID] = cachedDef{app: ap, json: b}
+	c.mu.Unlock()
+	return b, nil
+}
+
+// prune forgets the apps that are gone, given every current app.
+func (c *defCache) prune(live []*app.App) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.defs) <= len(live) {
+		return
+	}
+	keep := make(map[string]bool, len(live))
+	for _, ap := range live {
+		keep[ap.ID] = true
+	}
+	for id := range c.defs {
+		if !keep[id] {
+			delete(c.defs, id)
+		}
+	}
+}
 
 // embeds says which status fields an AppInfo carries (§3.9).
 type embeds struct {
@@ -54,9 +107,9 @@ func parseEmbeds(values []string, prefix string, base embeds) embeds {
 // AppInfo writer orders them. It splices bytes instead of re-encoding the
 // app through a map, which keeps GET /v2/apps cheap with many apps.
 func (a *api) appInfo(buf []byte, ap *app.App, e embeds) ([]byte, error) {
-	b, err := json.Marshal(ap)
+	b, err := a.defs.json(ap)
 	if err != nil {
-		return nil, fmt.Errorf("encode app %s: %w", ap.ID, err)
+		return nil, err
 	}
 	buf = append(buf, b[:len(b)-1]...)
 	s := a.cfg.Scheduler

@@ -134,9 +134,11 @@ func (a *api) listApps(c *gin.Context) (any, error) {
 	}
 	idQ, cmdQ := strings.ToLower(c.Query("id")), strings.ToLower(c.Query("cmd"))
 	e := parseEmbeds(c.QueryArray("embed"), "apps.", embeds{counts: true, deployments: true})
-	buf := append(make([]byte, 0, 4096), `{"apps":[`...)
+	buf := append(make([]byte, 0, max(4096, a.listSize.Load()*9/8)), `{"apps":[`...)
 	first := true
-	for _, ap := range a.cfg.Scheduler.Apps() {
+	all := a.cfg.Scheduler.Apps()
+	defer a.defs.prune(all)
+	for _, ap := range all {
 		if idQ != "" && !strings.Contains(strings.ToLower(ap.ID), idQ) ||
 			cmdQ != "" && !strings.Contains(strings.ToLower(ap.Cmd), cmdQ) ||
 			len(sel) > 0 && !sel.Match(ap.Labels) {
@@ -151,7 +153,9 @@ func (a *api) listApps(c *gin.Context) (any, error) {
 			return nil, err
 		}
 	}
-	return &reply{status: http.StatusOK, raw: append(buf, "]}"...)}, nil
+	buf = append(buf, "]}"...)
+	a.listSize.Store(int64(len(buf)))
+	return &reply{status: http.StatusOK, raw: buf}, nil
 }
 
 // escapeTermChars escapes '-', '_' and '.' in a label selector, which

@@ -191,13 +191,15 @@ func TestMarathonClientsDriveTheAPI(t *testing.T) {
 		t.Fatalf("GET /v2/apps/web/tasks: %d tasks", len(tasks.Tasks))
 	}
 
-	// zdd.py: POST /v2/tasks/delete?scale=true.
-	victim := tasks.Tasks[2].ID
+	// zdd.py: POST /v2/tasks/delete?scale=true kills exactly the tasks
+	// named (here the oldest, which a plain scale-down would keep).
+	victim := tasks.Tasks[0].ID
+	survivors := taskIDs(tasks.Tasks[1:])
 	del := s.do("POST", "/v2/tasks/delete?scale=true", map[string]any{"ids": []string{victim}}).deployed(t, 200, "tasks/delete")
 	s.deploymentGone(del.DeploymentID, settle)
 	web = s.app("/web")
-	if web.Instances != 2 || len(web.Tasks) != 2 || slices.Contains(taskIDs(web.Tasks), victim) {
-		t.Fatalf("after tasks/delete?scale=true: instances %d tasks %v", web.Instances, taskIDs(web.Tasks))
+	if web.Instances != 2 || !slices.Equal(taskIDs(web.Tasks), survivors) {
+		t.Fatalf("after tasks/delete?scale=true of %s: instances %d tasks %v, want %v", victim, web.Instances, taskIDs(web.Tasks), survivors)
 	}
 
 	// go-marathon KillTask: DELETE /v2/apps/{id}/tasks/{taskId}, without

@@ -272,15 +272,15 @@ type deploymentRef struct {
 }
 
 type marathonTask struct {
-	ID                 string   `json:"id"`
-	AppID              string   `json:"appId"`
-	Host               string   `json:"host"`
-	Ports              []int    `json:"ports"`
-	ServicePorts       []int    `json:"servicePorts"`
-	State              string   `json:"state"`
-	StagedAt           string   `json:"stagedAt"`
-	StartedAt          string   `json:"startedAt"`
-	Version            string   `json:"version"`
+	ID                 string         `json:"id"`
+	AppID              string         `json:"appId"`
+	Host               string         `json:"host"`
+	Ports              []int          `json:"ports"`
+	ServicePorts       []int          `json:"servicePorts"`
+	State              string         `json:"state"`
+	StagedAt           string         `json:"stagedAt"`
+	StartedAt          string         `json:"startedAt"`
+	Version            string         `json:"version"`
 	HealthCheckResults []healthResult `json:"healthCheckResults"`
 }
 

@@ -22,6 +22,7 @@ package marathon
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -107,8 +108,12 @@ func (a Auth) enabled() bool { return a.Username != "" || a.Password != "" || a.
 
 // api holds the handlers' shared state.
 type api struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	defs defCache
+	// listSize is the length of the last GET /v2/apps answer, to size the
+	// next one's buffer at once.
+	listSize atomic.Int64
 }
 
 // Register adds the Marathon v2 routes to r.
