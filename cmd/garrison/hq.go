@@ -18,6 +18,7 @@ import (
 	"garrison/headquarter/app"
 	"garrison/headquarter/events"
 	"garrison/headquarter/health"
+	"garrison/headquarter/marathon"
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/registrar/agent"
@@ -39,12 +40,16 @@ type hqSettings struct {
 	host       string
 	portRange  string
 	drainDelay time.Duration
+	auth       marathon.Auth
 }
 
 func (s *hqSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.host, "advertise-host", "127.0.0.1", "address tasks are reached at (host networking); registered in the registry")
 	fs.StringVar(&s.portRange, "task-ports", "31000-32000", "range of host ports handed to tasks")
 	fs.DurationVar(&s.drainDelay, "drain-delay", time.Second, "pause between taking a task out of the registry and stopping it")
+	fs.StringVar(&s.auth.Username, "auth-user", "", "HTTP basic auth user for the /v2 API (with --auth-password); empty leaves it open")
+	fs.StringVar(&s.auth.Password, "auth-password", "", "HTTP basic auth password for the /v2 API")
+	fs.StringVar(&s.auth.Token, "auth-token", "", "bearer token accepted by the /v2 API (Authorization: Bearer <token>)")
 }
 
 // startHeadquarter starts the scheduler, its drivers, health checks and
@@ -141,7 +146,10 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	return hq, nil
 }
 
-// routes adds headquarter's HTTP API to the router.
-func (hq *headquarter) routes(r *gin.Engine) {
-	r.GET("/v2/events", events.Handler(hq.bus))
+// routes adds headquarter's Marathon API to the router.
+func (hq *headquarter) routes(r *gin.Engine, addr string, auth marathon.Auth, logger *slog.Logger) {
+	marathon.Register(r, marathon.Config{
+		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env,
+		Leader: addr, Version: version, Hostname: hq.env.Hostname, Auth: auth, Logger: logger,
+	})
 }

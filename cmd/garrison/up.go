@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"garrison/headquarter/api"
+	"garrison/headquarter/marathon"
 	"garrison/internal/etcdembed"
 	"garrison/registrar"
 )
@@ -111,7 +112,10 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	defer hq.stop()
 	gin.SetMode(gin.ReleaseMode)
 	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger})
-	hq.routes(router)
+	hq.routes(router, listener.Addr().String(), s.hq.auth, logger)
+	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() && s.hq.auth == (marathon.Auth{}) {
+		logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())
+	}
 	server := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	// Event streams never end by themselves: close them when shutting down.
 	server.RegisterOnShutdown(hq.bus.Close)
@@ -134,6 +138,14 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+func listenerHost(l net.Listener) string {
+	host, _, err := net.SplitHostPort(l.Addr().String())
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 // checkEtcd fails fast with a clear message when no etcd answers.

@@ -118,6 +118,10 @@ type Change struct {
 	Create bool
 	// Restart forces a rolling restart even if the configuration is the same.
 	Restart bool
+	// Kill names tasks of the app to kill as part of the change (a scale
+	// down that chooses its victims); they are marked in the same critical
+	// section as the new count, so no reconcile pass picks others.
+	Kill []string
 }
 
 // MaxChanges bounds the apps of one deployment: they are written in one
@@ -140,6 +144,8 @@ type DeployResult struct {
 	// deleted apps), in the order of the changes.
 	Apps    []*app.App
 	Created []bool
+	// killing are the tasks of Change.Kill marked for killing.
+	killing []*taskState
 }
 
 // Deploy stores the changes and starts one deployment for them, as one etcd
@@ -288,6 +294,14 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 	}
 	if err := s.refreshRevisionsLocked(ctx, change); err != nil {
 		s.log.Warn("re-read app revisions", "error", err)
+	}
+	for _, c := range changes {
+		for _, id := range c.Kill {
+			if t, ok := s.tasks[id]; ok && !t.killing && !t.launching {
+				t.killing = true
+				res.killing = append(res.killing, t)
+			}
+		}
 	}
 	s.deployments[rec.ID] = rec
 	s.publishDeployment(events.TypeDeploymentInfo, rec, "")
@@ -443,30 +457,39 @@ func (s *Scheduler) CancelDeployment(ctx context.Context, id string, force bool)
 // replaced.
 func (s *Scheduler) KillTasks(ctx context.Context, ids []string, scale, force bool) ([]TaskInfo, *DeployResult, error) {
 	s.mu.Lock()
-	var killed []*taskState
-	perApp := map[string]int{}
+	var victims []*taskState
+	perApp := map[string][]string{}
 	for _, id := range ids {
 		t, ok := s.tasks[id]
 		if !ok {
 			continue
 		}
-		killed = append(killed, t)
-		perApp[t.record.AppID]++
+		victims = append(victims, t)
+		perApp[t.record.AppID] = append(perApp[t.record.AppID], id)
 	}
-	infos := make([]TaskInfo, 0, len(killed))
-	for _, t := range killed {
+	infos := make([]TaskInfo, 0, len(victims))
+	for _, t := range victims {
 		infos = append(infos, s.taskInfoLocked(t))
 	}
 	var changes []Change
 	if scale {
-		for appID, n := range perApp {
+		for appID, kill := range perApp {
 			as := s.apps[appID]
 			if as == nil {
 				continue
 			}
 			next := as.app.Clone()
-			next.Instances = max(0, next.Instances-n)
-			changes = append(changes, Change{App: next})
+			next.Instances = max(0, next.Instances-len(kill))
+			changes = append(changes, Change{App: next, Kill: kill})
+		}
+	}
+	var start []*taskState
+	if !scale {
+		for _, t := range victims {
+			if !t.killing && !t.launching {
+				t.killing = true
+				start = append(start, t)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -476,16 +499,8 @@ func (s *Scheduler) KillTasks(ctx context.Context, ids []string, scale, force bo
 		if res, err = s.Deploy(ctx, changes, force, "api"); err != nil {
 			return nil, nil, err
 		}
+		start = res.killing
 	}
-	s.mu.Lock()
-	var start []*taskState
-	for _, t := range killed {
-		if !t.killing && !t.launching {
-			t.killing = true
-			start = append(start, t)
-		}
-	}
-	s.mu.Unlock()
 	for _, t := range start {
 		s.startKill(s.effectsCtx(ctx), t)
 	}

@@ -362,6 +362,19 @@ func (s *Scheduler) adopt(ctx context.Context) error {
 			t, known := s.tasks[st.ID]
 			_, appExists := s.apps[st.AppID]
 			switch {
+			case st.State == task.Staging || st.State == task.Starting:
+				// A launch cut short by a crash (created, never started):
+				// remove it; the reconciler launches a fresh task.
+				s.mu.Unlock()
+				s.log.Info("removing a task whose launch was interrupted", "task", st.ID, "app", st.AppID)
+				if err := d.Kill(ctx, st.ID, 0); err != nil {
+					s.log.Warn("kill interrupted launch", "task", st.ID, "error", err)
+				}
+				if err := d.Remove(ctx, st.ID); err != nil {
+					s.log.Warn("remove interrupted launch", "task", st.ID, "error", err)
+				}
+				s.forgetTask(ctx, st.ID)
+				continue
 			case st.State.Terminal():
 				s.mu.Unlock()
 				if err := d.Remove(ctx, st.ID); err != nil {
