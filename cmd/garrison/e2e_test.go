@@ -184,4 +184,3 @@ func removeAppContainers(cli *client.Client, appID string) {
 		cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 	}
 }
-
