@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string) error {
 	host := fs.String("host", envOr("HOST", "127.0.0.1"), "address to listen on and to advertise")
 	ttl := fs.Duration("ttl", registrar.DefaultTTL, "registration lease TTL")
 	drain := fs.Duration("drain", time.Second, "time between deregistering and stopping, for callers to notice")
+	register := fs.Bool("register", true, "register in etcd; false when garrison registers the task itself")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,36 +79,44 @@ func run(ctx context.Context, args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
 
-	cli, err := registrar.NewClient(strings.Split(*etcd, ","))
-	if err != nil {
-		return err
+	deregister := func(context.Context) error { return nil }
+	if *register {
+		cli, err := registrar.NewClient(strings.Split(*etcd, ","))
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		registerCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		registration, err := registrar.Register(registerCtx, cli, *name, instanceID,
+			registrar.Endpoint{Addr: addr, Metadata: map[string]string{"pid": strconv.Itoa(os.Getpid())}},
+			registrar.WithTTL(*ttl), registrar.WithLogger(logger))
+		if err != nil {
+			return err
+		}
+		deregister = registration.Close
+		logger.Info("serving and registered", "addr", addr, "key", registration.Key())
+	} else {
+		logger.Info("serving", "addr", addr)
 	}
-	defer cli.Close()
-	registerCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	registration, err := registrar.Register(registerCtx, cli, *name, instanceID,
-		registrar.Endpoint{Addr: addr, Metadata: map[string]string{"pid": strconv.Itoa(os.Getpid())}},
-		registrar.WithTTL(*ttl), registrar.WithLogger(logger))
-	if err != nil {
-		return err
-	}
-	logger.Info("serving and registered", "addr", addr, "key", registration.Key())
 
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
-		registration.Close(context.Background())
+		deregister(context.Background())
 		return fmt.Errorf("serve %s: %w", addr, err)
 	}
 	// Deregister first, so callers stop choosing this instance, then give
 	// requests already on their way time to arrive before shutting down.
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelClose()
-	if err := registration.Close(closeCtx); err != nil {
+	if err := deregister(closeCtx); err != nil {
 		logger.Warn("deregister", "error", err)
 	}
-	logger.Info("deregistered; draining", "for", *drain)
-	time.Sleep(*drain)
+	if *register {
+		logger.Info("deregistered; draining", "for", *drain)
+		time.Sleep(*drain)
+	}
 	if err := server.Shutdown(closeCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
