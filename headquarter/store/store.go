@@ -226,3 +226,70 @@ func (s *Store) list(ctx context.Context, prefix string, name func(string) strin
 	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
+
+// Rules returns the autoscale rules document (YAML) and its revision; nil
+// when none is stored.
+func (s *Store) Rules(ctx context.Context) (Record, error) {
+	return s.get(ctx, "rules", "rules")
+}
+
+// PutRules stores the autoscale rules document.
+func (s *Store) PutRules(ctx context.Context, data []byte) error {
+	if _, err := s.kv.Put(ctx, "rules", string(data)); err != nil {
+		return fmt.Errorf("store rules: %w", err)
+	}
+	return nil
+}
+
+// MaxDecisions is how many autoscale decisions are kept per app.
+const MaxDecisions = 200
+
+// PutDecision records an autoscale decision under its app, keyed by a
+// sortable id (a timestamp), and drops the oldest beyond MaxDecisions.
+func (s *Store) PutDecision(ctx context.Context, appID, id string, data []byte) error {
+	prefix := "decisions/" + AppKey(appID) + "/"
+	if _, err := s.kv.Put(ctx, prefix+id, string(data)); err != nil {
+		return fmt.Errorf("record decision for %s: %w", appID, err)
+	}
+	resp, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("count decisions of %s: %w", appID, err)
+	}
+	if extra := resp.Count - MaxDecisions; extra > 0 {
+		old, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(extra))
+		if err != nil {
+			return fmt.Errorf("list old decisions of %s: %w", appID, err)
+		}
+		for _, kv := range old.Kvs {
+			if _, err := s.kv.Delete(ctx, string(kv.Key)); err != nil {
+				return fmt.Errorf("drop old decision of %s: %w", appID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Decisions returns the newest decisions of an app (every app when appID is
+// ""), newest first, at most limit.
+func (s *Store) Decisions(ctx context.Context, appID string, limit int) ([]Record, error) {
+	prefix := "decisions/"
+	if appID != "" {
+		prefix += AppKey(appID) + "/"
+	}
+	resp, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list decisions: %w", err)
+	}
+	out := make([]Record, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		key := string(kv.Key)
+		out = append(out, Record{Key: key[strings.LastIndexByte(key, '/')+1:], Data: kv.Value, Revision: kv.ModRevision})
+	}
+	// Ids are timestamps: newest first across apps too.
+	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(b.Key, a.Key) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}

@@ -96,3 +96,29 @@ func TestTasks(t *testing.T) {
 		t.Fatalf("task left: %+v", tasks)
 	}
 }
+
+func TestDecisionsAreBoundedAndNewestFirst(t *testing.T) {
+	srv := etcdtest.New(t)
+	s := store.New(srv.Client(t))
+	ctx := t.Context()
+	for i := range store.MaxDecisions + 3 {
+		if err := s.PutDecision(ctx, "/a", fmt.Sprintf("%06d", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.PutDecision(ctx, "/b", "999999", []byte("b"))
+	all, err := s.Decisions(ctx, "/a", 0)
+	if err != nil || len(all) != store.MaxDecisions || all[0].Key != fmt.Sprintf("%06d", store.MaxDecisions+2) {
+		t.Fatalf("kept %d, newest %v: %v", len(all), all[:1], err)
+	}
+	any, err := s.Decisions(ctx, "", 2)
+	if err != nil || len(any) != 2 || string(any[0].Data) != "b" {
+		t.Fatalf("across apps: %+v %v", any, err)
+	}
+	if err := s.PutRules(ctx, []byte("rules: []\n")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Rules(ctx); err != nil || string(r.Data) != "rules: []\n" {
+		t.Fatalf("rules %+v %v", r, err)
+	}
+}
