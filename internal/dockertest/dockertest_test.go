@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"garrison/internal/dockertest"
+	"garrison/internal/poll"
 	"garrison/registrar"
 )
 
@@ -64,19 +65,5 @@ func TestRunServesOnHostNetwork(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last: %s)", what, timeout, state)
-		}
-		<-tick.C
-	}
-}
+// waitFor polls cond until it holds or timeout passes.
+var waitFor = poll.Until

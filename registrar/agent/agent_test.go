@@ -22,6 +22,7 @@ import (
 
 	"garrison/internal/dockertest"
 	"garrison/internal/etcdtest"
+	"garrison/internal/poll"
 	"garrison/registrar"
 	"garrison/registrar/agent"
 )
@@ -681,22 +682,8 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labelKV ...str
 	return 0
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last: %s)", what, timeout, state)
-		}
-		<-tick.C
-	}
-}
+// waitFor polls cond until it holds or timeout passes.
+var waitFor = poll.Until
 
 // testWriter sends the agent's log to the test's log.
 type testWriter struct{ t *testing.T }

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"garrison/internal/dockertest"
+	"garrison/internal/poll"
 	"garrison/registrar"
 	"garrison/signalman/docker"
 	"garrison/signalman/task"
@@ -99,22 +100,7 @@ func launch(t testing.TB, d *docker.Driver, cli *client.Client, spec task.Spec) 
 }
 
 // waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last: %s)", what, timeout, state)
-		}
-		<-tick.C
-	}
-}
+var waitFor = poll.Until
 
 // getJSON polls url until it answers 200 and decodes the body into v.
 func getJSON(t testing.TB, url string, v any) {
