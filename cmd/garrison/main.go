@@ -20,6 +20,8 @@ const usage = `garrison runs services as containers, registers them in etcd and 
 Usage:
   garrison up      everything on one machine: embedded etcd, API, agent
   garrison agent   register the labelled Docker containers of this host in etcd
+  garrison rules check FILE...
+                   validate autoscale rule files
   garrison version print the version
 
 Run "garrison <command> -h" for the settings of a command. Every setting can
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUp(ctx, rest, stderr)
 	case "agent":
 		return runAgent(ctx, rest, stderr)
+	case "rules":
+		return runRules(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "garrison", version)
 		return nil
