@@ -1,0 +1,427 @@
+package autoscale
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"garrison/headquarter/events"
+	"garrison/headquarter/rulefmt"
+	"garrison/scout/sample"
+)
+
+// AppStatus is what the target knows about an app's instances.
+type AppStatus struct {
+	// Instances is the desired count; Ready the instances that run, pass
+	// their health checks and are registered: the capacity that exists.
+	Instances, Ready int
+	// CPUs and MemMB are what each instance is given.
+	CPUs, MemMB float64
+	// Tasks are the running task ids (for per-task sources).
+	Tasks []string
+	// Deployment: a deployment touches the app. Autoscaled: it is the
+	// autoscaler's own scale, to Instances.
+	Deployment, Autoscaled bool
+}
+
+// Target changes instance counts: garrison's scheduler, or an external
+// Marathon.
+type Target interface {
+	Status(ctx context.Context, appID string) (AppStatus, bool, error)
+	// Scale sets the count. ErrNotNow means someone else's deployment got
+	// there first: a no-op, not a failure, and no cooldown starts.
+	Scale(ctx context.Context, appID string, n int, reason string) error
+}
+
+// ErrNotNow is a Target's answer when the app is locked by a deployment.
+var ErrNotNow = errors.New("the app is locked by a deployment in progress")
+
+// Recorder keeps the decision log (the store).
+type Recorder interface {
+	PutDecision(ctx context.Context, appID, id string, data []byte) error
+}
+
+// Publisher is the event bus.
+type Publisher interface {
+	Publish(ev events.Event) error
+}
+
+// Record is one decision-log entry: the decision with what came of it.
+type Record struct {
+	ID string `json:"id"`
+	Decision
+	// Acted: the target was asked to change the count. ActError says why
+	// that failed; NotNow that a deployment held it.
+	Acted    bool   `json:"acted"`
+	NotNow   bool   `json:"notNow,omitempty"`
+	ActError string `json:"actError,omitempty"`
+	// ReadyAt is when a scale-up's instances were all ready (running,
+	// healthy and registered); ReadySeconds how long after the decision.
+	ReadyAt      *time.Time `json:"readyAt,omitempty"`
+	ReadySeconds float64    `json:"readySeconds,omitempty"`
+	// SourceErrors are the metric sources that failed this evaluation.
+	SourceErrors map[string]string `json:"sourceErrors,omitempty"`
+}
+
+// DecisionEvent is published on /v2/events for every recorded decision.
+type DecisionEvent struct {
+	Record
+}
+
+// EventType implements events.Event.
+func (DecisionEvent) EventType() string { return "autoscale_decision_event" }
+
+// Config wires a Manager.
+type Config struct {
+	Target Target
+	// Sources by name; DefaultSource is used for metrics a rule does not
+	// assign. A metric whose source is missing has no data.
+	Sources       map[string]sample.Source
+	DefaultSource string
+	Recorder      Recorder
+	Events        Publisher
+	// Interval between evaluations (default 5 s).
+	Interval time.Duration
+	// SourceTimeout bounds each source's read (default: the interval).
+	SourceTimeout time.Duration
+	// IsLeader says whether this headquarter evaluates: with several
+	// sharing an etcd, only the leader does. nil: always.
+	IsLeader   func() bool
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Manager evaluates every rule each interval and acts on the decisions.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	rules   []rulefmt.Rule
+	state   map[string]*State
+	pending map[string]*pendingScale
+
+	evaluations *prometheus.HistogramVec
+	decisions   *prometheus.CounterVec
+	sourceErrs  *prometheus.CounterVec
+	readySecs   prometheus.Histogram
+}
+
+// pendingScale is a scale-up waiting for its instances to be ready.
+type pendingScale struct {
+	record Record
+}
+
+// New builds a manager; SetRules gives it rules, Run runs it.
+func New(cfg Config) *Manager {
+	if cfg.Interval == 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.SourceTimeout == 0 {
+		cfg.SourceTimeout = cfg.Interval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{},
+		evaluations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "garrison_autoscale_evaluation_seconds", Help: "Time to evaluate every rule once, by phase (read, decide).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"phase"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garrison_autoscale_decisions_total", Help: "Recorded autoscale decisions, by app and action."}, []string{"app", "action"}),
+		sourceErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garrison_autoscale_source_errors_total", Help: "Failed metric source reads, by source."}, []string{"source"}),
+		readySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "garrison_autoscale_scale_up_ready_seconds", Help: "Time from a scale-up decision to all its instances ready and registered.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 10)}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(m.evaluations, m.decisions, m.sourceErrs, m.readySecs)
+	}
+	return m
+}
+
+// SetRules replaces the rules. Apps whose rule stays keep their state
+// (cooldown, scale-down timer); apps without a rule forget it.
+func (m *Manager) SetRules(rules []rulefmt.Rule) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rules = slices.Clone(rules)
+	keep := map[string]bool{}
+	for _, r := range rules {
+		keep[r.App] = true
+	}
+	for app := range m.state {
+		if !keep[app] {
+			delete(m.state, app)
+			delete(m.pending, app)
+		}
+	}
+}
+
+// Rules returns the rules in force.
+func (m *Manager) Rules() []rulefmt.Rule {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.rules)
+}
+
+// Run evaluates every interval until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	ticker := time.NewTicker(m.cfg.Interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		if m.cfg.IsLeader != nil && !m.cfg.IsLeader() {
+			continue
+		}
+		m.Evaluate(ctx)
+	}
+}
+
+// Evaluate runs one evaluation of every rule and acts on it. Exported for
+// tests and benchmarks, which drive the clock.
+func (m *Manager) Evaluate(ctx context.Context) []Record {
+	now := m.cfg.Now()
+	rules := m.Rules()
+	if len(rules) == 0 {
+		return nil
+	}
+	statuses := make(map[string]AppStatus, len(rules))
+	var known []rulefmt.Rule
+	for _, r := range rules {
+		st, ok, err := m.cfg.Target.Status(ctx, r.App)
+		if err != nil {
+			m.log.Warn("autoscale: app status", "app", r.App, "error", err)
+			continue
+		}
+		if !ok {
+			continue // a rule for an app that does not exist (yet)
+		}
+		statuses[r.App] = st
+		known = append(known, r)
+	}
+	start := time.Now()
+	readings, failures := m.read(ctx, known, statuses, now)
+	m.evaluations.WithLabelValues("read").Observe(time.Since(start).Seconds())
+
+	start = time.Now()
+	var records []Record
+	for _, r := range known {
+		st := statuses[r.App]
+		m.checkPending(ctx, r.App, st, now)
+		in := Input{Current: st.Ready, Reading: readings[r.App],
+			Deployment: Deployment{InProgress: st.Deployment, Autoscaler: st.Autoscaled, Target: st.Instances}}
+		for metric, source := range sourcesOf(r, m.cfg.DefaultSource) {
+			if err, failed := failures[source]; failed {
+				if in.Errors == nil {
+					in.Errors = map[sample.Metric]string{}
+				}
+				in.Errors[metric] = err
+			}
+		}
+		m.mu.Lock()
+		state := m.state[r.App]
+		if state == nil {
+			state = &State{}
+			m.state[r.App] = state
+		}
+		d := Decide(r, in, state, now)
+		m.mu.Unlock()
+		if !d.Notable() {
+			continue
+		}
+		rec := Record{ID: recordID(now), Decision: d}
+		if len(in.Errors) > 0 {
+			rec.SourceErrors = map[string]string{}
+			for metric, err := range in.Errors {
+				rec.SourceErrors[string(metric)] = err
+			}
+		}
+		if d.Acts() {
+			rec = m.act(ctx, r.App, rec, state, now)
+		}
+		m.decisions.WithLabelValues(rec.App, string(rec.Action)).Inc()
+		m.record(ctx, rec)
+		records = append(records, rec)
+	}
+	m.evaluations.WithLabelValues("decide").Observe(time.Since(start).Seconds())
+	return records
+}
+
+// act asks the target for the new count.
+func (m *Manager) act(ctx context.Context, app string, rec Record, state *State, now time.Time) Record {
+	rec.Acted = true
+	err := m.cfg.Target.Scale(ctx, app, rec.To, rec.Reason)
+	switch {
+	case errors.Is(err, ErrNotNow):
+		rec.NotNow = true
+		m.log.Info("autoscale: held by a deployment", "app", app, "to", rec.To)
+	case err != nil:
+		rec.ActError = err.Error()
+		m.log.Warn("autoscale: scale failed", "app", app, "to", rec.To, "error", err)
+	default:
+		m.mu.Lock()
+		state.Scaled(rec.Decision, now)
+		if rec.To > rec.From {
+			m.pending[app] = &pendingScale{record: rec}
+		} else {
+			delete(m.pending, app)
+		}
+		m.mu.Unlock()
+		m.log.Info("autoscale: scaled", "app", app, "from", rec.From, "to", rec.To, "reason", rec.Reason)
+	}
+	return rec
+}
+
+// checkPending completes a scale-up's record once its instances are ready.
+func (m *Manager) checkPending(ctx context.Context, app string, st AppStatus, now time.Time) {
+	m.mu.Lock()
+	p := m.pending[app]
+	if p == nil || st.Ready < p.record.To {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.pending, app)
+	m.mu.Unlock()
+	rec := p.record
+	ready := now
+	rec.ReadyAt = &ready
+	rec.ReadySeconds = now.Sub(rec.At).Seconds()
+	m.readySecs.Observe(rec.ReadySeconds)
+	m.log.Info("autoscale: scale-up ready", "app", app, "instances", rec.To, "after", time.Duration(rec.ReadySeconds*float64(time.Second)).Round(time.Millisecond))
+	m.record(ctx, rec)
+}
+
+// read asks each source once for all the apps whose rules use it, per
+// window. It returns the merged readings and, per failed source, why.
+func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[string]AppStatus, now time.Time) (sample.Readings, map[string]string) {
+	type key struct {
+		source string
+		window time.Duration
+	}
+	requests := map[key]*sample.Request{}
+	for _, r := range rules {
+		st := statuses[r.App]
+		seen := map[string]bool{}
+		for _, source := range sourcesOf(r, m.cfg.DefaultSource) {
+			if seen[source] {
+				continue
+			}
+			seen[source] = true
+			k := key{source, r.Window}
+			req := requests[k]
+			if req == nil {
+				req = &sample.Request{Window: r.Window, At: now}
+				requests[k] = req
+			}
+			req.Apps = append(req.Apps, sample.App{ID: r.App, CPUs: st.CPUs, MemMB: st.MemMB, Tasks: st.Tasks, Query: r.Queries})
+		}
+	}
+	type result struct {
+		key      key
+		readings sample.Readings
+		err      error
+	}
+	results := make(chan result, len(requests))
+	var wg sync.WaitGroup
+	for k, req := range requests {
+		src, ok := m.cfg.Sources[k.source]
+		if !ok {
+			results <- result{key: k, err: fmt.Errorf("no metric source named %q is configured", k.source)}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			readCtx, cancel := context.WithTimeout(ctx, m.cfg.SourceTimeout)
+			defer cancel()
+			rs, err := src.Read(readCtx, *req)
+			results <- result{key: k, readings: rs, err: err}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	bySource := map[string]sample.Readings{}
+	failures := map[string]string{}
+	for res := range results {
+		if res.err != nil {
+			failures[res.key.source] = res.err.Error()
+			m.sourceErrs.WithLabelValues(res.key.source).Inc()
+			m.log.Warn("autoscale: metric source failed", "source", res.key.source, "error", res.err)
+			continue
+		}
+		if bySource[res.key.source] == nil {
+			bySource[res.key.source] = sample.Readings{}
+		}
+		for app, reading := range res.readings {
+			bySource[res.key.source][app] = reading
+		}
+	}
+	merged := sample.Readings{}
+	for _, r := range rules {
+		reading := sample.Reading{}
+		for metric, source := range sourcesOf(r, m.cfg.DefaultSource) {
+			if v, ok := bySource[source][r.App][metric]; ok {
+				reading[metric] = v
+			}
+		}
+		merged[r.App] = reading
+	}
+	return merged, failures
+}
+
+// sourcesOf maps each metric the rule votes on to the source that reads it.
+func sourcesOf(r rulefmt.Rule, fallback string) map[sample.Metric]string {
+	out := map[sample.Metric]string{}
+	for _, metric := range sample.Metrics {
+		if r.Up.Of(metric) == 0 && r.Down.Of(metric) == 0 {
+			continue
+		}
+		source := r.Sources[metric]
+		if source == "" {
+			source = fallback
+		}
+		out[metric] = source
+	}
+	return out
+}
+
+// record writes the decision log entry (again, when a scale-up completes)
+// and publishes it.
+func (m *Manager) record(ctx context.Context, rec Record) {
+	if m.cfg.Recorder != nil {
+		data, err := json.Marshal(rec)
+		if err == nil {
+			err = m.cfg.Recorder.PutDecision(ctx, rec.App, rec.ID, data)
+		}
+		if err != nil {
+			m.log.Warn("autoscale: record decision", "app", rec.App, "error", err)
+		}
+	}
+	if m.cfg.Events != nil {
+		if err := m.cfg.Events.Publish(DecisionEvent{rec}); err != nil {
+			m.log.Warn("autoscale: publish decision", "app", rec.App, "error", err)
+		}
+	}
+}
+
+// recordID sorts by time: decisions are listed newest first by key.
+func recordID(at time.Time) string {
+	return at.UTC().Format("20060102T150405.000000000Z")
+}

@@ -1,0 +1,160 @@
+package autoscale_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"garrison/headquarter/autoscale"
+	"garrison/headquarter/rulefmt"
+	"garrison/headquarter/store"
+	"garrison/internal/etcdtest"
+	"garrison/scout/sample"
+)
+
+// scriptedSource returns the readings a test sets, or fails.
+type scriptedSource struct {
+	mu       sync.Mutex
+	readings sample.Readings
+	err      error
+	requests []sample.Request
+}
+
+func (s *scriptedSource) Read(_ context.Context, req sample.Request) (sample.Readings, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = append(s.requests, req)
+	return s.readings, s.err
+}
+
+// memTarget is an app count that becomes ready when the test says so.
+type memTarget struct {
+	mu     sync.Mutex
+	status map[string]autoscale.AppStatus
+	scales []int
+	locked bool
+}
+
+func (t *memTarget) Status(_ context.Context, app string) (autoscale.AppStatus, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.status[app]
+	return st, ok, nil
+}
+
+func (t *memTarget) Scale(_ context.Context, app string, n int, _ string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.locked {
+		return autoscale.ErrNotNow
+	}
+	st := t.status[app]
+	st.Instances = n
+	st.Deployment, st.Autoscaled = true, true
+	t.status[app] = st
+	t.scales = append(t.scales, n)
+	return nil
+}
+
+func (t *memTarget) ready(app string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.status[app]
+	st.Ready, st.Deployment, st.Autoscaled = st.Instances, false, false
+	t.status[app] = st
+}
+
+func parseRules(t *testing.T, y string) []rulefmt.Rule {
+	t.Helper()
+	rules, err := rulefmt.Parse([]byte(y), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+func TestManagerActsRecordsAndTimesTheScaleUp(t *testing.T) {
+	srv := etcdtest.New(t)
+	st := store.New(srv.Client(t))
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	src := &scriptedSource{readings: sample.Readings{"/shop/web": {
+		sample.QPS: {Value: 400, OK: true, Instances: 1},
+		sample.CPU: {Value: 0.9, OK: true, Instances: 1},
+		sample.Mem: {Value: 0.2, OK: true, Instances: 1},
+	}}}
+	target := &memTarget{status: map[string]autoscale.AppStatus{"/shop/web": {Instances: 1, Ready: 1, CPUs: 0.5, MemMB: 64}}}
+	m := autoscale.New(autoscale.Config{Target: target, Sources: map[string]sample.Source{"test": src}, DefaultSource: "test",
+		Recorder: st, Now: func() time.Time { return now }})
+	m.SetRules(parseRules(t, "rules:\n  - app: /shop/web\n    min: 1\n    max: 10\n    window: 10s\n    up: { qps: 100, cpu: 0.8, mem: 0.8 }\n    down: { qps: 20, cpu: 0.2, mem: 0.2 }\n"))
+
+	recs := m.Evaluate(t.Context())
+	if len(recs) != 1 || recs[0].Action != autoscale.Up || recs[0].To != 4 || !recs[0].Acted {
+		t.Fatalf("first evaluation: %+v", recs)
+	}
+	if len(src.requests) != 1 || len(src.requests[0].Apps) != 1 || src.requests[0].Window != 10*time.Second || src.requests[0].Apps[0].CPUs != 0.5 {
+		t.Fatalf("source asked %+v", src.requests)
+	}
+	// Until the new instances are ready nothing more happens; then the
+	// record gets its ready time.
+	now = now.Add(2 * time.Second)
+	target.ready("/shop/web")
+	src.readings["/shop/web"] = sample.Reading{sample.QPS: {Value: 400, OK: true, Instances: 4}, sample.CPU: {Value: 0.5, OK: true, Instances: 4}}
+	m.Evaluate(t.Context())
+	got, err := st.Decisions(t.Context(), "/shop/web", 0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("decision log: %d records, %v", len(got), err)
+	}
+	var rec autoscale.Record
+	if err := json.Unmarshal(got[0].Data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.ReadyAt == nil || rec.ReadySeconds != 2 || rec.From != 1 || rec.To != 4 || rec.Reason == "" {
+		t.Fatalf("recorded %+v", rec)
+	}
+	if len(target.scales) != 1 {
+		t.Fatalf("scaled %v times, want once", target.scales)
+	}
+}
+
+func TestManagerSourceErrorMeansNoDataAndIsRecorded(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	src := &scriptedSource{err: errors.New("prometheus at 127.0.0.1:9 is down")}
+	target := &memTarget{status: map[string]autoscale.AppStatus{"/a": {Instances: 4, Ready: 4}}}
+	m := autoscale.New(autoscale.Config{Target: target, Sources: map[string]sample.Source{"p": src}, DefaultSource: "p",
+		Now: func() time.Time { return now }})
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    min: 1\n    max: 10\n    scaleDownAfter: 1s\n    cooldown: 1s\n    up: { qps: 100, cpu: 0.8 }\n    down: { qps: 20, cpu: 0.2 }\n"))
+	for range 5 {
+		recs := m.Evaluate(t.Context())
+		for _, r := range recs {
+			if r.To < r.From {
+				t.Fatalf("scaled down with the source failing: %+v", r)
+			}
+		}
+		now = now.Add(10 * time.Second)
+	}
+	if len(target.scales) != 0 {
+		t.Fatalf("acted with no data: %v", target.scales)
+	}
+}
+
+func TestManagerHeldByAnotherDeploymentIsNoCooldown(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	src := &scriptedSource{readings: sample.Readings{"/a": {sample.QPS: {Value: 1000, OK: true, Instances: 2}, sample.CPU: {Value: 0.95, OK: true, Instances: 2}}}}
+	target := &memTarget{status: map[string]autoscale.AppStatus{"/a": {Instances: 2, Ready: 2}}, locked: true}
+	m := autoscale.New(autoscale.Config{Target: target, Sources: map[string]sample.Source{"p": src}, DefaultSource: "p",
+		Now: func() time.Time { return now }})
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    min: 1\n    max: 20\n    up: { qps: 100, cpu: 0.8 }\n"))
+	recs := m.Evaluate(t.Context())
+	if len(recs) != 1 || !recs[0].NotNow || recs[0].ActError != "" {
+		t.Fatalf("locked: %+v", recs)
+	}
+	target.locked = false
+	now = now.Add(time.Second)
+	recs = m.Evaluate(t.Context())
+	if len(recs) != 1 || recs[0].NotNow || len(target.scales) != 1 || target.scales[0] != 10 {
+		t.Fatalf("after the lock: %+v, scales %v", recs, target.scales)
+	}
+}
