@@ -1,0 +1,567 @@
+package autoscale
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"garrison/headquarter/rulefmt"
+	"garrison/scout/sample"
+)
+
+// Action is what a decision asks of the caller.
+type Action string
+
+const (
+	// Up and Down: change the count to Decision.To (unless DryRun).
+	Up   Action = "up"
+	Down Action = "down"
+	// None: no change is wanted.
+	None Action = "none"
+	// Hold: a change is wanted (To) but must not happen now: the rule is
+	// paused, a deployment is in progress, or the cooldown holds a
+	// scale-down. Blocked (or Paused) says which.
+	Hold Action = "hold"
+)
+
+// Cap names the bound that set Decision.To, when one did.
+type Cap string
+
+const (
+	CapMax         Cap = "max"
+	CapMin         Cap = "min"
+	CapMaxStep     Cap = "maxStep"
+	CapMaxStepDown Cap = "maxStepDown"
+	CapSchedule    Cap = "schedule"
+)
+
+// Block names what holds a wanted change.
+type Block string
+
+const (
+	BlockDeployment Block = "deployment"
+	BlockCooldown   Block = "cooldown"
+)
+
+// Deployment is the app's deployment state as the scheduler sees it.
+type Deployment struct {
+	InProgress bool `json:"inProgress"`
+	// Autoscaler: the deployment in progress is a scale the autoscaler
+	// started, to Target instances. Only such a deployment may be
+	// superseded, and only by a larger scale-up.
+	Autoscaler bool `json:"autoscaler,omitempty"`
+	Target     int  `json:"target,omitempty"`
+}
+
+// Input is what one evaluation knows about one app.
+type Input struct {
+	// Current is the instances running and healthy (registered): the ones
+	// the readings can come from.
+	Current int `json:"current"`
+	// Reading is scout's values for the app over the rule's window.
+	Reading sample.Reading `json:"reading,omitempty"`
+	// Deployment is the app's deployment in progress, if any.
+	Deployment Deployment `json:"deployment"`
+	// Errors holds, per metric, why its source failed this time: such a
+	// metric has no data whatever Reading says, and the text is recorded.
+	Errors map[sample.Metric]string `json:"errors,omitempty"`
+}
+
+// MetricInput is one metric's part in a decision: what was read, the
+// thresholds it was held against, and how it voted.
+type MetricInput struct {
+	Metric sample.Metric `json:"metric"`
+	// Used: the rule has an up or a down threshold for it. The other
+	// fields are zero when it is not used.
+	Used    bool   `json:"used"`
+	HasData bool   `json:"hasData"`
+	Err     string `json:"error,omitempty"`
+	// Value is as read (QPS: the app's total; CPU, Mem: the average over
+	// Instances), Instances how many instances it came from (0: the source
+	// did not say, Current is assumed).
+	Value     float64 `json:"value"`
+	Instances int     `json:"instances"`
+	// PerInstance is what the thresholds are held against.
+	PerInstance float64 `json:"perInstance"`
+	Up          float64 `json:"up,omitempty"`
+	Down        float64 `json:"down,omitempty"`
+	// Ratio is PerInstance/Up.
+	Ratio float64 `json:"ratio,omitempty"`
+	// Over: above its up threshold. Under: below its down threshold.
+	Over  bool `json:"over"`
+	Under bool `json:"under"`
+	// Needed is the instances that bring it to its up threshold.
+	Needed int `json:"needed,omitempty"`
+}
+
+// Decision is one evaluation of one app: the decision log's entry.
+type Decision struct {
+	App string    `json:"app"`
+	At  time.Time `json:"at"`
+	// From is the current count; To the count wanted (for Hold: the count
+	// that would be wanted were it not held).
+	From   int    `json:"from"`
+	To     int    `json:"to"`
+	Action Action `json:"action"`
+	Reason string `json:"reason"`
+	// Inputs is every metric in sample.Metrics order.
+	Inputs [len(sample.Metrics)]MetricInput `json:"inputs"`
+	// Floor is the lowest count allowed now: min, or an active schedule's
+	// min (Schedule is its cron expression).
+	Floor    int    `json:"floor"`
+	Schedule string `json:"schedule,omitempty"`
+	Capped   Cap    `json:"capped,omitempty"`
+	// DryRun: record, do not act. Paused: the rule is paused.
+	DryRun bool `json:"dryRun,omitempty"`
+	Paused bool `json:"paused,omitempty"`
+	// Blocked says what holds a wanted change.
+	Blocked Block `json:"blocked,omitempty"`
+	// Supersede: an up that replaces the autoscaler's own scale deployment
+	// in progress (it is larger than that deployment's target).
+	Supersede bool `json:"supersede,omitempty"`
+}
+
+// Acts reports whether the caller should change the count.
+func (d Decision) Acts() bool {
+	return (d.Action == Up || d.Action == Down) && !d.DryRun
+}
+
+// Notable reports whether the decision goes in the decision log: it
+// changes or would change the count, or a bound stopped a change.
+func (d Decision) Notable() bool {
+	return d.To != d.From || d.Capped != ""
+}
+
+// State is one app's memory between evaluations. Decide updates BelowSince
+// and Last; the caller calls Scaled once a change has been applied.
+type State struct {
+	// BelowSince is when the down condition started holding (every used
+	// metric with data from every instance, under its down threshold);
+	// zero while it does not hold.
+	BelowSince time.Time `json:"belowSince"`
+	// LastChange is when the count last changed, for the cooldown.
+	LastChange time.Time `json:"lastChange"`
+	// Last is the previous decision.
+	Last Decision `json:"last"`
+}
+
+// Scaled records that d's change was applied at at: it starts the
+// cooldown, and a scale-up restarts the scale-down window. Call it only
+// when the driver changed the count: a no-op (a deployment got there
+// first, Marathon's 409) starts no cooldown. Call it too for a change made
+// outside the autoscaler (PUT /v2/apps), so scale-downs wait after it.
+func (s *State) Scaled(d Decision, at time.Time) {
+	s.LastChange = at
+	if d.To > d.From {
+		s.BelowSince = time.Time{}
+	}
+}
+
+// slack absorbs float error in ceil: 4 instances' worth of load computed
+// as 4.0000000001 must not ask for 5.
+const slack = 1e-9
+
+func ceil(x float64) int {
+	if x <= 0 {
+		return 0
+	}
+	return int(math.Ceil(x - slack))
+}
+
+// Decide evaluates rule for one app at now. It does no I/O and reads no
+// clock: values in, value out, plus st, which it updates (the down timer
+// and the last decision). The vote:
+//
+//   - a metric counts only with data (OK, no source error); QPS per
+//     instance is the app's total over the instances the value came from,
+//     so an instance with no data yet never dilutes it; CPU and Mem are
+//     already per-instance averages.
+//   - up when at least Quorum metrics are over their up thresholds. The
+//     count is the most any breaching metric needs: its load (QPS total,
+//     or average × instances with data) over its up threshold, so one
+//     step reaches it. It is measured against instances with data, not
+//     Current: new instances without data are already counted in Current
+//     and the step is not repeated for them (no overshoot). Bounded by
+//     MaxStep (from Current, or the target of the autoscaler's deployment
+//     in progress) and Max. Never held by the cooldown.
+//   - down when every used metric has data from every instance and is
+//     under its down threshold (a metric with only an up threshold: not
+//     over it), continuously for ScaleDownAfter. One step of at most
+//     MaxStepDown, never below what keeps each metric at most halfway
+//     between its down and up thresholds, never below the floor, and not
+//     within Cooldown of the last change.
+//   - the floor (Min, or an active schedule's min) raises the count at
+//     once, whatever the metrics say and past MaxStep; above Max lowers it
+//     at once.
+//   - a deployment in progress holds every change, except that an up
+//     larger than the target of the autoscaler's own scale deployment
+//     supersedes it.
+//   - paused holds every change; dry-run marks the decision DryRun.
+func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
+	cur := max(in.Current, 0)
+	dep := in.Deployment
+	// A Rule built without Parse may have quorum 0: one vote is the least.
+	quorum := max(rule.Quorum, 1)
+	d := Decision{
+		App: rule.App, At: now, From: cur, To: cur, Action: None,
+		DryRun: rule.DryRun, Paused: rule.Paused,
+	}
+	var (
+		used, withData, over int
+		// downCond: the down condition holds this evaluation.
+		downCond  = true
+		hasDown   bool
+		upNeeded  int // the most any breaching metric needs
+		worst     = -1
+		downFloor int // the fewest instances that keep every metric under its ceiling
+	)
+	for i, m := range sample.Metrics {
+		mi := &d.Inputs[i]
+		mi.Metric = m
+		mi.Up, mi.Down = rule.Up.Of(m), rule.Down.Of(m)
+		if mi.Up == 0 && mi.Down == 0 {
+			continue
+		}
+		mi.Used = true
+		used++
+		mi.Err = in.Errors[m]
+		v, ok := in.Reading[m]
+		if !ok || !v.OK || mi.Err != "" || math.IsNaN(v.Value) || math.IsInf(v.Value, 0) || v.Value < 0 {
+			// No data never counts and never scales down.
+			downCond = false
+			continue
+		}
+		mi.HasData = true
+		withData++
+		mi.Value, mi.Instances = v.Value, v.Instances
+		base := v.Instances
+		if base <= 0 {
+			base = cur
+		}
+		if base <= 0 {
+			// Data with no instances (QPS seen in front of the app, at a
+			// gateway): all of it would land on the first instance.
+			base = 1
+		}
+		load := v.Value
+		if m == sample.QPS {
+			mi.PerInstance = v.Value / float64(base)
+		} else {
+			mi.PerInstance = v.Value
+			load = v.Value * float64(base)
+		}
+		if mi.Up > 0 {
+			mi.Ratio = mi.PerInstance / mi.Up
+			mi.Over = mi.PerInstance > mi.Up
+			mi.Needed = ceil(load / mi.Up)
+		}
+		if mi.Down > 0 {
+			hasDown = true
+			mi.Under = mi.PerInstance < mi.Down
+		}
+		if mi.Over {
+			over++
+			// The metric that needs the most instances sizes the step.
+			if w := &d.Inputs[max(worst, 0)]; worst < 0 || mi.Needed > w.Needed ||
+				(mi.Needed == w.Needed && mi.Ratio > w.Ratio) {
+				worst, upNeeded = i, mi.Needed
+			}
+		}
+		// An instance without data could be the busy one: partial data
+		// does not let the count go down.
+		if v.Instances > 0 && v.Instances < cur {
+			downCond = false
+		}
+		if (mi.Down > 0 && !mi.Under) || (mi.Down == 0 && mi.Over) {
+			downCond = false
+		}
+		// A scale-down keeps each metric at most halfway between its
+		// thresholds (hysteresis), so the next small rise does not cross
+		// the up threshold and undo it.
+		ceiling := mi.Up
+		switch {
+		case mi.Up > 0 && mi.Down > 0:
+			ceiling = (mi.Up + mi.Down) / 2
+		case mi.Up == 0:
+			ceiling = mi.Down
+		}
+		downFloor = max(downFloor, ceil(load/ceiling))
+	}
+	downCond = downCond && hasDown && used > 0
+	if dep.InProgress {
+		// The instances are changing under the readings: start the window
+		// over once the deployment is done.
+		downCond = false
+	}
+	if downCond {
+		if st.BelowSince.IsZero() || st.BelowSince.After(now) {
+			st.BelowSince = now
+		}
+	} else {
+		st.BelowSince = time.Time{}
+	}
+
+	floor, sched := rule.Floor(now)
+	d.Floor = floor
+	floorCap := CapMin
+	if sched != nil {
+		d.Schedule = sched.Cron
+		floorCap = CapSchedule
+	}
+
+	var r reason
+	switch {
+	case over >= quorum || cur < floor:
+		to, capped := cur, Cap("")
+		if over >= quorum {
+			r.votes(&d, over, withData, "over their up thresholds", false, func(mi *MetricInput) bool { return mi.Over })
+			w := &d.Inputs[worst]
+			r.s("; step sized to the worst ratio ")
+			r.f(w.Ratio, 2)
+			r.s(" (" + string(w.Metric))
+			if w.Instances > 0 {
+				r.s(" over ")
+				r.i(w.Instances)
+				r.s(" instances with data")
+			}
+			r.s("): ")
+			r.i(upNeeded)
+			r.s(" needed")
+			// The step counts from what is running or already starting.
+			base := cur
+			if dep.InProgress && dep.Autoscaler && dep.Target > base {
+				base = dep.Target
+			}
+			to = upNeeded
+			if to <= base {
+				if base > cur {
+					r.s(", the autoscaler's deployment to ")
+					r.i(base)
+					r.s(" already starts them")
+				} else {
+					r.s(", ")
+					r.i(cur)
+					r.s(" running: waiting for the new instances' data")
+				}
+				to = cur
+			} else {
+				if rule.MaxStep > 0 && to > base+rule.MaxStep {
+					to, capped = base+rule.MaxStep, CapMaxStep
+					r.s("; capped at maxStep ")
+					r.i(rule.MaxStep)
+				}
+			}
+		} else {
+			r.s("no metric vote to scale up")
+		}
+		if cur < floor && to < floor {
+			to, capped = floor, floorCap
+			r.floor(&d, rule, floor)
+		}
+		if to > rule.Max {
+			to, capped = rule.Max, CapMax
+			r.s("; capped at max ")
+			r.i(rule.Max)
+		}
+		d.To, d.Capped = to, capped
+		if to > cur {
+			d.Action = Up
+		} else if to < cur {
+			// Only when above max.
+			d.Action = Down
+		}
+	case cur > rule.Max:
+		d.To, d.Capped, d.Action = rule.Max, CapMax, Down
+		r.s(strconv.Itoa(cur) + " instances, above max " + strconv.Itoa(rule.Max))
+	case downCond && now.Sub(st.BelowSince) >= rule.ScaleDownAfter:
+		r.votes(&d, withData, withData, "under their down thresholds for "+rulefmt.FormatDuration(rule.ScaleDownAfter), true,
+			func(mi *MetricInput) bool { return mi.HasData })
+		to, capped := downFloor, Cap("")
+		if step := cur - rule.MaxStepDown; step > to {
+			to, capped = step, CapMaxStepDown
+		}
+		if floor > to {
+			to, capped = floor, floorCap
+		}
+		switch {
+		case to >= cur && capped == floorCap:
+			to = cur
+			r.floor(&d, rule, floor)
+		case to >= cur:
+			to, capped = cur, ""
+			r.s("; fewer than ")
+			r.i(cur)
+			r.s(" would take a metric past halfway to its up threshold")
+		default:
+			d.Action = Down
+			r.s("; down to ")
+			r.i(to)
+			switch capped {
+			case CapMaxStepDown:
+				r.s(" (maxStepDown ")
+				r.i(rule.MaxStepDown)
+				r.s(")")
+			case CapMin, CapSchedule:
+				r.floor(&d, rule, floor)
+			}
+			if !st.LastChange.IsZero() && now.Sub(st.LastChange) < rule.Cooldown {
+				d.Action, d.Blocked = Hold, BlockCooldown
+				r.s("; cooldown: last change ")
+				r.s(rulefmt.FormatDuration(now.Sub(st.LastChange).Round(time.Second)))
+				r.s(" ago, scale-down waits ")
+				r.s(rulefmt.FormatDuration(rule.Cooldown))
+			}
+		}
+		d.To, d.Capped = to, capped
+	default:
+		r.none(&d, rule, st, now, over, withData, downCond, cur)
+	}
+
+	if d.To != cur && d.Action != Hold {
+		switch {
+		case dep.InProgress && d.Action == Up && dep.Autoscaler && d.To > dep.Target:
+			d.Supersede = true
+			r.s("; supersedes the autoscaler's deployment to ")
+			r.i(dep.Target)
+		case dep.InProgress:
+			d.Action, d.Blocked = Hold, BlockDeployment
+			r.s("; held: a deployment is in progress")
+		}
+	}
+	if d.To != cur && rule.Paused {
+		d.Action = Hold
+		r.s("; held: paused")
+	}
+	if rule.DryRun && (d.Action == Up || d.Action == Down) {
+		r.s("; dry-run")
+	}
+	d.Reason = r.String()
+	st.Last = d
+	return d
+}
+
+// reason builds Decision.Reason without fmt: it runs for every app every
+// evaluation.
+type reason struct{ b []byte }
+
+func (r *reason) s(s string)            { r.b = append(r.b, s...) }
+func (r *reason) i(n int)               { r.b = strconv.AppendInt(r.b, int64(n), 10) }
+func (r *reason) f(x float64, prec int) { r.b = strconv.AppendFloat(r.b, x, 'f', prec, 64) }
+func (r *reason) String() string        { return string(r.b) }
+func (r *reason) g(x float64)           { r.b = strconv.AppendFloat(r.b, x, 'g', 4, 64) }
+func (r *reason) pair(mi *MetricInput, t float64) {
+	r.s(string(mi.Metric))
+	r.s(" ")
+	if mi.Metric == sample.QPS {
+		r.g(mi.PerInstance)
+	} else {
+		r.f(mi.PerInstance, 2)
+	}
+	r.s("/")
+	if mi.Metric == sample.QPS {
+		r.g(t)
+		r.s(" per instance")
+	} else {
+		r.f(t, 2)
+	}
+}
+
+// votes writes "N of M metrics <what> (qps 612/400 per instance, ...)".
+func (r *reason) votes(d *Decision, n, of int, what string, down bool, pick func(*MetricInput) bool) {
+	r.i(n)
+	r.s(" of ")
+	r.i(of)
+	r.s(" metrics with data ")
+	r.s(what)
+	r.s(" (")
+	first := true
+	for i := range d.Inputs {
+		mi := &d.Inputs[i]
+		if !mi.Used || !mi.HasData || !pick(mi) {
+			continue
+		}
+		if !first {
+			r.s(", ")
+		}
+		first = false
+		t := mi.Up
+		if down && mi.Down > 0 {
+			t = mi.Down
+		}
+		r.pair(mi, t)
+	}
+	r.s(")")
+	r.missing(d)
+}
+
+// missing notes the used metrics without data.
+func (r *reason) missing(d *Decision) {
+	first := true
+	for i := range d.Inputs {
+		mi := &d.Inputs[i]
+		if !mi.Used || mi.HasData {
+			continue
+		}
+		if first {
+			r.s("; no data: ")
+		} else {
+			r.s(", ")
+		}
+		first = false
+		r.s(string(mi.Metric))
+		if mi.Err != "" {
+			r.s(" (" + mi.Err + ")")
+		}
+	}
+}
+
+func (r *reason) floor(d *Decision, rule rulefmt.Rule, floor int) {
+	if d.Schedule != "" {
+		r.s("; schedule \"" + d.Schedule + "\" (" + rule.Location().String() + ") raises the floor to ")
+	} else {
+		r.s("; min is ")
+	}
+	r.i(floor)
+}
+
+func (r *reason) none(d *Decision, rule rulefmt.Rule, st *State, now time.Time, over, withData int, downCond bool, cur int) {
+	switch {
+	case cur == 0 && withData == 0:
+		r.s("no instances and no data: metrics from instances cannot wake an app at 0; a schedule, min or the API must")
+		return
+	case over > 0:
+		r.votes(d, over, withData, "over their up thresholds", false, func(mi *MetricInput) bool { return mi.Over })
+		r.s("; quorum is ")
+		r.i(max(rule.Quorum, 1))
+		return
+	case downCond:
+		r.s("under the down thresholds for ")
+		r.s(rulefmt.FormatDuration(now.Sub(st.BelowSince).Round(time.Second)))
+		r.s(" of ")
+		r.s(rulefmt.FormatDuration(rule.ScaleDownAfter))
+	case withData == 0:
+		r.s("no data")
+	default:
+		r.s("within thresholds")
+	}
+	r.missing(d)
+}
+
+// String is the decision in one line, for logs.
+func (d Decision) String() string {
+	var b strings.Builder
+	b.WriteString(d.App)
+	b.WriteString(": ")
+	b.WriteString(string(d.Action))
+	b.WriteString(" ")
+	b.WriteString(strconv.Itoa(d.From))
+	b.WriteString("->")
+	b.WriteString(strconv.Itoa(d.To))
+	if d.DryRun {
+		b.WriteString(" (dry-run)")
+	}
+	b.WriteString(": ")
+	b.WriteString(d.Reason)
+	return b.String()
+}

@@ -1,0 +1,398 @@
+package autoscale_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"garrison/headquarter/autoscale"
+	"garrison/headquarter/rulefmt"
+	"garrison/scout/sample"
+)
+
+// baseRule is the rule every row starts from; a row's overrides replace
+// the line with the same key or are appended.
+const baseRule = `app: /ktv/account
+min: 1
+max: 20
+up: {qps: 400, cpu: 0.75, mem: 0.80}
+down: {qps: 100, cpu: 0.25, mem: 0.40}
+cooldown: 60s
+scaleDownAfter: 5m`
+
+func parseRule(t testing.TB, overrides ...string) rulefmt.Rule {
+	t.Helper()
+	lines := strings.Split(baseRule, "\n")
+	for _, o := range overrides {
+		key, _, _ := strings.Cut(o, ":")
+		replaced := false
+		for i, l := range lines {
+			if strings.HasPrefix(l, key+":") {
+				lines[i], replaced = o, true
+			}
+		}
+		if !replaced {
+			lines = append(lines, o)
+		}
+	}
+	doc := "rules:\n  - " + strings.Join(lines, "\n    ") + "\n"
+	rules, err := rulefmt.Parse([]byte(doc), "test.yaml")
+	if err != nil {
+		t.Fatalf("rule does not parse: %v\n%s", err, doc)
+	}
+	return rules[0]
+}
+
+// Readings: qps is the app's total from n instances; cpu and mem are
+// averages over n instances. A metric left out has no data.
+func qps(v float64, n int) kv { return kv{sample.QPS, sample.Value{Value: v, OK: true, Instances: n}} }
+func cpu(v float64, n int) kv { return kv{sample.CPU, sample.Value{Value: v, OK: true, Instances: n}} }
+func mem(v float64, n int) kv { return kv{sample.Mem, sample.Value{Value: v, OK: true, Instances: n}} }
+func none(m sample.Metric) kv { return kv{m, sample.Value{}} }
+
+type kv struct {
+	m sample.Metric
+	v sample.Value
+}
+
+func in(current int, vals ...kv) autoscale.Input {
+	r := sample.Reading{}
+	for _, x := range vals {
+		r[x.m] = x.v
+	}
+	return autoscale.Input{Current: current, Reading: r}
+}
+
+func withDeployment(i autoscale.Input, d autoscale.Deployment) autoscale.Input {
+	i.Deployment = d
+	return i
+}
+
+func withErr(i autoscale.Input, m sample.Metric, msg string) autoscale.Input {
+	i.Errors = map[sample.Metric]string{m: msg}
+	return i
+}
+
+// quiet is load well under every down threshold on n instances.
+func quiet(n int) autoscale.Input {
+	return in(n, qps(20*float64(n), n), cpu(0.10, n), mem(0.20, n))
+}
+
+// step is one evaluation at t0+at. When apply is set and the decision
+// acts, the change is applied (State.Scaled), as the caller would after
+// signalman succeeded.
+type step struct {
+	at      time.Duration
+	in      autoscale.Input
+	action  autoscale.Action
+	to      int
+	capped  autoscale.Cap
+	blocked autoscale.Block
+	// super: the decision supersedes the autoscaler's own deployment.
+	super  bool
+	reason string // a substring of Decision.Reason
+	apply  bool
+}
+
+// t0 is a Monday, 00:00 UTC (08:00 in Asia/Shanghai).
+var t0 = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+
+func TestDecide(t *testing.T) {
+	tests := []struct {
+		name  string
+		rule  []string
+		steps []step
+	}{
+		{
+			name: "quorum met: qps and cpu over, sized to the metric needing most",
+			steps: []step{{in: in(2, qps(1000, 2), cpu(0.9, 2), mem(0.5, 2)), action: autoscale.Up, to: 3,
+				reason: "2 of 3 metrics with data over their up thresholds (qps 500/400 per instance, cpu 0.90/0.75)"}},
+		},
+		{
+			name: "one metric alone does not scale",
+			steps: []step{{in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.None, to: 2,
+				reason: "1 of 3 metrics with data over their up thresholds (qps 2000/400 per instance); quorum is 2"}},
+		},
+		{
+			name: "quorum 1: one metric scales",
+			rule: []string{"quorum: 1"},
+			steps: []step{{in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.Up, to: 10}},
+		},
+		{
+			name: "no data never counts: missing and not-OK metrics do not vote",
+			steps: []step{{in: in(2, qps(1000, 2), none(sample.CPU)), action: autoscale.None, to: 2,
+				reason: "no data: cpu, mem"}},
+		},
+		{
+			name: "a source error is no data even beside a reading",
+			steps: []step{{in: withErr(in(2, qps(1000, 2), cpu(0.9, 2), mem(0.5, 2)), sample.CPU, "prometheus: connection refused"),
+				action: autoscale.None, to: 2, reason: "cpu (prometheus: connection refused)"}},
+		},
+		{
+			name: "two metrics with data are a quorum while the third has none",
+			steps: []step{{in: in(2, qps(1000, 2), cpu(0.9, 2)), action: autoscale.Up, to: 3, reason: "no data: mem"}},
+		},
+		{
+			name: "proportional: load four times one instance's target is 4 instances in one step",
+			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1), mem(0.3, 1)), action: autoscale.Up, to: 4,
+				reason: "worst ratio 4.00 (qps over 1 instances with data): 4 needed"}},
+		},
+		{
+			name: "new instances without data do not overshoot; once they report, no further step",
+			steps: []step{
+				{in: in(1, qps(1600, 1), cpu(0.95, 1), mem(0.3, 1)), action: autoscale.Up, to: 4, apply: true},
+				// 4 running and healthy, 3 of them not scraped yet: the
+				// load is still measured on the one with data.
+				{at: 5 * time.Second, in: in(4, qps(1600, 1), cpu(0.95, 1), mem(0.3, 1)), action: autoscale.None, to: 4,
+					reason: "4 running: waiting for the new instances' data"},
+				{at: 10 * time.Second, in: in(4, qps(1600, 4), cpu(0.40, 4), mem(0.3, 4)), action: autoscale.None, to: 4,
+					reason: "within thresholds"},
+			},
+		},
+		{
+			name: "maxStep caps a scale-up",
+			rule: []string{"maxStep: 2"},
+			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 3, capped: autoscale.CapMaxStep,
+				reason: "capped at maxStep 2"}},
+		},
+		{
+			name: "max caps a scale-up",
+			rule: []string{"max: 3"},
+			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 3, capped: autoscale.CapMax}},
+		},
+		{
+			name: "at max a breach changes nothing but is capped",
+			rule: []string{"max: 4"},
+			steps: []step{{in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, capped: autoscale.CapMax}},
+		},
+		{
+			name: "above max lowers at once, data or not",
+			rule: []string{"max: 4"},
+			steps: []step{{in: in(6), action: autoscale.Down, to: 4, capped: autoscale.CapMax}},
+		},
+		{
+			name: "down only after the full window, one step of maxStepDown",
+			steps: []step{
+				{in: quiet(10), action: autoscale.None, to: 10, reason: "under the down thresholds for 0s of 5m"},
+				{at: 4*time.Minute + 59*time.Second, in: quiet(10), action: autoscale.None, to: 10},
+				{at: 5 * time.Minute, in: quiet(10), action: autoscale.Down, to: 9, capped: autoscale.CapMaxStepDown,
+					reason: "3 of 3 metrics with data under their down thresholds for 5m (qps 20/100 per instance, cpu 0.10/0.25, mem 0.20/0.40); down to 9 (maxStepDown 1)", apply: true},
+				// The window keeps holding; the cooldown spaces the steps.
+				{at: 5*time.Minute + 30*time.Second, in: quiet(9), action: autoscale.Hold, to: 8, capped: autoscale.CapMaxStepDown, blocked: autoscale.BlockCooldown},
+				{at: 6 * time.Minute, in: quiet(9), action: autoscale.Down, to: 8, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "a larger maxStepDown steps proportionally, keeping each metric halfway under its up threshold",
+			rule: []string{"maxStepDown: 10"},
+			steps: []step{
+				{in: quiet(10)},
+				// mem: 10 × 0.20 = 2 instances' worth; halfway is 0.60: 4.
+				{at: 5 * time.Minute, in: quiet(10), action: autoscale.Down, to: 4},
+			},
+		},
+		{
+			name: "no scale-down that would push a metric past halfway",
+			steps: []step{
+				{in: in(2, qps(100, 2), cpu(0.2, 2), mem(0.35, 2))},
+				{at: 5 * time.Minute, in: in(2, qps(100, 2), cpu(0.2, 2), mem(0.35, 2)), action: autoscale.None, to: 2,
+					reason: "fewer than 2 would take a metric past halfway"},
+			},
+		},
+		{
+			name: "a breach restarts the down window",
+			steps: []step{
+				{in: quiet(10)},
+				{at: 3 * time.Minute, in: in(10, qps(200, 10), cpu(0.9, 10), mem(0.2, 10)), action: autoscale.None, to: 10},
+				{at: 4 * time.Minute, in: quiet(10)},
+				{at: 8*time.Minute + 59*time.Second, in: quiet(10), action: autoscale.None, to: 10},
+				{at: 9 * time.Minute, in: quiet(10), action: autoscale.Down, to: 9, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "missing data restarts the down window and never scales down",
+			steps: []step{
+				{in: quiet(10)},
+				{at: 3 * time.Minute, in: in(10, qps(200, 10), cpu(0.1, 10)), action: autoscale.None, to: 10, reason: "no data: mem"},
+				{at: 4 * time.Minute, in: quiet(10)},
+				{at: 6 * time.Minute, in: in(10, qps(200, 10), cpu(0.1, 10)), action: autoscale.None, to: 10},
+				{at: 10 * time.Minute, in: in(10, qps(200, 10), cpu(0.1, 10)), action: autoscale.None, to: 10},
+			},
+		},
+		{
+			name: "data from only some instances restarts the down window",
+			steps: []step{
+				{in: quiet(10)},
+				{at: 3 * time.Minute, in: in(10, qps(200, 9), cpu(0.1, 9), mem(0.2, 9)), action: autoscale.None, to: 10},
+				{at: 4 * time.Minute, in: quiet(10)},
+				{at: 8*time.Minute + 59*time.Second, in: quiet(10), action: autoscale.None, to: 10},
+				{at: 9 * time.Minute, in: quiet(10), action: autoscale.Down, to: 9, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "cooldown holds a scale-down but never a scale-up",
+			rule: []string{"cooldown: 10m"},
+			steps: []step{
+				{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 4, apply: true},
+				{at: 10 * time.Second, in: quiet(4)},
+				{at: 5*time.Minute + 10*time.Second, in: quiet(4), action: autoscale.Hold, to: 3, capped: autoscale.CapMaxStepDown, blocked: autoscale.BlockCooldown,
+					reason: "scale-down waits 10m"},
+				{at: 5*time.Minute + 20*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.Up, to: 8, apply: true},
+			},
+		},
+		{
+			name: "min raises the count at once without data",
+			rule: []string{"min: 2"},
+			steps: []step{{in: in(0), action: autoscale.Up, to: 2, capped: autoscale.CapMin, reason: "min is 2"}},
+		},
+		{
+			name: "a scale-down stops at min",
+			rule: []string{"min: 2"},
+			steps: []step{
+				{in: quiet(2)},
+				{at: 5 * time.Minute, in: quiet(2), action: autoscale.None, to: 2, capped: autoscale.CapMin, reason: "min is 2"},
+			},
+		},
+		{
+			name: "a schedule raises the floor in its time zone, then lets go",
+			rule: []string{"timezone: Asia/Shanghai", `schedules: [{cron: "30 11 * * *", for: 2h, min: 8}]`},
+			steps: []step{
+				// 03:29 UTC is 11:29 in Shanghai: not yet.
+				{at: 3*time.Hour + 29*time.Minute, in: in(2, qps(400, 2), cpu(0.3, 2), mem(0.5, 2)), action: autoscale.None, to: 2},
+				{at: 3*time.Hour + 30*time.Minute, in: in(2, qps(400, 2), cpu(0.3, 2), mem(0.5, 2)), action: autoscale.Up, to: 8,
+					capped: autoscale.CapSchedule, reason: `schedule "30 11 * * *" (Asia/Shanghai) raises the floor to 8`, apply: true},
+				// The floor holds a scale-down while the window is open...
+				{at: 3*time.Hour + 31*time.Minute, in: quiet(8)},
+				{at: 5*time.Hour + 29*time.Minute, in: quiet(8), action: autoscale.None, to: 8, capped: autoscale.CapSchedule},
+				// ...and lets it go when it closes at 13:30.
+				{at: 5*time.Hour + 30*time.Minute, in: quiet(8), action: autoscale.Down, to: 7, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "a schedule across midnight",
+			rule: []string{"timezone: Asia/Shanghai", `schedules: [{cron: "0 23 * * *", for: 3h, min: 6}]`},
+			steps: []step{
+				// 14:59 UTC is 22:59 in Shanghai.
+				{at: 14*time.Hour + 59*time.Minute, in: in(2), action: autoscale.None, to: 2},
+				// 17:30 UTC is 01:30 the next day in Shanghai: inside.
+				{at: 17*time.Hour + 30*time.Minute, in: in(2), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
+				// 18:00 UTC is 02:00: the window [23:00, 02:00) has closed.
+				{at: 18 * time.Hour, in: in(2), action: autoscale.None, to: 2},
+			},
+		},
+		{
+			name: "a schedule floor above the metrics' count wins; metrics above it win",
+			rule: []string{`schedules: [{cron: "0 0 * * *", for: 1h, min: 6}]`},
+			steps: []step{
+				{at: time.Minute, in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
+				{at: time.Minute, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 10},
+			},
+		},
+		{
+			name: "paused: decided and recorded, held",
+			rule: []string{"paused: true"},
+			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Hold, to: 4, reason: "held: paused"}},
+		},
+		{
+			name: "dry-run: decided and marked",
+			rule: []string{"dryRun: true"},
+			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 4, reason: "; dry-run"}},
+		},
+		{
+			name: "a deployment in progress holds a scale-up",
+			steps: []step{{in: withDeployment(in(1, qps(1600, 1), cpu(0.95, 1)), autoscale.Deployment{InProgress: true}),
+				action: autoscale.Hold, to: 4, blocked: autoscale.BlockDeployment}},
+		},
+		{
+			name: "a deployment in progress holds a floor raise",
+			rule: []string{"min: 3"},
+			steps: []step{
+				{in: withDeployment(in(2), autoscale.Deployment{InProgress: true}), action: autoscale.Hold, to: 3, capped: autoscale.CapMin, blocked: autoscale.BlockDeployment},
+			},
+		},
+		{
+			name: "a deployment in progress restarts the down window",
+			steps: []step{
+				{in: quiet(10)},
+				{at: 3 * time.Minute, in: withDeployment(quiet(10), autoscale.Deployment{InProgress: true})},
+				{at: 5 * time.Minute, in: quiet(10), action: autoscale.None, to: 10},
+				{at: 10 * time.Minute, in: quiet(10), action: autoscale.Down, to: 9, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "a larger scale-up supersedes the autoscaler's own scale deployment",
+			steps: []step{
+				{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 4, apply: true},
+				// The load doubled while 3 instances were starting.
+				{at: 2 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
+					action: autoscale.Up, to: 8, super: true, reason: "supersedes the autoscaler's deployment to 4"},
+			},
+		},
+		{
+			name: "the autoscaler's deployment already starting enough is left alone",
+			steps: []step{
+				{in: withDeployment(in(1, qps(1600, 1), cpu(0.95, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
+					action: autoscale.None, to: 1, reason: "the autoscaler's deployment to 4 already starts them"},
+			},
+		},
+		{
+			name: "maxStep counts from the autoscaler's deployment target when superseding",
+			rule: []string{"maxStep: 2"},
+			steps: []step{
+				{in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 3}),
+					action: autoscale.Up, to: 5, super: true, capped: autoscale.CapMaxStep},
+			},
+		},
+		{
+			name: "zero instances with min 0: metrics from instances cannot wake it",
+			rule: []string{"min: 0"},
+			steps: []step{{in: in(0), action: autoscale.None, to: 0, reason: "cannot wake an app at 0"}},
+		},
+		{
+			name: "zero instances with min 0: QPS seen in front of the app can",
+			rule: []string{"min: 0", "quorum: 1"},
+			steps: []step{{in: in(0, qps(800, 0)), action: autoscale.Up, to: 2}},
+		},
+		{
+			name: "min 0 scales down to 0",
+			rule: []string{"min: 0", "maxStepDown: 5"},
+			steps: []step{
+				{in: in(1, qps(0, 1), cpu(0, 1), mem(0, 1))},
+				{at: 5 * time.Minute, in: in(1, qps(0, 1), cpu(0, 1), mem(0, 1)), action: autoscale.Down, to: 0},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rule := parseRule(t, tt.rule...)
+			var st autoscale.State
+			for i, s := range tt.steps {
+				now := t0.Add(s.at)
+				d := autoscale.Decide(rule, s.in, &st, now)
+				if s.action == "" {
+					// A set-up step: only its effect on the state matters.
+					continue
+				}
+				if d.Action != s.action || d.To != s.to || d.Capped != s.capped || d.Blocked != s.blocked || d.Supersede != s.super {
+					t.Errorf("step %d (t+%v): got %s to %d capped %q blocked %q supersede %v; want %s to %d capped %q blocked %q supersede %v\nreason: %s",
+						i, s.at, d.Action, d.To, d.Capped, d.Blocked, d.Supersede, s.action, s.to, s.capped, s.blocked, s.super, d.Reason)
+				}
+				if !strings.Contains(d.Reason, s.reason) {
+					t.Errorf("step %d (t+%v): reason %q does not contain %q", i, s.at, d.Reason, s.reason)
+				}
+				if d.From != s.in.Current || d.App != rule.App || !d.At.Equal(now) {
+					t.Errorf("step %d: from %d app %q at %v", i, d.From, d.App, d.At)
+				}
+				if d.DryRun != rule.DryRun || d.Paused != rule.Paused {
+					t.Errorf("step %d: dryRun %v paused %v, rule says %v %v", i, d.DryRun, d.Paused, rule.DryRun, rule.Paused)
+				}
+				if st.Last.Reason != d.Reason {
+					t.Errorf("step %d: state's last decision is not this one", i)
+				}
+				if s.apply && d.Acts() {
+					st.Scaled(d, now)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,636 @@
+package rulefmt
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+	// Time zones must load in a FROM-scratch image with no /usr/share/zoneinfo.
+	_ "time/tzdata"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+
+	"garrison/scout/sample"
+)
+
+var (
+	// yaml.v3 reports syntax errors as text; the line is the only place.
+	syntaxLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	// segmentRE is one segment of an app id, as Marathon's PathId allows it
+	// (headquarter/app validates app definitions with the same expression).
+	segmentRE = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
+	// sourceNameRE is the syntax of a configured metric source's name; the
+	// names themselves are checked where sources are configured.
+	sourceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+)
+
+// ruleFields is every key a rule may have, in the order Marshal writes them.
+var ruleFields = []string{"app", "min", "max", "quorum", "window", "maxStep", "maxStepDown",
+	"up", "down", "cooldown", "scaleDownAfter", "timezone", "schedules", "paused", "dryRun",
+	"sources", "queries"}
+
+// Parse decodes and validates a rules file (YAML, or JSON, which YAML
+// reads too) into rules with defaults applied. On any problem it returns no
+// rules and Errors listing every problem found, each with filename, line,
+// column and path, so a bad file never half-applies. An empty document is
+// no rules.
+func Parse(data []byte, filename string) ([]Rule, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errors{syntaxError(err, filename)}
+	}
+	d := decoder{file: filename}
+	rules := d.rules(&root)
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	return rules, nil
+}
+
+func syntaxError(err error, filename string) Error {
+	e := Error{File: filename, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	if m := syntaxLineRE.FindStringSubmatch(err.Error()); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Column = 1
+		e.Msg = m[2]
+	}
+	return e
+}
+
+// decoder walks yaml.Node trees, collecting every error rather than
+// stopping at the first: `garrison rules check` shows them all at once.
+type decoder struct {
+	file string
+	errs Errors
+}
+
+func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) {
+	e := Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	d.errs = append(d.errs, e)
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return strconv.Quote(n.Value)
+}
+
+// mapping calls f for each key of a mapping node in file order. Duplicate
+// keys are errors: yaml.v3 rejects them only when decoding into a map.
+func (d *decoder) mapping(n *yaml.Node, path string, f func(key string, k, v *yaml.Node)) bool {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		d.errf(n, path, "must be a mapping, not %s", describe(n))
+		return false
+	}
+	seen := make(map[string]bool, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			d.errf(k, path, "keys must be strings")
+			continue
+		}
+		if seen[k.Value] {
+			d.errf(k, join(path, k.Value), "duplicate key")
+			continue
+		}
+		seen[k.Value] = true
+		f(k.Value, k, v)
+	}
+	return true
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		d.errf(n, path, "must be a string, not %s", describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (d *decoder) int(n *yaml.Node, path string) (int, bool) {
+	var v int
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&v) != nil {
+		d.errf(n, path, "must be an integer, not %s", describe(n))
+		return 0, false
+	}
+	return v, true
+}
+
+func (d *decoder) float(n *yaml.Node, path string) (float64, bool) {
+	var v float64
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") || n.Decode(&v) != nil ||
+		math.IsNaN(v) || math.IsInf(v, 0) {
+		d.errf(n, path, "must be a number, not %s", describe(n))
+		return 0, false
+	}
+	return v, true
+}
+
+func (d *decoder) bool(n *yaml.Node, path string) (bool, bool) {
+	var v bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&v) != nil {
+		d.errf(n, path, "must be true or false, not %s", describe(n))
+		return false, false
+	}
+	return v, true
+}
+
+func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
+	s, ok := d.str(n, path)
+	if !ok {
+		return 0, false
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		d.errf(n, path, "must be a duration such as 30s, 5m or 1h30m, not %q", s)
+		return 0, false
+	}
+	return v, true
+}
+
+func (d *decoder) rules(root *yaml.Node) []Rule {
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			return nil
+		}
+		root = root.Content[0]
+	}
+	if isNull(root) {
+		return nil
+	}
+	var rulesNode *yaml.Node
+	d.mapping(root, "", func(key string, k, v *yaml.Node) {
+		if key != "rules" {
+			d.errf(k, key, `unknown field (the file holds "rules")`)
+			return
+		}
+		rulesNode = v
+	})
+	if isNull(rulesNode) {
+		if rulesNode == nil && len(d.errs) == 0 {
+			d.errf(root, "rules", "required")
+		}
+		return nil
+	}
+	if rulesNode.Kind != yaml.SequenceNode {
+		d.errf(rulesNode, "rules", "must be a list, not %s", describe(rulesNode))
+		return nil
+	}
+	rules := make([]Rule, 0, len(rulesNode.Content))
+	firstLine := make(map[string]int, len(rulesNode.Content))
+	for i, n := range rulesNode.Content {
+		path := fmt.Sprintf("rules[%d]", i)
+		r, appNode := d.rule(resolve(n), path)
+		if appNode != nil && r.App != "" {
+			if line, dup := firstLine[r.App]; dup {
+				d.errf(appNode, path+".app", "duplicate app %s (first at line %d)", r.App, line)
+			} else {
+				firstLine[r.App] = appNode.Line
+			}
+		}
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+// rule decodes one rule and validates it. It returns the app's node so the
+// file can place duplicate-app errors.
+func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
+	r := Rule{
+		Min: DefaultMin, Quorum: DefaultQuorum, Window: DefaultWindow,
+		MaxStep: DefaultMaxStep, MaxStepDown: DefaultMaxStepDown,
+		Cooldown: DefaultCooldown, ScaleDownAfter: DefaultScaleDownAfter,
+		Timezone: DefaultTimezone,
+	}
+	// at holds each given field's value node, to place cross-field errors;
+	// bad marks fields that failed to decode, so their checks don't pile
+	// a second error on the first.
+	at := map[string]*yaml.Node{}
+	bad := map[string]bool{}
+	var schedNodes []*yaml.Node
+	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := join(path, key)
+		if isNull(v) {
+			// An empty value is the default, as if the key were absent.
+			if !known(key) {
+				d.unknown(k, p, key)
+			}
+			return
+		}
+		at[key] = v
+		var good bool
+		switch key {
+		case "app":
+			r.App, good = d.str(v, p)
+		case "min":
+			r.Min, good = d.int(v, p)
+		case "max":
+			r.Max, good = d.int(v, p)
+		case "quorum":
+			r.Quorum, good = d.int(v, p)
+		case "window":
+			r.Window, good = d.duration(v, p)
+		case "maxStep":
+			r.MaxStep, good = d.int(v, p)
+		case "maxStepDown":
+			r.MaxStepDown, good = d.int(v, p)
+		case "up":
+			r.Up, good = d.thresholds(v, p)
+		case "down":
+			r.Down, good = d.thresholds(v, p)
+		case "cooldown":
+			r.Cooldown, good = d.duration(v, p)
+		case "scaleDownAfter":
+			r.ScaleDownAfter, good = d.duration(v, p)
+		case "timezone":
+			r.Timezone, good = d.str(v, p)
+		case "schedules":
+			r.Schedules, schedNodes, good = d.schedules(v, p)
+		case "paused":
+			r.Paused, good = d.bool(v, p)
+		case "dryRun":
+			r.DryRun, good = d.bool(v, p)
+		case "sources":
+			r.Sources, good = d.names(v, p, d.sourceName)
+		case "queries":
+			r.Queries, good = d.names(v, p, d.query)
+		default:
+			d.unknown(k, p, key)
+			return
+		}
+		if !good {
+			bad[key] = true
+		}
+	})
+	if !ok {
+		return r, nil
+	}
+	d.validate(&r, n, path, at, bad, schedNodes)
+	return r, at["app"]
+}
+
+func known(key string) bool {
+	for _, f := range ruleFields {
+		if f == key {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *decoder) unknown(k *yaml.Node, path, key string) {
+	for _, f := range ruleFields {
+		if strings.EqualFold(f, key) {
+			d.errf(k, path, "unknown field (did you mean %q?)", f)
+			return
+		}
+	}
+	d.errf(k, path, "unknown field (a rule has %s)", strings.Join(ruleFields, ", "))
+}
+
+func (d *decoder) thresholds(n *yaml.Node, path string) (Thresholds, bool) {
+	var t Thresholds
+	good := true
+	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := join(path, key)
+		m := sample.Metric(key)
+		if !isMetric(m) {
+			d.errf(k, p, "unknown metric (qps, cpu, mem)")
+			good = false
+			return
+		}
+		f, ok := d.float(v, p)
+		if !ok {
+			good = false
+			return
+		}
+		switch {
+		case m == sample.QPS && f <= 0:
+			d.errf(v, p, "must be above 0 (requests per second per instance)")
+			good = false
+		case m != sample.QPS && (f <= 0 || f > 10):
+			d.errf(v, p, "must be above 0 and at most 10 (a fraction of what each instance was given)")
+			good = false
+		}
+		t.set(m, f)
+	})
+	return t, ok && good
+}
+
+func isMetric(m sample.Metric) bool {
+	return m == sample.QPS || m == sample.CPU || m == sample.Mem
+}
+
+// names decodes a metric -> string mapping, checking each value with check.
+func (d *decoder) names(n *yaml.Node, path string, check func(v *yaml.Node, path, s string) bool) (map[sample.Metric]string, bool) {
+	out := map[sample.Metric]string{}
+	good := true
+	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := join(path, key)
+		if !isMetric(sample.Metric(key)) {
+			d.errf(k, p, "unknown metric (qps, cpu, mem)")
+			good = false
+			return
+		}
+		s, ok := d.str(v, p)
+		if !ok || !check(v, p, s) {
+			good = false
+			return
+		}
+		out[sample.Metric(key)] = s
+	})
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, ok && good
+}
+
+func (d *decoder) sourceName(v *yaml.Node, path, s string) bool {
+	if !sourceNameRE.MatchString(s) {
+		d.errf(v, path, "must be a source name matching %s", sourceNameRE)
+		return false
+	}
+	return true
+}
+
+// query checks a query override parses as a text/template: sources fill
+// in {{.Window}} and the like, and a bad brace should fail here, not at
+// the first evaluation.
+func (d *decoder) query(v *yaml.Node, path, s string) bool {
+	if strings.TrimSpace(s) == "" {
+		d.errf(v, path, "must not be empty")
+		return false
+	}
+	if _, err := template.New(path).Parse(s); err != nil {
+		d.errf(v, path, "not a valid template: %v", err)
+		return false
+	}
+	return true
+}
+
+func (d *decoder) schedules(n *yaml.Node, path string) ([]Schedule, []*yaml.Node, bool) {
+	if n.Kind != yaml.SequenceNode {
+		d.errf(n, path, "must be a list, not %s", describe(n))
+		return nil, nil, false
+	}
+	out := make([]Schedule, 0, len(n.Content))
+	nodes := make([]*yaml.Node, 0, len(n.Content))
+	good := true
+	for i, sn := range n.Content {
+		sn = resolve(sn)
+		p := fmt.Sprintf("%s[%d]", path, i)
+		var s Schedule
+		seen := map[string]bool{}
+		ok := d.mapping(sn, p, func(key string, k, v *yaml.Node) {
+			fp := join(p, key)
+			if isNull(v) {
+				return
+			}
+			var ok bool
+			switch key {
+			case "cron":
+				s.Cron, ok = d.str(v, fp)
+			case "for":
+				s.For, ok = d.duration(v, fp)
+				if ok && s.For <= 0 {
+					d.errf(v, fp, "must be positive")
+					ok = false
+				}
+			case "min":
+				s.Min, ok = d.int(v, fp)
+				if ok && s.Min < 0 {
+					d.errf(v, fp, "must not be negative")
+					ok = false
+				}
+			default:
+				d.errf(k, fp, "unknown field (a schedule has cron, for, min)")
+				good = false
+				return
+			}
+			seen[key] = true
+			if !ok {
+				good = false
+			}
+		})
+		if !ok {
+			good = false
+			continue
+		}
+		for _, key := range []string{"cron", "for", "min"} {
+			if !seen[key] {
+				d.errf(sn, join(p, key), "required")
+				good = false
+			}
+		}
+		out = append(out, s)
+		nodes = append(nodes, sn)
+	}
+	return out, nodes, good
+}
+
+// scheduleField finds a schedule's value node for key, to place errors
+// found after decoding.
+func scheduleField(sn *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(sn.Content); i += 2 {
+		if sn.Content[i].Value == key {
+			return resolve(sn.Content[i+1])
+		}
+	}
+	return sn
+}
+
+// validate checks what single fields could not: ranges, relations between
+// fields, the time zone and the cron expressions.
+func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*yaml.Node, bad map[string]bool, schedNodes []*yaml.Node) {
+	pos := func(key string) *yaml.Node {
+		if v := at[key]; v != nil {
+			return v
+		}
+		return n
+	}
+	given := func(key string) bool { return at[key] != nil && !bad[key] }
+
+	switch {
+	case at["app"] == nil && !bad["app"]:
+		d.errf(n, join(path, "app"), "required")
+	case given("app"):
+		if msg := appIDProblem(r.App); msg != "" {
+			d.errf(pos("app"), join(path, "app"), "%s", msg)
+		}
+	}
+	if at["max"] == nil && !bad["max"] {
+		d.errf(n, join(path, "max"), "required")
+	}
+	if given("min") && r.Min < 0 {
+		d.errf(pos("min"), join(path, "min"), "must not be negative")
+		bad["min"] = true
+	}
+	if given("max") && r.Max < 1 {
+		d.errf(pos("max"), join(path, "max"), "must be at least 1")
+		bad["max"] = true
+	}
+	if given("max") && !bad["min"] && r.Min > r.Max {
+		d.errf(pos("min"), join(path, "min"), "must not be above max (%d)", r.Max)
+	}
+	if !bad["quorum"] {
+		if r.Quorum < 1 || r.Quorum > len(sample.Metrics) {
+			d.errf(pos("quorum"), join(path, "quorum"), "must be between 1 and %d", len(sample.Metrics))
+		} else if !bad["up"] && r.Up.Count() < r.Quorum {
+			// A quorum the up thresholds cannot reach never scales up.
+			d.errf(pos("up"), join(path, "up"), "needs at least quorum (%d) thresholds, has %d", r.Quorum, r.Up.Count())
+		}
+	}
+	if !bad["up"] && !bad["down"] {
+		for _, m := range sample.Metrics {
+			up, down := r.Up.Of(m), r.Down.Of(m)
+			if up > 0 && down > 0 && down >= up {
+				d.errf(thresholdNode(pos("down"), string(m)), join(path, "down."+string(m)),
+					"must be below up.%s (%g)", m, up)
+			}
+		}
+	}
+	for _, key := range []string{"window", "scaleDownAfter"} {
+		if given(key) {
+			v := r.Window
+			if key == "scaleDownAfter" {
+				v = r.ScaleDownAfter
+			}
+			if v <= 0 {
+				d.errf(pos(key), join(path, key), "must be positive")
+			}
+		}
+	}
+	if given("cooldown") && r.Cooldown < 0 {
+		d.errf(pos("cooldown"), join(path, "cooldown"), "must not be negative")
+	}
+	if given("maxStep") && r.MaxStep < 0 {
+		d.errf(pos("maxStep"), join(path, "maxStep"), "must not be negative (0: no limit)")
+	}
+	if given("maxStepDown") && r.MaxStepDown < 1 {
+		d.errf(pos("maxStepDown"), join(path, "maxStepDown"), "must be at least 1")
+	}
+	for _, key := range []string{"sources", "queries"} {
+		names := r.Sources
+		if key == "queries" {
+			names = r.Queries
+		}
+		for _, m := range sample.Metrics {
+			if _, set := names[m]; set && r.Up.Of(m) == 0 && r.Down.Of(m) == 0 && !bad["up"] && !bad["down"] {
+				d.errf(thresholdNode(pos(key), string(m)), join(path, key+"."+string(m)), "no up or down threshold uses it")
+			}
+		}
+	}
+
+	loc := time.UTC
+	if given("timezone") {
+		l, err := time.LoadLocation(r.Timezone)
+		if err != nil || r.Timezone == "" || r.Timezone == "Local" {
+			// "Local" would make a rule mean different hours on different
+			// replicas.
+			d.errf(pos("timezone"), join(path, "timezone"), "unknown time zone %q (an IANA name such as Asia/Shanghai)", r.Timezone)
+		} else {
+			loc = l
+		}
+	}
+	r.loc = loc
+	for i := range r.Schedules {
+		s := &r.Schedules[i]
+		p := fmt.Sprintf("%s.schedules[%d]", path, i)
+		if s.Cron != "" {
+			spec, msg := parseCron(s.Cron, loc)
+			if msg != "" {
+				d.errf(scheduleField(schedNodes[i], "cron"), p+".cron", "%s", msg)
+			}
+			s.spec = spec
+		}
+		if given("max") && !bad["max"] && s.Min > r.Max {
+			d.errf(scheduleField(schedNodes[i], "min"), p+".min", "must not be above max (%d)", r.Max)
+		}
+	}
+}
+
+func thresholdNode(n *yaml.Node, metric string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return n
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == metric {
+			return resolve(n.Content[i+1])
+		}
+	}
+	return n
+}
+
+// parseCron accepts the five standard fields and the @daily-style
+// descriptors, in the rule's time zone. A TZ= prefix is refused: the rule's
+// timezone is the one place for it. @every is refused: it counts from
+// whenever it is asked, so it has no fire times to open a window at.
+func parseCron(expr string, loc *time.Location) (*cron.SpecSchedule, string) {
+	t := strings.TrimSpace(expr)
+	if strings.HasPrefix(t, "TZ=") || strings.HasPrefix(t, "CRON_TZ=") {
+		return nil, "set the time zone with the rule's timezone, not in the expression"
+	}
+	if strings.HasPrefix(t, "@every") {
+		return nil, "@every has no fixed fire times; use five fields (minute hour day month weekday)"
+	}
+	s, err := cron.ParseStandard(t)
+	if err != nil {
+		return nil, fmt.Sprintf("not a cron expression (minute hour day month weekday): %v", err)
+	}
+	spec, ok := s.(*cron.SpecSchedule)
+	if !ok {
+		return nil, "not a cron expression (minute hour day month weekday)"
+	}
+	spec.Location = loc
+	// Next gives up after five years: "0 0 30 2 *" would never open.
+	if spec.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, loc)).IsZero() {
+		return nil, "never fires"
+	}
+	return spec, ""
+}
+
+func appIDProblem(id string) string {
+	if !strings.HasPrefix(id, "/") {
+		return "must be an absolute app id such as /ktv/account"
+	}
+	segs := strings.Split(id[1:], "/")
+	if id == "/" {
+		return "must not be the root group"
+	}
+	for _, s := range segs {
+		if !segmentRE.MatchString(s) {
+			return fmt.Sprintf("segment %q must be lower-case letters, digits, '-' and '.' (as Marathon app ids)", s)
+		}
+	}
+	return ""
+}
