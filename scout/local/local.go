@@ -235,6 +235,8 @@ func New(stats StatsReader, registry clientv3.KV, opts ...Option) (*Source, erro
 			MaxIdleConns:        256,
 			MaxIdleConnsPerHost: 2,
 			IdleConnTimeout:     90 * time.Second,
+			// Over loopback, gzip only costs both sides CPU.
+			DisableCompression: true,
 		}
 		s.client = &http.Client{Transport: s.ownedTr}
 	}

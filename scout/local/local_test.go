@@ -23,6 +23,7 @@ import (
 	"garrison/registrar"
 	"garrison/scout/local"
 	"garrison/scout/sample"
+	"garrison/signalman/docker"
 	"garrison/signalman/process"
 	"garrison/signalman/task"
 )
@@ -490,5 +491,15 @@ func TestCountersAndRates(t *testing.T) {
 
 	if _, err := local.New(nil, cli, local.WithCounterPattern("(")); err == nil {
 		t.Error("New accepted an invalid counter pattern")
+	}
+}
+
+// Both drivers' Stats methods fit the source without scout importing
+// signalman outside tests.
+func TestFromDriverFitsBothDrivers(t *testing.T) {
+	var readers []local.StatsReader
+	readers = append(readers, local.FromDriver((*process.Driver)(nil)), local.FromDriver((*docker.Driver)(nil)))
+	if len(readers) != 2 {
+		t.Fatal("adapters missing")
 	}
 }
