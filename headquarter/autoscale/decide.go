@@ -310,7 +310,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		floorCap = CapSchedule
 	}
 
-	var r reason
+	r := reason{b: make([]byte, 0, 256)}
 	switch {
 	case over >= quorum || cur < floor:
 		to, capped := cur, Cap("")

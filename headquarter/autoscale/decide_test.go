@@ -114,8 +114,8 @@ func TestDecide(t *testing.T) {
 				reason: "1 of 3 metrics with data over their up thresholds (qps 2000/400 per instance); quorum is 2"}},
 		},
 		{
-			name: "quorum 1: one metric scales",
-			rule: []string{"quorum: 1"},
+			name:  "quorum 1: one metric scales",
+			rule:  []string{"quorum: 1"},
 			steps: []step{{in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.Up, to: 10}},
 		},
 		{
@@ -129,7 +129,7 @@ func TestDecide(t *testing.T) {
 				action: autoscale.None, to: 2, reason: "cpu (prometheus: connection refused)"}},
 		},
 		{
-			name: "two metrics with data are a quorum while the third has none",
+			name:  "two metrics with data are a quorum while the third has none",
 			steps: []step{{in: in(2, qps(1000, 2), cpu(0.9, 2)), action: autoscale.Up, to: 3, reason: "no data: mem"}},
 		},
 		{
@@ -156,18 +156,18 @@ func TestDecide(t *testing.T) {
 				reason: "capped at maxStep 2"}},
 		},
 		{
-			name: "max caps a scale-up",
-			rule: []string{"max: 3"},
+			name:  "max caps a scale-up",
+			rule:  []string{"max: 3"},
 			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 3, capped: autoscale.CapMax}},
 		},
 		{
-			name: "at max a breach changes nothing but is capped",
-			rule: []string{"max: 4"},
+			name:  "at max a breach changes nothing but is capped",
+			rule:  []string{"max: 4"},
 			steps: []step{{in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, capped: autoscale.CapMax}},
 		},
 		{
-			name: "above max lowers at once, data or not",
-			rule: []string{"max: 4"},
+			name:  "above max lowers at once, data or not",
+			rule:  []string{"max: 4"},
 			steps: []step{{in: in(6), action: autoscale.Down, to: 4, capped: autoscale.CapMax}},
 		},
 		{
@@ -241,8 +241,8 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "min raises the count at once without data",
-			rule: []string{"min: 2"},
+			name:  "min raises the count at once without data",
+			rule:  []string{"min: 2"},
 			steps: []step{{in: in(0), action: autoscale.Up, to: 2, capped: autoscale.CapMin, reason: "min is 2"}},
 		},
 		{
@@ -289,13 +289,13 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "paused: decided and recorded, held",
-			rule: []string{"paused: true"},
+			name:  "paused: decided and recorded, held",
+			rule:  []string{"paused: true"},
 			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Hold, to: 4, reason: "held: paused"}},
 		},
 		{
-			name: "dry-run: decided and marked",
-			rule: []string{"dryRun: true"},
+			name:  "dry-run: decided and marked",
+			rule:  []string{"dryRun: true"},
 			steps: []step{{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 4, reason: "; dry-run"}},
 		},
 		{
@@ -344,13 +344,13 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "zero instances with min 0: metrics from instances cannot wake it",
-			rule: []string{"min: 0"},
+			name:  "zero instances with min 0: metrics from instances cannot wake it",
+			rule:  []string{"min: 0"},
 			steps: []step{{in: in(0), action: autoscale.None, to: 0, reason: "cannot wake an app at 0"}},
 		},
 		{
-			name: "zero instances with min 0: QPS seen in front of the app can",
-			rule: []string{"min: 0", "quorum: 1"},
+			name:  "zero instances with min 0: QPS seen in front of the app can",
+			rule:  []string{"min: 0", "quorum: 1"},
 			steps: []step{{in: in(0, qps(800, 0)), action: autoscale.Up, to: 2}},
 		},
 		{

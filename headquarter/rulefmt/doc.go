@@ -42,7 +42,9 @@
 // (> 0); cpu and mem are fractions of the cpus and mem each instance was
 // given, in (0, 10] (CPU is a share and may go past 1). A metric with
 // neither threshold is not voted on; sources and queries may only name
-// metrics that have one. An empty value (`min:`) is the default.
+// metrics that have one. An empty value (`min:`) is the default. An empty
+// file is an error, not "no rules": a watched file read mid-write must not
+// remove every rule in force; `rules: []` says no rules.
 //
 // # Semantics, and why
 //

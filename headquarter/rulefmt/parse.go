@@ -1,9 +1,11 @@
 package rulefmt
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -37,7 +39,8 @@ var ruleFields = []string{"app", "min", "max", "quorum", "window", "maxStep", "m
 // reads too) into rules with defaults applied. On any problem it returns no
 // rules and Errors listing every problem found, each with filename, line,
 // column and path, so a bad file never half-applies. An empty document is
-// no rules.
+// an error (a file caught mid-write must not remove every rule): `rules: []`
+// is no rules.
 func Parse(data []byte, filename string) ([]Rule, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -46,6 +49,11 @@ func Parse(data []byte, filename string) ([]Rule, error) {
 	d := decoder{file: filename}
 	rules := d.rules(&root)
 	if len(d.errs) > 0 {
+		// Checks run field by field, then across fields: sort them back
+		// into file order for the reader.
+		slices.SortStableFunc(d.errs, func(a, b Error) int {
+			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		})
 		return nil, d.errs
 	}
 	return rules, nil
@@ -179,6 +187,13 @@ func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 }
 
 func (d *decoder) rules(root *yaml.Node) []Rule {
+	if root.Kind == 0 {
+		// Empty input, or comments only. Refused rather than read as no
+		// rules: a file caught mid-write (truncated, not yet written) must
+		// not drop every rule in force.
+		d.errf(nil, "", "empty: write `rules: []` for no rules")
+		return nil
+	}
 	if root.Kind == yaml.DocumentNode {
 		if len(root.Content) == 0 {
 			return nil
