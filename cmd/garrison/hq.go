@@ -33,7 +33,10 @@ type headquarter struct {
 	bus    *events.Bus
 	env    app.Environment
 	docker *client.Client // nil when no engine answers
-	stop   func()
+	// dockerDriver is nil when no engine answers.
+	dockerDriver *docker.Driver
+	proc         *process.Driver
+	stop         func()
 }
 
 type hqSettings struct {
@@ -74,7 +77,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		}
 		cancel()
 		if derr == nil {
-			dockerDriver, hq.docker = d, dcli
+			dockerDriver, hq.docker, hq.dockerDriver = d, dcli, d
 			logger.Info("Docker engine answers: apps with a container image run in Docker", "host", dcli.DaemonHost())
 		} else {
 			dcli.Close()
@@ -85,6 +88,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	if err != nil {
 		return nil, fmt.Errorf("process driver: %w", err)
 	}
+	hq.proc = proc
 
 	var sched *scheduler.Scheduler
 	monitor := health.NewMonitor(health.WithRegisterer(reg),

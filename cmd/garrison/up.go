@@ -31,6 +31,7 @@ type upSettings struct {
 	etcd       string
 	logLevel   string
 	hq         hqSettings
+	autoscale  autoscaleSettings
 }
 
 func (s *upSettings) register(fs *flag.FlagSet) {
@@ -40,6 +41,7 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.etcd, "etcd", "", "comma-separated client URLs of an external etcd cluster; empty runs the embedded server")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	s.hq.register(fs)
+	s.autoscale.register(fs)
 }
 
 // runUp runs everything garrison needs on one machine until ctx ends.
@@ -110,8 +112,13 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// Stopped before etcd closes: the scheduler's last writes must land.
 	defer hq.stop()
+	scaler, stopScaler, err := startAutoscaler(ctx, s.autoscale, hq, cli, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopScaler()
 	gin.SetMode(gin.ReleaseMode)
-	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger})
+	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler})
 	hq.routes(router, listener.Addr().String(), s.hq.auth, logger)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() && s.hq.auth == (marathon.Auth{}) {
 		logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())

@@ -25,6 +25,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Logger     *slog.Logger
+	// Autoscale serves /api/v1/rules and /api/v1/decisions; nil leaves
+	// them out.
+	Autoscale Autoscale
 }
 
 // NewRouter builds the gin engine with garrison's base routes.
@@ -40,6 +43,9 @@ func NewRouter(cfg Config) *gin.Engine {
 	services := servicesHandler{kv: cfg.Registry}
 	r.GET("/api/v1/services", services.list)
 	r.GET("/api/v1/services/:name", services.get)
+	if cfg.Autoscale != nil {
+		autoscaleRoutes(r, cfg.Autoscale)
+	}
 	return r
 }
 

@@ -108,6 +108,8 @@ type Manager struct {
 	rules   []rulefmt.Rule
 	state   map[string]*State
 	pending map[string]*pendingScale
+	// recorded is each app's last recorded decision.
+	recorded map[string]Decision
 
 	evaluations *prometheus.HistogramVec
 	decisions   *prometheus.CounterVec
@@ -134,7 +136,7 @@ func New(cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{},
+	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{}, recorded: map[string]Decision{},
 		evaluations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "garrison_autoscale_evaluation_seconds", Help: "Time to evaluate every rule once, by phase (read, decide).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"phase"}),
@@ -166,6 +168,7 @@ func (m *Manager) SetRules(rules []rulefmt.Rule) {
 		if !keep[app] {
 			delete(m.state, app)
 			delete(m.pending, app)
+			delete(m.recorded, app)
 		}
 	}
 }
@@ -242,8 +245,13 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 			m.state[r.App] = state
 		}
 		d := Decide(r, in, state, now)
+		last := m.recorded[r.App]
 		m.mu.Unlock()
-		if !d.Notable() {
+		m.log.Debug("autoscale: decision", "decision", d.String(), "reason", d.Reason)
+		// A decision that changes nothing and repeats the last recorded
+		// one (say, capped at max every interval under a long peak) is
+		// not recorded again.
+		if !d.Notable() || (!d.Acts() && sameOutcome(d, last)) {
 			continue
 		}
 		rec := Record{ID: recordID(now), Decision: d}
@@ -257,6 +265,9 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 			rec = m.act(ctx, r.App, rec, state, now)
 		}
 		m.decisions.WithLabelValues(rec.App, string(rec.Action)).Inc()
+		m.mu.Lock()
+		m.recorded[r.App] = d
+		m.mu.Unlock()
 		m.record(ctx, rec)
 		records = append(records, rec)
 	}
@@ -384,6 +395,12 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 		merged[r.App] = reading
 	}
 	return merged, failures
+}
+
+// sameOutcome: b (the last recorded decision) ended the same way as a.
+func sameOutcome(a, b Decision) bool {
+	return a.App == b.App && a.From == b.From && a.To == b.To && a.Action == b.Action && a.Capped == b.Capped &&
+		a.Blocked == b.Blocked && a.Paused == b.Paused && a.DryRun == b.DryRun
 }
 
 // sourcesOf maps each metric the rule votes on to the source that reads it.
