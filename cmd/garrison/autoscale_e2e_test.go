@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"garrison/headquarter/autoscale"
+	"garrison/internal/loadgen"
+	"garrison/internal/poll"
+	"garrison/internal/testbin"
+	"garrison/registrar"
+	"garrison/registrar/discovery"
+)
+
+// autoscaleStack is a garrison up with the autoscaler on a short interval
+// and one app of the example echo service.
+type autoscaleStack struct {
+	t     *testing.T
+	base  string
+	etcd  string
+	app   string
+	echo  string
+	rules string
+}
+
+func startAutoscaleStack(t *testing.T, extraArgs ...string) *autoscaleStack {
+	echo, cleanup, err := testbin.Build("garrison/examples/echo", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	addrs := freeAddrs(t, 2)
+	s := &autoscaleStack{t: t, base: "http://" + addrs[0], etcd: "http://" + addrs[1], app: "/e2e/auto", echo: echo,
+		rules: filepath.Join(t.TempDir(), "rules.yaml")}
+	s.writeRules("rules: []\n")
+	args := append([]string{"up", "--addr", addrs[0], "--etcd-listen", s.etcd, "--data-dir", t.TempDir(),
+		"--task-ports", "49000-49199", "--drain-delay", "100ms", "--autoscale-interval", "500ms", "--rules", s.rules}, extraArgs...)
+	startGarrison(t, args...)
+	waitHTTP(t, s.base+"/ping", 30*time.Second)
+	code, _, body := marathonCall(t, "POST", s.base+"/v2/apps", map[string]any{
+		"id": s.app, "cmd": echo + " -register=false", "instances": 1, "cpus": 0.01, "mem": 32,
+		"healthChecks": []map[string]any{{"protocol": "HTTP", "path": "/health", "intervalSeconds": 2, "timeoutSeconds": 1, "gracePeriodSeconds": 10}},
+	})
+	if code != http.StatusCreated {
+		t.Fatalf("POST app: %d %s", code, body)
+	}
+	s.waitInstances(1, 30*time.Second)
+	return s
+}
+
+func (s *autoscaleStack) writeRules(doc string) {
+	if err := os.WriteFile(s.rules, []byte(doc), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// putRules replaces the rules through the API.
+func (s *autoscaleStack) putRules(doc string) {
+	s.t.Helper()
+	req, _ := http.NewRequest("PUT", s.base+"/api/v1/rules", strings.NewReader(doc))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("PUT /api/v1/rules: %d %s", resp.StatusCode, body)
+	}
+}
+
+// instances is the app's desired count and its healthy tasks.
+func (s *autoscaleStack) instances() (int, int) {
+	st, ok := getApp(s.t, s.base, s.app)
+	if !ok {
+		return -1, -1
+	}
+	return st.App.Instances, st.App.TasksHealthy
+}
+
+func (s *autoscaleStack) waitInstances(n int, within time.Duration) {
+	s.t.Helper()
+	poll.Until(s.t, within, fmt.Sprintf("%d healthy instances", n), func() (bool, string) {
+		want, healthy := s.instances()
+		return want == n && healthy == n && deploymentCount(s.t, s.base) == 0, fmt.Sprintf("instances %d, healthy %d", want, healthy)
+	})
+}
+
+// evaluations counts the autoscaler's evaluations so far, from /metrics.
+func (s *autoscaleStack) evaluations() int {
+	s.t.Helper()
+	body := waitHTTP(s.t, s.base+"/metrics", 5*time.Second)
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, `garrison_autoscale_evaluation_seconds_count{phase="decide"} `); ok {
+			var n int
+			fmt.Sscan(rest, &n)
+			return n
+		}
+	}
+	return 0
+}
+
+func (s *autoscaleStack) decisions() []autoscale.Record {
+	s.t.Helper()
+	code, _, body := marathonCall(s.t, "GET", s.base+"/api/v1/decisions?app="+s.app, nil)
+	var out struct{ Decisions []autoscale.Record }
+	if code != http.StatusOK || json.Unmarshal(body, &out) != nil {
+		s.t.Fatalf("GET /api/v1/decisions: %d %s", code, body)
+	}
+	return out.Decisions
+}
+
+// load sends a steady loopback load to the app's registered instances in
+// the background until the returned stop is called (or 2 minutes pass).
+func (s *autoscaleStack) load(rate float64) (stop func() loadgen.Result) {
+	cli, err := registrar.NewClient([]string{s.etcd})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	svc, err := discovery.New(s.t.Context(), cli, "e2e_auto")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var res loadgen.Result
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res = loadgen.Run(ctx, loadgen.Config{Rate: rate, Duration: 2 * time.Minute, MaxRequests: int64(rate * 120),
+			Target: func() (string, error) {
+				inst, err := svc.Pick()
+				if err != nil {
+					return "", err
+				}
+				return "http://" + inst.Endpoint.Addr + "/", nil
+			}})
+	}()
+	return func() loadgen.Result {
+		cancel()
+		wg.Wait()
+		svc.Close()
+		cli.Close()
+		return res
+	}
+}
+
+// The local source (no Prometheus): one metric alone does not scale; two
+// do, in one step; dry-run records without acting; the load gone, the app
+// shrinks only after the scale-down window; a cron window raises the floor.
+func TestAutoscaleOnOneMachine(t *testing.T) {
+	s := startAutoscaleStack(t)
+	// Memory is always over 5% of 32 MiB; QPS is not, without load.
+	s.writeRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    quorum: 2
+    window: 2s
+    up:   { qps: 10, mem: 0.05 }
+    down: { qps: 1 }
+`, s.app))
+	poll.Until(t, 10*time.Second, "the rules file in force", func() (bool, string) {
+		code, _, body := marathonCall(t, "GET", s.base+"/api/v1/rules", nil)
+		return code == 200 && strings.Contains(string(body), s.app), string(body)
+	})
+	// Six evaluations with one metric over.
+	first := s.evaluations()
+	poll.Until(t, 20*time.Second, "six evaluations", func() (bool, string) {
+		n := s.evaluations()
+		return n >= first+6, fmt.Sprint(n - first)
+	})
+	if want, _ := s.instances(); want != 1 {
+		t.Fatalf("one metric over its threshold scaled the app to %d", want)
+	}
+	for _, d := range s.decisions() {
+		if d.Action == autoscale.Up {
+			t.Fatalf("an up decision with one metric over: %+v", d)
+		}
+	}
+
+	stopLoad := s.load(60)
+	s.waitInstances(3, 60*time.Second)
+	var up *autoscale.Record
+	poll.Until(t, 10*time.Second, "the scale-up recorded with its ready time", func() (bool, string) {
+		for _, d := range s.decisions() {
+			if d.Action == autoscale.Up && d.Acted && d.ReadyAt != nil {
+				up = &d
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	t.Logf("scale-up %d -> %d ready %.2fs after the decision: %s", up.From, up.To, up.ReadySeconds, up.Reason)
+
+	// Dry-run: decided and recorded, not done.
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 6
+    window: 2s
+    dryRun: true
+    up:   { qps: 5, mem: 0.05 }
+    down: { qps: 1 }
+`, s.app))
+	poll.Until(t, 20*time.Second, "a dry-run decision", func() (bool, string) {
+		for _, d := range s.decisions() {
+			if d.DryRun && d.To > d.From && !d.Acted {
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	if want, _ := s.instances(); want != 3 {
+		t.Fatalf("dry-run changed the count to %d", want)
+	}
+
+	// Load gone: down one step at a time, each only after the window.
+	res := stopLoad()
+	stopped := time.Now()
+	t.Logf("load: %d requests, %d failed", res.Sent, res.Failed)
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    window: 2s
+    scaleDownAfter: 3s
+    cooldown: 1s
+    up:   { qps: 10, cpu: 9 }
+    down: { qps: 1, cpu: 8 }
+`, s.app))
+	s.waitInstances(1, 60*time.Second)
+	for _, d := range s.decisions() {
+		if d.Action == autoscale.Down && d.Acted && d.At.Sub(stopped) < 3*time.Second {
+			t.Fatalf("scaled down %s after the load stopped, before the 3 s window: %+v", d.At.Sub(stopped), d)
+		}
+	}
+
+	// A cron window raises the floor at once.
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    up:   { qps: 10, cpu: 9 }
+    down: { qps: 1, cpu: 8 }
+    schedules:
+      - cron: "* * * * *"
+        for: 1h
+        min: 2
+`, s.app))
+	s.waitInstances(2, 60*time.Second)
+}
