@@ -43,6 +43,7 @@ type hqSettings struct {
 	host       string
 	portRange  string
 	drainDelay time.Duration
+	startup    time.Duration
 	auth       marathon.Auth
 }
 
@@ -50,6 +51,7 @@ func (s *hqSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.host, "advertise-host", "127.0.0.1", "address tasks are reached at (host networking); registered in the registry")
 	fs.StringVar(&s.portRange, "task-ports", "31000-32000", "range of host ports handed to tasks")
 	fs.DurationVar(&s.drainDelay, "drain-delay", time.Second, "pause between taking a task out of the registry and stopping it")
+	fs.DurationVar(&s.startup, "health-startup-interval", 250*time.Millisecond, "until a task's first passing health check, check it this often (0: the check's own interval, as Marathon)")
 	fs.StringVar(&s.auth.Username, "auth-user", "", "HTTP basic auth user for the /v2 API (with --auth-password); empty leaves it open")
 	fs.StringVar(&s.auth.Password, "auth-password", "", "HTTP basic auth password for the /v2 API")
 	fs.StringVar(&s.auth.Token, "auth-token", "", "bearer token accepted by the /v2 API (Authorization: Bearer <token>)")
@@ -91,7 +93,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	hq.proc = proc
 
 	var sched *scheduler.Scheduler
-	monitor := health.NewMonitor(health.WithRegisterer(reg),
+	monitor := health.NewMonitor(health.WithRegisterer(reg), health.WithStartupInterval(s.startup),
 		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
 		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
 	cfg := scheduler.Config{

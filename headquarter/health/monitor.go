@@ -48,6 +48,13 @@ func WithConcurrency(n int) Option {
 	}
 }
 
+// WithStartupInterval checks a task more often until its first success:
+// every d instead of the check's interval (when that is longer). Marathon
+// waits a whole interval after a failed first check, which for a task that
+// is just starting to listen adds up to intervalSeconds to every launch; a
+// scale-up should count its new instances as soon as they answer.
+func WithStartupInterval(d time.Duration) Option { return func(m *Monitor) { m.startup = d } }
+
 // WithOnChange sets the function told about every flip of a check's alive.
 // WithOnUnhealthy sets the one told when a task must be replaced. Both are
 // called one at a time, in order, from one goroutine of Run, never from a
@@ -70,6 +77,7 @@ func WithRegisterer(reg prometheus.Registerer) Option { return func(m *Monitor) 
 // awaited by Remove (or by Run's end).
 type Monitor struct {
 	now         func() time.Time
+	startup     time.Duration
 	concurrency int
 	onChange    func(Change)
 	onUnhealthy func(Unhealthy)
@@ -345,7 +353,16 @@ func (m *Monitor) loop(ctx context.Context, e *taskEntry, c *checker) {
 		}
 		m.metrics.seconds.WithLabelValues(string(c.check.Protocol)).Observe(time.Since(probeBegin).Seconds())
 		m.record(e, c, o, cause)
-		timer.Reset(max(c.check.Interval-time.Since(begin), 0))
+		interval := c.check.Interval
+		if m.startup > 0 && m.startup < interval {
+			c.mu.Lock()
+			starting := c.res.FirstSuccess.IsZero()
+			c.mu.Unlock()
+			if starting {
+				interval = m.startup
+			}
+		}
+		timer.Reset(max(interval-time.Since(begin), 0))
 	}
 }
 

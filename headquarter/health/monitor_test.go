@@ -627,3 +627,48 @@ func commandRunning(t *testing.T, cmdline string) bool {
 	}
 	return false
 }
+
+func TestStartupIntervalChecksOftenUntilFirstSuccess(t *testing.T) {
+	var up atomic.Bool
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	changes := make(chan Change, 4)
+	m := NewMonitor(WithStartupInterval(20*time.Millisecond), WithOnChange(func(c Change) { changes <- c }))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	if err := m.Add("t", "t", time.Now(), []Check{{Protocol: HTTP, Port: port, Interval: time.Hour, Timeout: time.Second, GracePeriod: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	// Several failed checks in quick succession, not one an hour.
+	deadline := time.Now().Add(5 * time.Second)
+	for hits.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d checks within 5 s while starting", hits.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	up.Store(true)
+	select {
+	case c := <-changes:
+		if !c.Alive {
+			t.Fatalf("change %+v", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no alive change within 5 s of the task answering")
+	}
+	// After the first success the check's own interval applies.
+	after := hits.Load()
+	time.Sleep(200 * time.Millisecond)
+	if n := hits.Load(); n > after+1 {
+		t.Fatalf("%d more checks after the first success with an hourly interval", n-after)
+	}
+}
