@@ -92,19 +92,15 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	}
 	hq.proc = proc
 
-	var sched *scheduler.Scheduler
-	monitor := health.NewMonitor(health.WithRegisterer(reg), health.WithStartupInterval(s.startup),
-		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
-		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
 	cfg := scheduler.Config{
-		Store: hq.store, Process: proc, Registry: cli, Health: monitor, Events: hq.bus,
-		Host: s.host, Hostname: hostname, PortRange: [2]int{first, last}, DrainDelay: s.drainDelay, Logger: logger,
+		Store: hq.store, Process: proc, Registry: cli, Events: hq.bus,
+		HealthOptions: []health.Option{health.WithRegisterer(reg), health.WithStartupInterval(s.startup)},
+		Host:          s.host, Hostname: hostname, PortRange: [2]int{first, last}, DrainDelay: s.drainDelay, Logger: logger,
 	}
 	if dockerDriver != nil {
 		cfg.Docker = dockerDriver
 	}
-	sched = scheduler.New(cfg)
-	hq.sched = sched
+	hq.sched = scheduler.New(cfg)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -125,16 +121,10 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 			}
 		}()
 	}
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := monitor.Run(runCtx); err != nil {
-			logger.Error("health monitor stopped", "error", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := sched.Run(runCtx); err != nil {
+		if err := hq.sched.Run(runCtx); err != nil {
 			logger.Error("scheduler stopped", "error", err)
 		}
 	}()

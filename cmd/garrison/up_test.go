@@ -81,15 +81,33 @@ func (p *garrisonProc) waitExit(t *testing.T, within time.Duration) error {
 	}
 }
 
+// freeAddrs returns n loopback addresses whose port and the next one are
+// free: an embedded etcd listening on one takes the next for its peers.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ports, err := registrar.FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrs := make([]string, n)
-	for i, p := range ports {
-		addrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	addrs := make([]string, 0, n)
+	for tries := 0; len(addrs) < n; tries++ {
+		if tries > 1000 {
+			t.Fatal("no pair of free ports found")
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		port := l.Addr().(*net.TCPAddr).Port
+		next, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
+		if err != nil {
+			continue
+		}
+		held = append(held, next)
+		addrs = append(addrs, l.Addr().String())
 	}
 	return addrs
 }

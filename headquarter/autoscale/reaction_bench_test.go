@@ -72,17 +72,12 @@ func BenchmarkReactionToLoadStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer proc.Close()
-	var sched *scheduler.Scheduler
-	monitor := health.NewMonitor(health.WithStartupInterval(250*time.Millisecond),
-		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
-		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
 	st := store.New(etcd)
-	sched = scheduler.New(scheduler.Config{Store: st, Docker: drv, Process: proc, Registry: etcd, Health: monitor,
+	sched := scheduler.New(scheduler.Config{Store: st, Docker: drv, Process: proc, Registry: etcd, HealthOptions: []health.Option{health.WithStartupInterval(250 * time.Millisecond)},
 		Events: events.NewBus(), PortRange: [2]int{41000, 41499}, DrainDelay: 10 * time.Millisecond, Interval: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); monitor.Run(ctx) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); sched.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
 

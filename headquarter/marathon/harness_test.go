@@ -25,7 +25,6 @@ import (
 	"garrison/headquarter/api"
 	"garrison/headquarter/app"
 	"garrison/headquarter/events"
-	"garrison/headquarter/health"
 	"garrison/headquarter/marathon"
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
@@ -82,20 +81,15 @@ func newStack(t testing.TB, configure ...func(*marathon.Config)) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sched *scheduler.Scheduler
-	monitor := health.NewMonitor(
-		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
-		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
-	sched = scheduler.New(scheduler.Config{
-		Store: s.store, Process: proc, Registry: s.cli, Health: monitor, Events: s.bus,
+	sched := scheduler.New(scheduler.Config{
+		Store: s.store, Process: proc, Registry: s.cli, Events: s.bus,
 		Hostname: "test-host", PortRange: [2]int{43000, 43999}, DrainDelay: 50 * time.Millisecond,
 		Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second, Logger: logger,
 	})
 	s.sched = sched
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); monitor.Run(ctx) }()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := sched.Run(ctx); err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"garrison/headquarter/app"
 	"garrison/headquarter/events"
-	"garrison/headquarter/health"
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/internal/dockertest"
@@ -38,17 +37,12 @@ func dockerScheduler(t *testing.T) (*scheduler.Scheduler, *etcdtest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sched *scheduler.Scheduler
-	monitor := health.NewMonitor(
-		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
-		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
-	sched = scheduler.New(scheduler.Config{Store: store.New(etcd), Docker: drv, Process: proc, Registry: etcd,
-		Health: monitor, Events: events.NewBus(), PortRange: [2]int{46000, 46999},
+	sched := scheduler.New(scheduler.Config{Store: store.New(etcd), Docker: drv, Process: proc, Registry: etcd,
+		Events: events.NewBus(), PortRange: [2]int{46000, 46999},
 		DrainDelay: 500 * time.Millisecond, Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); monitor.Run(ctx) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); sched.Run(ctx) }()
 	t.Cleanup(func() {
 		// Delete every app so no container outlives the test.

@@ -150,9 +150,7 @@ func (s *Scheduler) kill(ctx context.Context, t *taskState) {
 		case <-ctx.Done():
 		}
 	}
-	if s.cfg.Health != nil {
-		s.cfg.Health.Remove(id)
-	}
+	s.health.Remove(id)
 	// The kill must finish even while garrison stops: a half-killed task
 	// would be adopted again by the next start.
 	killCtx := context.WithoutCancel(ctx)

@@ -35,14 +35,6 @@ type Driver interface {
 	Remove(ctx context.Context, taskID string) error
 }
 
-// HealthMonitor runs the apps' health checks on their tasks.
-type HealthMonitor interface {
-	Add(taskID, instanceID string, startedAt time.Time, checks []health.Check) error
-	Remove(taskID string)
-	Healthy(taskID string) (healthy, known bool)
-	Results(taskID string) []health.Result
-}
-
 // Publisher receives the scheduler's events (Marathon's event bus).
 type Publisher interface {
 	Publish(ev events.Event) error
@@ -58,8 +50,10 @@ type Config struct {
 	Process Driver
 	// Registry is where healthy tasks are registered; nil disables it.
 	Registry registrar.Client
-	Health   HealthMonitor
-	Events   Publisher
+	// HealthOptions configure the health monitor the scheduler runs for
+	// the apps' health checks (its callbacks are the scheduler's own).
+	HealthOptions []health.Option
+	Events        Publisher
 	// Host is the address tasks are reached at (host networking).
 	Host string
 	// Hostname is this machine's name, for constraints.
@@ -83,6 +77,7 @@ type Scheduler struct {
 	cfg     Config
 	log     *slog.Logger
 	trigger chan struct{}
+	health  *health.Monitor
 
 	mu          sync.Mutex
 	apps        map[string]*appState
@@ -173,7 +168,7 @@ func New(cfg Config) *Scheduler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Scheduler{
+	s := &Scheduler{
 		cfg:         cfg,
 		log:         cfg.Logger,
 		trigger:     make(chan struct{}, 1),
@@ -183,6 +178,8 @@ func New(cfg Config) *Scheduler {
 		ports:       newPortAllocator(cfg.Host, cfg.PortRange),
 		ready:       make(chan struct{}),
 	}
+	s.health = health.NewMonitor(append(cfg.HealthOptions, health.WithOnChange(s.OnHealthChange), health.WithOnUnhealthy(s.OnUnhealthy))...)
+	return s
 }
 
 // Ready closes once the scheduler has loaded its state and adopted the
@@ -212,6 +209,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	statuses := make(chan task.Status, 256)
 	var watchers sync.WaitGroup
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		if err := s.health.Run(ctx); err != nil {
+			s.log.Error("health monitor stopped", "error", err)
+		}
+	}()
 	for _, d := range s.drivers() {
 		ch, err := d.Watch(ctx)
 		if err != nil {
@@ -445,9 +449,7 @@ func (s *Scheduler) forgetTask(ctx context.Context, id string) {
 	if !ok {
 		return
 	}
-	if s.cfg.Health != nil {
-		s.cfg.Health.Remove(id)
-	}
+	s.health.Remove(id)
 	if err := s.cfg.Store.DeleteTask(context.WithoutCancel(ctx), t.record.AppID, id); err != nil {
 		s.log.Warn("forget task", "task", id, "error", err)
 	}
@@ -577,13 +579,13 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		case !want && t.registered != nil && !t.killing:
 			toDeregister = append(toDeregister, t)
 		}
-		if t.status.State == task.Running && !t.healthAdded && as != nil && s.cfg.Health != nil {
+		if t.status.State == task.Running && !t.healthAdded && as != nil {
 			spec := app.ToSpec(as.app, t.record.ID, t.record.Ports, s.cfg.Host)
 			checks := healthChecks(as.app, t.record.Ports, s.cfg.Host, spec.Environ())
 			t.healthChecks = len(checks)
 			t.healthAdded = true
 			if len(checks) > 0 {
-				if err := s.cfg.Health.Add(t.record.ID, t.record.ID, t.status.StartedAt, checks); err != nil {
+				if err := s.health.Add(t.record.ID, t.record.ID, t.status.StartedAt, checks); err != nil {
 					s.log.Warn("health checks refused", "task", t.record.ID, "error", err)
 					t.healthChecks = 0
 				}
@@ -624,10 +626,10 @@ func (s *Scheduler) healthyLocked(t *taskState) bool {
 	if t.status.State != task.Running || t.launching {
 		return false
 	}
-	if t.healthChecks == 0 || s.cfg.Health == nil {
-		return t.healthAdded || s.cfg.Health == nil
+	if t.healthChecks == 0 {
+		return t.healthAdded
 	}
-	healthy, known := s.cfg.Health.Healthy(t.record.ID)
+	healthy, known := s.health.Healthy(t.record.ID)
 	return known && healthy
 }
 

@@ -15,7 +15,6 @@ import (
 
 	"garrison/headquarter/app"
 	"garrison/headquarter/events"
-	"garrison/headquarter/health"
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/internal/etcdtest"
@@ -63,20 +62,15 @@ func (h *harness) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sched *scheduler.Scheduler
-	monitor := health.NewMonitor(
-		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
-		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
-	sched = scheduler.New(scheduler.Config{
-		Store: h.store, Process: proc, Registry: h.cli, Health: monitor, Events: h.bus,
+	sched := scheduler.New(scheduler.Config{
+		Store: h.store, Process: proc, Registry: h.cli, Events: h.bus,
 		Hostname: "test-host", PortRange: [2]int{42000, 42999}, DrainDelay: 200 * time.Millisecond,
 		Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); monitor.Run(ctx) }()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := sched.Run(ctx); err != nil {

@@ -56,8 +56,8 @@ func (s *Scheduler) taskInfoLocked(t *taskState) TaskInfo {
 	if !t.status.StartedAt.IsZero() && t.status.State == task.Running || t.status.State == task.Killing && !t.status.StartedAt.IsZero() {
 		ti.StartedAt = app.FormatVersion(t.status.StartedAt)
 	}
-	if s.cfg.Health != nil && t.healthChecks > 0 {
-		ti.HealthCheckResults = append(ti.HealthCheckResults, s.cfg.Health.Results(t.record.ID)...)
+	if t.healthChecks > 0 {
+		ti.HealthCheckResults = append(ti.HealthCheckResults, s.health.Results(t.record.ID)...)
 	}
 	return ti
 }
@@ -117,7 +117,7 @@ func (s *Scheduler) Counts(appID string) Counts {
 			if t.healthChecks > 0 {
 				if s.healthyLocked(t) {
 					c.Healthy++
-				} else if len(s.cfg.Health.Results(t.record.ID)) > 0 {
+				} else if len(s.health.Results(t.record.ID)) > 0 {
 					c.Unhealthy++
 				}
 			}

@@ -20,7 +20,6 @@ import (
 
 	"garrison/headquarter/app"
 	"garrison/headquarter/events"
-	"garrison/headquarter/health"
 	hqmarathon "garrison/headquarter/marathon"
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
@@ -64,18 +63,13 @@ func newStack(t testing.TB, auth hqmarathon.Auth) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sched *scheduler.Scheduler
-	monitor := health.NewMonitor(
-		health.WithOnChange(func(c health.Change) { sched.OnHealthChange(c) }),
-		health.WithOnUnhealthy(func(u health.Unhealthy) { sched.OnUnhealthy(u) }))
-	sched = scheduler.New(scheduler.Config{
-		Store: st, Process: proc, Registry: cli, Health: monitor, Events: bus,
+	sched := scheduler.New(scheduler.Config{
+		Store: st, Process: proc, Registry: cli, Events: bus,
 		Hostname: "test-host", PortRange: [2]int{44000, 44999}, DrainDelay: 50 * time.Millisecond,
 		Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second, Logger: logger,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { monitor.Run(ctx) })
 	wg.Go(func() {
 		if err := sched.Run(ctx); err != nil {
 			t.Errorf("scheduler: %v", err)
