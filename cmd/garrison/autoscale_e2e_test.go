@@ -16,6 +16,7 @@ import (
 	"garrison/headquarter/autoscale"
 	"garrison/internal/loadgen"
 	"garrison/internal/poll"
+	"garrison/internal/promtest"
 	"garrison/internal/testbin"
 	"garrison/registrar"
 	"garrison/registrar/discovery"
@@ -33,12 +34,17 @@ type autoscaleStack struct {
 }
 
 func startAutoscaleStack(t *testing.T, extraArgs ...string) *autoscaleStack {
+	return startAutoscaleStackAt(t, freeAddrs(t, 2), extraArgs...)
+}
+
+// startAutoscaleStackAt starts on given addresses (API, etcd), for a
+// Prometheus that must know garrison's address before garrison starts.
+func startAutoscaleStackAt(t *testing.T, addrs []string, extraArgs ...string) *autoscaleStack {
 	echo, cleanup, err := testbin.Build("garrison/examples/echo", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	addrs := freeAddrs(t, 2)
 	s := &autoscaleStack{t: t, base: "http://" + addrs[0], etcd: "http://" + addrs[1], app: "/e2e/auto", echo: echo,
 		rules: filepath.Join(t.TempDir(), "rules.yaml")}
 	s.writeRules("rules: []\n")
@@ -258,4 +264,103 @@ func TestAutoscaleOnOneMachine(t *testing.T) {
         min: 2
 `, s.app))
 	s.waitInstances(2, 60*time.Second)
+}
+
+// metric reads one sample of garrison's /metrics (the first line starting
+// with prefix), -1 when absent.
+func (s *autoscaleStack) metric(prefix string) float64 {
+	s.t.Helper()
+	body := waitHTTP(s.t, s.base+"/metrics", 5*time.Second)
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return -1
+}
+
+// With Debian's Prometheus scraping garrison's per-task exporter and the
+// registered instances (found through garrison's http_sd endpoint): two of
+// three metrics over scale the app up, one alone does not; the load gone,
+// it scales down only after the window; Prometheus stopped, nothing scales
+// down and the source's failures show on /metrics.
+func TestAutoscaleWithPrometheus(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	prom := promtest.New(t, promtest.Config{Jobs: []promtest.Job{
+		{Name: "garrison", Targets: []string{addrs[0]}, HonorLabels: true},
+		{Name: "instances", HTTPSD: "http://" + addrs[0] + "/api/v1/prometheus/sd"},
+	}})
+	s := startAutoscaleStackAt(t, addrs, "--prometheus", prom.URL)
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    window: 5s
+    up:   { qps: 10, mem: 0.05 }
+`, s.app))
+	// Prometheus sees the instance and garrison's exporter.
+	prom.WaitTargetsUp(t, 2, 60*time.Second)
+	first := s.evaluations()
+	poll.Until(t, 30*time.Second, "six evaluations with memory over and no load", func() (bool, string) {
+		n := s.evaluations()
+		return n >= first+6, fmt.Sprint(n - first)
+	})
+	if want, _ := s.instances(); want != 1 {
+		t.Fatalf("memory alone over its threshold scaled the app to %d", want)
+	}
+
+	stopLoad := s.load(60)
+	s.waitInstances(3, 90*time.Second)
+	var up *autoscale.Record
+	for _, d := range s.decisions() {
+		if d.Action == autoscale.Up && d.Acted {
+			up = &d
+			break
+		}
+	}
+	if up == nil || up.Inputs[0].Metric != "qps" || !up.Inputs[0].HasData || !up.Inputs[2].HasData {
+		t.Fatalf("scale-up decision without Prometheus data: %+v", up)
+	}
+	t.Logf("scale-up: %s", up.Reason)
+
+	res := stopLoad()
+	stopped := time.Now()
+	t.Logf("load: %d requests, %d failed", res.Sent, res.Failed)
+	// Now QPS and CPU, both near zero, decide.
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    window: 5s
+    up:   { qps: 10, cpu: 5 }
+    down: { qps: 1, cpu: 0.5 }
+    scaleDownAfter: 3s
+    cooldown: 1s
+`, s.app))
+	poll.Until(t, 90*time.Second, "one scale-down after the load stopped", func() (bool, string) {
+		want, _ := s.instances()
+		return want == 2, fmt.Sprint(want)
+	})
+	for _, d := range s.decisions() {
+		if d.Action == autoscale.Down && d.Acted && d.At.Sub(stopped) < 3*time.Second {
+			t.Fatalf("scaled down %s after the load stopped, before the 3 s window", d.At.Sub(stopped))
+		}
+	}
+
+	// Prometheus stopped: no data, so no scale-down; the failures show.
+	prom.Stop()
+	s.waitInstances(2, 30*time.Second)
+	before := s.evaluations()
+	poll.Until(t, 30*time.Second, "ten evaluations without Prometheus", func() (bool, string) {
+		n := s.evaluations()
+		return n >= before+10, fmt.Sprint(n - before)
+	})
+	if want, _ := s.instances(); want != 2 {
+		t.Fatalf("scaled to %d with Prometheus down", want)
+	}
+	if errs := s.metric(`garrison_autoscale_source_errors_total{source="prometheus"}`); errs < 10 {
+		t.Fatalf("source errors on /metrics: %v, want at least 10", errs)
+	}
 }

@@ -22,6 +22,8 @@ import (
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/registrar/agent"
+	"garrison/registrar/promsd"
+	"garrison/scout/taskstats"
 	"garrison/signalman/docker"
 	"garrison/signalman/process"
 )
@@ -142,8 +144,29 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	return hq, nil
 }
 
-// routes adds headquarter's Marathon API to the router.
-func (hq *headquarter) routes(r *gin.Engine, addr string, auth marathon.Auth, logger *slog.Logger) {
+// taskLimits tells the per-task exporter what each app's tasks were given.
+func (hq *headquarter) taskLimits(appID string) (float64, float64, bool) {
+	a, ok := hq.sched.App(appID)
+	if !ok {
+		return 0, 0, false
+	}
+	return a.CPUs, a.Mem, true
+}
+
+// exportTaskStats registers the per-task CPU and memory exporter (the Mesos
+// exporter of the origin design) on garrison's /metrics.
+func (hq *headquarter) exportTaskStats(reg prometheus.Registerer, logger *slog.Logger) {
+	drivers := []taskstats.Tasks{taskstats.Adapt[process.Usage](hq.proc)}
+	if hq.dockerDriver != nil {
+		drivers = append(drivers, taskstats.Adapt[docker.Usage](hq.dockerDriver))
+	}
+	reg.MustRegister(taskstats.New(hq.taskLimits, drivers, taskstats.WithLogger(logger)))
+}
+
+// routes adds headquarter's Marathon API and Prometheus' service discovery
+// of the registered instances to the router.
+func (hq *headquarter) routes(r *gin.Engine, addr string, auth marathon.Auth, cli *clientv3.Client, logger *slog.Logger) {
+	r.GET("/api/v1/prometheus/sd", gin.WrapH(promsd.New(cli, promsd.WithLogger(logger))))
 	marathon.Register(r, marathon.Config{
 		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env,
 		Leader: addr, Version: version, Hostname: hq.env.Hostname, Auth: auth, Logger: logger,

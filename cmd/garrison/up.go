@@ -119,7 +119,8 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopScaler()
 	gin.SetMode(gin.ReleaseMode)
 	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler})
-	hq.routes(router, listener.Addr().String(), s.hq.auth, logger)
+	hq.routes(router, listener.Addr().String(), s.hq.auth, cli, logger)
+	hq.exportTaskStats(reg, logger)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() && s.hq.auth == (marathon.Auth{}) {
 		logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())
 	}

@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string) error {
 		Help: "Requests served by the echo service, by status code and method.",
 	}, []string{"code", "method"})
 	reg.MustRegister(requests)
+	// Start the counter at zero, as Prometheus advises: an idle instance
+	// then shows a rate of 0 instead of no series at all, and an
+	// autoscaler can tell idle from missing.
+	requests.WithLabelValues("200", "get")
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
