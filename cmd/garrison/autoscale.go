@@ -15,7 +15,6 @@ import (
 
 	"garrison/headquarter/autoscale"
 	"garrison/headquarter/rulefmt"
-	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/scout/elasticsearch"
 	"garrison/scout/local"
@@ -86,7 +85,7 @@ func startAutoscaler(ctx context.Context, s autoscaleSettings, hq *headquarter, 
 		return nil, nil, usageError{fmt.Sprintf("--metrics-source %q is not configured (have local%s)", s.source, map[bool]string{true: ", prometheus", false: ""}[s.prometheus != ""])}
 	}
 
-	var target autoscale.Target = schedulerTarget{hq.sched}
+	target := autoscale.SchedulerTarget(hq.sched)
 	if s.marathon != "" {
 		var opts []marathon.Option
 		if s.marathonToken != "" {
@@ -166,24 +165,6 @@ func (a *autoscaleService) Decisions(ctx context.Context, app string, limit int)
 		out = append(out, r.Data)
 	}
 	return out, nil
-}
-
-// schedulerTarget scales garrison's own apps.
-type schedulerTarget struct{ s *scheduler.Scheduler }
-
-func (t schedulerTarget) Status(_ context.Context, appID string) (autoscale.AppStatus, bool, error) {
-	st, ok := t.s.ScaleStatus(appID)
-	return autoscale.AppStatus{Instances: st.Instances, Ready: st.Ready, CPUs: st.CPUs, MemMB: st.MemMB,
-		Tasks: st.Tasks, Deployment: st.Deployment, Autoscaled: st.Autoscaled}, ok, nil
-}
-
-func (t schedulerTarget) Scale(ctx context.Context, appID string, n int, reason string) error {
-	_, err := t.s.Scale(ctx, appID, n, reason)
-	var locked *scheduler.LockedError
-	if errors.As(err, &locked) {
-		return fmt.Errorf("%w: %v", autoscale.ErrNotNow, err)
-	}
-	return err
 }
 
 // marathonTarget scales the apps of an external Marathon, as the origin

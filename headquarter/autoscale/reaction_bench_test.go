@@ -34,24 +34,6 @@ import (
 
 const echoImage = "garrison-test/echo:reaction"
 
-// schedTarget adapts the scheduler as cmd/garrison does.
-type schedTarget struct{ s *scheduler.Scheduler }
-
-func (t schedTarget) Status(_ context.Context, appID string) (autoscale.AppStatus, bool, error) {
-	st, ok := t.s.ScaleStatus(appID)
-	return autoscale.AppStatus{Instances: st.Instances, Ready: st.Ready, CPUs: st.CPUs, MemMB: st.MemMB,
-		Tasks: st.Tasks, Deployment: st.Deployment, Autoscaled: st.Autoscaled}, ok, nil
-}
-
-func (t schedTarget) Scale(ctx context.Context, appID string, n int, reason string) error {
-	_, err := t.s.Scale(ctx, appID, n, reason)
-	var locked *scheduler.LockedError
-	if errors.As(err, &locked) {
-		return autoscale.ErrNotNow
-	}
-	return err
-}
-
 // BenchmarkReactionToLoadStep: a load step to four times one instance's
 // QPS target on a one-instance Docker app, until the needed instances are
 // running, healthy and registered; split into detect (load start to the
@@ -86,7 +68,7 @@ func BenchmarkReactionToLoadStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	m := autoscale.New(autoscale.Config{Target: schedTarget{sched}, Sources: map[string]sample.Source{"local": src}, DefaultSource: "local"})
+	m := autoscale.New(autoscale.Config{Target: autoscale.SchedulerTarget(sched), Sources: map[string]sample.Source{"local": src}, DefaultSource: "local"})
 
 	var detect, launch, healthy, registered, total, raw []float64
 	for i := 0; b.Loop(); i++ {
