@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"garrison/internal/dockertest"
+	"garrison/internal/poll"
 	"garrison/signalman/docker"
 )
 
@@ -149,6 +151,21 @@ func TestKillGarrisonMidDeployment(t *testing.T) {
 	slices.Sort(containerTasks)
 	if !slices.Equal(taskIDs, containerTasks) || len(taskIDs) != 4 {
 		t.Fatalf("tasks %v but containers %v: a duplicate or an orphan", taskIDs, containerTasks)
+	}
+
+	// Scale up and down through the API: containers follow.
+	for _, n := range []int{6, 2} {
+		code, hdr, body := marathonCall(t, "PUT", base+"/v2/apps"+appID, map[string]any{"instances": n})
+		if code != http.StatusOK || hdr.Get("Marathon-Deployment-Id") == "" {
+			t.Fatalf("scale to %d: %d %s", n, code, body)
+		}
+		poll.Until(t, 90*time.Second, fmt.Sprintf("%d healthy containers", n), func() (bool, string) {
+			s, ok := getApp(t, base, appID)
+			list, err := cli.ContainerList(t.Context(), container.ListOptions{
+				Filters: filters.NewArgs(filters.Arg("label", docker.LabelApp+"="+appID))})
+			return ok && err == nil && s.App.TasksHealthy == n && len(list) == n && deploymentCount(t, base) == 0,
+				fmt.Sprintf("healthy %d, containers %d", s.App.TasksHealthy, len(list))
+		})
 	}
 
 	code, _, body = marathonCall(t, "DELETE", base+"/v2/apps"+appID, nil)
