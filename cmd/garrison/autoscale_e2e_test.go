@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"garrison/headquarter/autoscale"
+	"garrison/internal/dockertest"
 	"garrison/internal/loadgen"
 	"garrison/internal/poll"
 	"garrison/internal/promtest"
@@ -29,7 +30,6 @@ type autoscaleStack struct {
 	base  string
 	etcd  string
 	app   string
-	echo  string
 	rules string
 }
 
@@ -45,17 +45,27 @@ func startAutoscaleStackAt(t *testing.T, addrs []string, extraArgs ...string) *a
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	s := &autoscaleStack{t: t, base: "http://" + addrs[0], etcd: "http://" + addrs[1], app: "/e2e/auto", echo: echo,
+	return startAutoscaleStackWith(t, addrs, map[string]any{"cmd": echo + " -register=false"}, extraArgs...)
+}
+
+// startAutoscaleStackWith runs the echo app as given by how: a "cmd"
+// (process driver) or a "container" with "args" (Docker).
+func startAutoscaleStackWith(t *testing.T, addrs []string, how map[string]any, extraArgs ...string) *autoscaleStack {
+	s := &autoscaleStack{t: t, base: "http://" + addrs[0], etcd: "http://" + addrs[1], app: "/e2e/auto",
 		rules: filepath.Join(t.TempDir(), "rules.yaml")}
 	s.writeRules("rules: []\n")
 	args := append([]string{"up", "--addr", addrs[0], "--etcd-listen", s.etcd, "--data-dir", t.TempDir(),
 		"--task-ports", "49000-49199", "--drain-delay", "100ms", "--autoscale-interval", "500ms", "--rules", s.rules}, extraArgs...)
 	startGarrison(t, args...)
 	waitHTTP(t, s.base+"/ping", 30*time.Second)
-	code, _, body := marathonCall(t, "POST", s.base+"/v2/apps", map[string]any{
-		"id": s.app, "cmd": echo + " -register=false", "instances": 1, "cpus": 0.01, "mem": 32,
+	def := map[string]any{
+		"id": s.app, "instances": 1, "cpus": 0.01, "mem": 32,
 		"healthChecks": []map[string]any{{"protocol": "HTTP", "path": "/health", "intervalSeconds": 2, "timeoutSeconds": 1, "gracePeriodSeconds": 10}},
-	})
+	}
+	for k, v := range how {
+		def[k] = v
+	}
+	code, _, body := marathonCall(t, "POST", s.base+"/v2/apps", def)
 	if code != http.StatusCreated {
 		t.Fatalf("POST app: %d %s", code, body)
 	}
@@ -281,7 +291,9 @@ func (s *autoscaleStack) metric(prefix string) float64 {
 	return -1
 }
 
-// With Debian's Prometheus scraping garrison's per-task exporter and the
+const echoImage = "garrison-test/echo:e2e"
+
+// The echo app runs in Docker. With Debian's Prometheus scraping garrison's per-task exporter and the
 // registered instances (found through garrison's http_sd endpoint): two of
 // three metrics over scale the app up, one alone does not; the load gone,
 // it scales down only after the window; Prometheus stopped, nothing scales
@@ -292,7 +304,11 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 		{Name: "garrison", Targets: []string{addrs[0]}, HonorLabels: true},
 		{Name: "instances", HTTPSD: "http://" + addrs[0] + "/api/v1/prometheus/sd"},
 	}})
-	s := startAutoscaleStackAt(t, addrs, "--prometheus", prom.URL)
+	cli := dockertest.Client(t)
+	dockertest.BuildGoImage(t, cli, echoImage, "garrison/examples/echo")
+	s := startAutoscaleStackWith(t, addrs, map[string]any{"args": []string{"-register=false"},
+		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": echoImage}}}, "--prometheus", prom.URL)
+	t.Cleanup(func() { removeAppContainers(cli, s.app) })
 	s.putRules(fmt.Sprintf(`rules:
   - app: %s
     min: 1
