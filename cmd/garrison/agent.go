@@ -14,8 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"garrison/headquarter/app"
+	"garrison/headquarter/store"
 	"garrison/registrar"
 	"garrison/registrar/agent"
+	"garrison/scout/taskstats"
+	"garrison/signalman/docker"
 )
 
 type agentSettings struct {
@@ -67,6 +71,14 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Per-task CPU and memory of the containers garrison launched on this
+	// host, with what their apps give them, for Prometheus to scrape.
+	drv, err := docker.New(dcli)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(taskstats.New(appLimits(store.New(cli)), []taskstats.Tasks{taskstats.Adapt[docker.Usage](drv)},
+		taskstats.WithLogger(logger)))
 	a, err := agent.New(agent.Config{Docker: dcli, Etcd: cli, Node: s.node, AdvertiseHost: s.advertiseHost,
 		TTL: s.ttl, Select: splitList(s.selectLabels), Logger: logger, Registerer: reg})
 	if err != nil {
@@ -86,4 +98,21 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// appLimits reads what an app gives each task from its stored definition.
+func appLimits(st *store.Store) taskstats.Limits {
+	return func(appID string) (float64, float64, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		rec, err := st.App(ctx, appID)
+		if err != nil || rec.Revision == 0 {
+			return 0, 0, false
+		}
+		a, err := app.Decode(rec.Data)
+		if err != nil {
+			return 0, 0, false
+		}
+		return a.CPUs, a.Mem, true
+	}
 }

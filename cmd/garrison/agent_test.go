@@ -1,15 +1,22 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"garrison/headquarter/app"
+	"garrison/headquarter/store"
 	"garrison/internal/dockertest"
 	"garrison/internal/etcdtest"
+	"garrison/internal/poll"
 	"garrison/registrar"
+	"garrison/signalman/docker"
 )
 
 func TestAgentCommandRegistersLabelledContainer(t *testing.T) {
@@ -47,4 +54,44 @@ func TestAgentCommandRegistersLabelledContainer(t *testing.T) {
 	if body := waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1]), 5*time.Second); len(body) == 0 {
 		t.Fatal("agent /metrics is empty")
 	}
+}
+
+// The agent exports the CPU and memory of garrison's containers on this
+// host, labelled with app and task, with what their app gives them.
+func TestAgentCommandExportsTaskStats(t *testing.T) {
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	dcli := dockertest.Client(t)
+	image := "garrison-test/testserver:cmd"
+	dockertest.BuildGoImage(t, dcli, image, dockertest.TestServerPackage)
+	a, err := app.Parse([]byte(fmt.Sprintf(`{"id":"/agent/web","cpus":0.5,"mem":64,"container":{"type":"DOCKER","docker":{"image":%q}}}`, image)), app.Environment{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(a)
+	if err := store.New(cli).Commit(t.Context(), store.Change{PutApps: []store.AppWrite{{ID: a.ID, Version: "2026-01-01T00:00:00.000Z", Data: data, Expect: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	drv, err := docker.New(dcli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := registrar.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskID := app.TaskID(a.ID)
+	if _, err := drv.Launch(t.Context(), app.ToSpec(a, taskID, ports[:1], "127.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { drv.Kill(context.Background(), taskID, 0) })
+	metrics := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	startGarrison(t, "agent", "--etcd", srv.Endpoints[0], "--metrics-addr", metrics, "--node", "stats-"+taskID, "--select", "garrison.test.none")
+	labels := fmt.Sprintf(`{app="/agent/web",task=%q}`, taskID)
+	poll.Until(t, 30*time.Second, "task figures on the agent's /metrics", func() (bool, string) {
+		body := waitHTTP(t, "http://"+metrics+"/metrics", 5*time.Second)
+		return strings.Contains(body, "garrison_task_cpus"+labels+" 0.5") &&
+			strings.Contains(body, "garrison_task_memory_limit_bytes"+labels+" 6.7108864e+07") &&
+			strings.Contains(body, "garrison_task_memory_bytes"+labels), body[:min(len(body), 300)]
+	})
 }
