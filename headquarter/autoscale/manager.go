@@ -222,6 +222,9 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 	start := time.Now()
 	readings, failures := m.read(ctx, known, statuses, now)
 	m.evaluations.WithLabelValues("read").Observe(time.Since(start).Seconds())
+	// The readings cover the window up to the start of the evaluation; the
+	// decision is made now, after reading (a source may take a while).
+	now = m.cfg.Now()
 
 	start = time.Now()
 	var records []Record
