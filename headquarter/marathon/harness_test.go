@@ -29,6 +29,7 @@ import (
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/internal/etcdtest"
+	"garrison/internal/poll"
 	"garrison/signalman/process"
 )
 
@@ -209,15 +210,7 @@ func (r *response) obj(t testing.TB) map[string]any {
 // waitFor polls cond until it holds or within passes.
 func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		<-tick.C
-	}
+	poll.True(t, within, what, cond)
 }
 
 // deploymentGone polls GET /v2/deployments until id is no longer listed,

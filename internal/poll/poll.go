@@ -29,3 +29,9 @@ func Until(t testing.TB, timeout time.Duration, what string, cond func() (ok boo
 		<-tick.C
 	}
 }
+
+// True checks cond until it holds, failing the test after timeout.
+func True(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	Until(t, timeout, what, func() (bool, string) { return cond(), "" })
+}

@@ -24,6 +24,7 @@ import (
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
 	"garrison/internal/etcdtest"
+	"garrison/internal/poll"
 	"garrison/internal/testbin"
 	"garrison/signalman/marathon"
 	"garrison/signalman/process"
@@ -161,17 +162,10 @@ func (s *stack) runningTasks(id string) int {
 	return n
 }
 
+// waitFor polls cond until it holds or within passes.
 func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		<-tick.C
-	}
+	poll.True(t, within, what, cond)
 }
 
 func newClient(t testing.TB, url string, opts ...marathon.Option) *marathon.Client {
