@@ -9,6 +9,13 @@
 //
 // e.g. avg by (app) (rate(garrison_task_cpu_seconds_total[30s]) / garrison_task_cpus).
 //
+// For tasks whose main pid is known (the Tasks implements PidReader, as
+// Adapt does for the process and Docker drivers), it also exports their TCP
+// sockets, found by ownership (see network.go):
+//
+//	garrison_task_tcp_connections{app,task,state}      gauge: established, listen, close_wait, other
+//	garrison_task_tcp_queue_bytes{app,task,direction}  gauge: rx (unread), tx (unacknowledged)
+//
 // The series carry their own app and task labels, so the scrape job that
 // reads garrison's /metrics needs honor_labels: true (otherwise a target
 // label named app would rename them exported_app).
@@ -17,7 +24,8 @@
 // container shares the host's network namespace and /proc/<pid>/net/dev (or
 // Docker's network stats) report the whole host's traffic, not the task's.
 // Per-task network bytes cannot be read truthfully here, so they are not
-// exported at all rather than exported wrong.
+// exported at all rather than exported wrong; the TCP figures above are
+// what socket ownership does tell truthfully.
 //
 // The package reads tasks through the small Tasks interface; it imports no
 // driver (scout does not import signalman's drivers), and Adapt turns a
@@ -65,7 +73,9 @@ type Driver[U UsageLike] interface {
 }
 
 // Adapt makes a driver a Tasks, e.g. taskstats.Adapt[docker.Usage](d).
-func Adapt[U UsageLike](d Driver[U]) Tasks { return adapted[U]{d} }
+// When the driver has a Pid method (the process driver's Pid(taskID), the
+// Docker driver's Pid(ctx, taskID)), the result is also a PidReader.
+func Adapt[U UsageLike](d Driver[U]) Tasks { return withPid(adapted[U]{d}, d) }
 
 type adapted[U UsageLike] struct{ d Driver[U] }
 
@@ -99,13 +109,15 @@ func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.logger = 
 // Collector is a prometheus.Collector over the tasks of one or more
 // drivers. Register it on a registry of your own (not the default one).
 type Collector struct {
-	tasks    []Tasks
-	limits   Limits
-	timeout  time.Duration
-	parallel int
-	logger   *slog.Logger
+	tasks     []Tasks
+	limits    Limits
+	timeout   time.Duration
+	parallel  int
+	procLimit int
+	logger    *slog.Logger
 
 	cpuSeconds, memBytes, cpus, memLimit *prometheus.Desc
+	tcpConns, tcpQueue                   *prometheus.Desc
 	errs                                 *prometheus.CounterVec
 }
 
@@ -113,6 +125,9 @@ type Collector struct {
 const (
 	StageList  = "list"
 	StageStats = "stats"
+	// StageNetwork: a task's pid, process tree, sockets or TCP table could
+	// not be read; the task exports CPU and memory but no TCP figures.
+	StageNetwork = "network"
 )
 
 // New returns a collector over tasks, with limits naming what each app's
@@ -120,11 +135,12 @@ const (
 func New(limits Limits, tasks []Tasks, opts ...Option) *Collector {
 	labels := []string{"app", "task"}
 	c := &Collector{
-		tasks:    tasks,
-		limits:   limits,
-		timeout:  2 * time.Second,
-		parallel: 8,
-		logger:   slog.New(slog.DiscardHandler),
+		tasks:     tasks,
+		limits:    limits,
+		timeout:   2 * time.Second,
+		parallel:  8,
+		procLimit: DefaultProcessLimit,
+		logger:    slog.New(slog.DiscardHandler),
 		cpuSeconds: prometheus.NewDesc("garrison_task_cpu_seconds_total",
 			"CPU time the task has used since it started, in seconds.", labels, nil),
 		memBytes: prometheus.NewDesc("garrison_task_memory_bytes",
@@ -133,9 +149,15 @@ func New(limits Limits, tasks []Tasks, opts ...Option) *Collector {
 			"CPUs the task's app gives each task.", labels, nil),
 		memLimit: prometheus.NewDesc("garrison_task_memory_limit_bytes",
 			"Memory the task's app gives each task, in bytes.", labels, nil),
+		tcpConns: prometheus.NewDesc("garrison_task_tcp_connections",
+			"TCP sockets the task's processes hold now, by state (established, listen, close_wait, other; TIME_WAIT sockets have no owner).",
+			[]string{"app", "task", "state"}, nil),
+		tcpQueue: prometheus.NewDesc("garrison_task_tcp_queue_bytes",
+			"Bytes queued in the task's TCP connections now: rx received but not read by the task, tx sent but not acknowledged by the peer.",
+			[]string{"app", "task", "direction"}, nil),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "garrison_task_stats_errors_total",
-			Help: "Failed reads of task lists or task stats (a task ending between list and stats counts too).",
+			Help: "Failed reads of task lists, task stats (a task ending between list and stats counts too) or task sockets (stage network).",
 		}, []string{"stage"}),
 	}
 	for _, o := range opts {
@@ -144,7 +166,10 @@ func New(limits Limits, tasks []Tasks, opts ...Option) *Collector {
 	if c.parallel < 1 {
 		c.parallel = 1
 	}
-	for _, s := range []string{StageList, StageStats} {
+	if c.procLimit < 1 {
+		c.procLimit = 1
+	}
+	for _, s := range []string{StageList, StageStats, StageNetwork} {
 		c.errs.WithLabelValues(s) // exported as 0 from the start
 	}
 	return c
@@ -156,6 +181,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.memBytes
 	ch <- c.cpus
 	ch <- c.memLimit
+	ch <- c.tcpConns
+	ch <- c.tcpQueue
 	c.errs.Describe(ch)
 }
 
@@ -178,10 +205,15 @@ type TaskUsage struct {
 	// when Limits did not know the app.
 	CPUs, MemMB float64
 	LimitsOK    bool
+	// TCP is what the task's sockets are now; nil when its pid is not
+	// known or they could not be read.
+	TCP *TCPUsage
 }
 
 // Gather reads every running task's usage. Tasks whose list or stats fail,
-// or are not in before ctx ends, are left out and counted as errors.
+// or are not in before ctx ends, are left out and counted as errors. For
+// tasks of a PidReader it also walks their process trees and reads the TCP
+// tables once per network namespace, within the same ctx.
 func (c *Collector) Gather(ctx context.Context) []TaskUsage {
 	var running []task.Status
 	var from []Tasks
@@ -201,6 +233,8 @@ func (c *Collector) Gather(ctx context.Context) []TaskUsage {
 	}
 	out := make([]TaskUsage, len(running))
 	ok := make([]bool, len(running))
+	socks := make([]*taskSockets, len(running))
+	walker := newProcWalker(c.procLimit)
 	sem := make(chan struct{}, c.parallel)
 	var wg sync.WaitGroup
 reads:
@@ -228,9 +262,23 @@ reads:
 				tu.CPUs, tu.MemMB, tu.LimitsOK = c.limits(st.AppID)
 			}
 			out[i], ok[i] = tu, true
+			pr, isPR := from[i].(PidReader)
+			if !isPR {
+				return
+			}
+			ts, known, err := c.walkTask(ctx, walker, pr, st.ID)
+			if err != nil {
+				c.errs.WithLabelValues(StageNetwork).Inc()
+				c.logger.Debug("taskstats: sockets", "task", st.ID, "error", err)
+				return
+			}
+			if known {
+				socks[i] = &ts
+			}
 		}()
 	}
 	wg.Wait()
+	c.attributeTCP(ctx, socks, out)
 	n := 0
 	for i := range out {
 		if ok[i] {
@@ -242,8 +290,8 @@ reads:
 }
 
 func (c *Collector) emit(ch chan<- prometheus.Metric, u TaskUsage) {
-	send := func(d *prometheus.Desc, t prometheus.ValueType, v float64) {
-		m, err := prometheus.NewConstMetric(d, t, v, u.AppID, u.TaskID)
+	send := func(d *prometheus.Desc, t prometheus.ValueType, v float64, extra ...string) {
+		m, err := prometheus.NewConstMetric(d, t, v, append([]string{u.AppID, u.TaskID}, extra...)...)
 		if err != nil { // only for invalid label values: not worth failing the scrape
 			c.errs.WithLabelValues(StageStats).Inc()
 			c.logger.Debug("taskstats: metric", "task", u.TaskID, "error", err)
@@ -260,5 +308,13 @@ func (c *Collector) emit(ch chan<- prometheus.Metric, u TaskUsage) {
 	}
 	if u.LimitsOK && u.MemMB > 0 {
 		send(c.memLimit, prometheus.GaugeValue, u.MemMB*(1<<20))
+	}
+	if t := u.TCP; t != nil {
+		send(c.tcpConns, prometheus.GaugeValue, float64(t.Established), StateEstablished)
+		send(c.tcpConns, prometheus.GaugeValue, float64(t.Listen), StateListen)
+		send(c.tcpConns, prometheus.GaugeValue, float64(t.CloseWait), StateCloseWait)
+		send(c.tcpConns, prometheus.GaugeValue, float64(t.Other), StateOther)
+		send(c.tcpQueue, prometheus.GaugeValue, float64(t.RxQueueBytes), "rx")
+		send(c.tcpQueue, prometheus.GaugeValue, float64(t.TxQueueBytes), "tx")
 	}
 }
