@@ -296,8 +296,9 @@ const echoImage = "garrison-test/echo:e2e"
 // The echo app runs in Docker. With Debian's Prometheus scraping garrison's per-task exporter and the
 // registered instances (found through garrison's http_sd endpoint): two of
 // three metrics over scale the app up, one alone does not; the load gone,
-// it scales down only after the window; Prometheus stopped, nothing scales
-// down and the source's failures show on /metrics.
+// it scales down only after the window; dry-run records without acting;
+// Prometheus stopped, nothing scales down and the source's failures show on
+// /metrics; a cron window raises the floor all the same.
 func TestAutoscaleWithPrometheus(t *testing.T) {
 	addrs := freeAddrs(t, 2)
 	prom := promtest.New(t, promtest.Config{Jobs: []promtest.Job{
@@ -365,7 +366,39 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 		}
 	}
 
+	// Dry-run: decided on Prometheus' data and recorded, not done.
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    window: 5s
+    quorum: 1
+    dryRun: true
+    up: { mem: 0.05 }
+`, s.app))
+	poll.Until(t, 30*time.Second, "a dry-run decision", func() (bool, string) {
+		for _, d := range s.decisions() {
+			if d.DryRun && d.To > d.From && !d.Acted {
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	if want, _ := s.instances(); want != 2 {
+		t.Fatalf("dry-run changed the count to %d", want)
+	}
+
 	// Prometheus stopped: no data, so no scale-down; the failures show.
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    window: 5s
+    up:   { qps: 10, cpu: 5 }
+    down: { qps: 1, cpu: 0.5 }
+    scaleDownAfter: 1s
+    cooldown: 1s
+`, s.app))
 	prom.Stop()
 	s.waitInstances(2, 30*time.Second)
 	before := s.evaluations()
@@ -379,4 +412,17 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 	if errs := s.metric(`garrison_autoscale_source_errors_total{source="prometheus"}`); errs < 10 {
 		t.Fatalf("source errors on /metrics: %v, want at least 10", errs)
 	}
+
+	// A cron window raises the floor, metrics or not.
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 3
+    up:   { qps: 10, cpu: 5 }
+    schedules:
+      - cron: "* * * * *"
+        for: 1h
+        min: 3
+`, s.app))
+	s.waitInstances(3, 60*time.Second)
 }

@@ -57,6 +57,13 @@ type Publisher interface {
 type Record struct {
 	ID string `json:"id"`
 	Decision
+	// Rule is the rule the decision applied.
+	Rule rulefmt.Rule `json:"rule"`
+	// Repeats counts the evaluations after this one that decided the same
+	// (a change held by a deployment, a count capped at max), until
+	// LastAt; they update this record instead of adding one each.
+	Repeats int        `json:"repeats,omitempty"`
+	LastAt  *time.Time `json:"lastAt,omitempty"`
 	// Acted: the target was asked to change the count. ActError says why
 	// that failed; NotNow that a deployment held it.
 	Acted    bool   `json:"acted"`
@@ -109,7 +116,7 @@ type Manager struct {
 	state   map[string]*State
 	pending map[string]*pendingScale
 	// recorded is each app's last recorded decision.
-	recorded map[string]Decision
+	recorded map[string]*Record
 
 	evaluations *prometheus.HistogramVec
 	decisions   *prometheus.CounterVec
@@ -136,7 +143,7 @@ func New(cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{}, recorded: map[string]Decision{},
+	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{}, recorded: map[string]*Record{},
 		evaluations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "garrison_autoscale_evaluation_seconds", Help: "Time to evaluate every rule once, by phase (read, decide).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"phase"}),
@@ -251,13 +258,23 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 		last := m.recorded[r.App]
 		m.mu.Unlock()
 		m.log.Debug("autoscale: decision", "decision", d.String(), "reason", d.Reason)
-		// A decision that changes nothing and repeats the last recorded
-		// one (say, capped at max every interval under a long peak) is
-		// not recorded again.
-		if !d.Notable() || (!d.Acts() && sameOutcome(d, last)) {
+		if !d.Notable() {
 			continue
 		}
-		rec := Record{ID: recordID(now), Decision: d}
+		// The same outcome as the last record (a count capped at max
+		// through a long peak, a change held by a deployment) updates that
+		// record instead of adding one every interval.
+		if last != nil && !d.Acts() && sameOutcome(d, last.Decision) {
+			m.mu.Lock()
+			last.Repeats++
+			at := now
+			last.LastAt = &at
+			rec := *last
+			m.mu.Unlock()
+			m.store(ctx, rec)
+			continue
+		}
+		rec := Record{ID: recordID(now), Decision: d, Rule: r}
 		if len(in.Errors) > 0 {
 			rec.SourceErrors = map[string]string{}
 			for metric, err := range in.Errors {
@@ -269,7 +286,8 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 		}
 		m.decisions.WithLabelValues(rec.App, string(rec.Action)).Inc()
 		m.mu.Lock()
-		m.recorded[r.App] = d
+		stored := rec
+		m.recorded[r.App] = &stored
 		m.mu.Unlock()
 		m.record(ctx, rec)
 		records = append(records, rec)
@@ -312,11 +330,18 @@ func (m *Manager) checkPending(ctx context.Context, app string, st AppStatus, no
 		return
 	}
 	delete(m.pending, app)
-	m.mu.Unlock()
 	rec := p.record
+	last := m.recorded[app]
+	if last != nil && last.ID == rec.ID {
+		rec = *last // with any repeats since
+	}
 	ready := now
 	rec.ReadyAt = &ready
 	rec.ReadySeconds = now.Sub(rec.At).Seconds()
+	if last != nil && last.ID == rec.ID {
+		*last = rec
+	}
+	m.mu.Unlock()
 	m.readySecs.Observe(rec.ReadySeconds)
 	m.log.Info("autoscale: scale-up ready", "app", app, "instances", rec.To, "after", time.Duration(rec.ReadySeconds*float64(time.Second)).Round(time.Millisecond))
 	m.record(ctx, rec)
@@ -425,6 +450,16 @@ func sourcesOf(r rulefmt.Rule, fallback string) map[sample.Metric]string {
 // record writes the decision log entry (again, when a scale-up completes)
 // and publishes it.
 func (m *Manager) record(ctx context.Context, rec Record) {
+	m.store(ctx, rec)
+	if m.cfg.Events != nil {
+		if err := m.cfg.Events.Publish(DecisionEvent{rec}); err != nil {
+			m.log.Warn("autoscale: publish decision", "app", rec.App, "error", err)
+		}
+	}
+}
+
+// store writes a decision log entry.
+func (m *Manager) store(ctx context.Context, rec Record) {
 	if m.cfg.Recorder != nil {
 		data, err := json.Marshal(rec)
 		if err == nil {
@@ -432,11 +467,6 @@ func (m *Manager) record(ctx context.Context, rec Record) {
 		}
 		if err != nil {
 			m.log.Warn("autoscale: record decision", "app", rec.App, "error", err)
-		}
-	}
-	if m.cfg.Events != nil {
-		if err := m.cfg.Events.Publish(DecisionEvent{rec}); err != nil {
-			m.log.Warn("autoscale: publish decision", "app", rec.App, "error", err)
 		}
 	}
 }

@@ -158,3 +158,29 @@ func TestManagerHeldByAnotherDeploymentIsNoCooldown(t *testing.T) {
 		t.Fatalf("after the lock: %+v, scales %v", recs, target.scales)
 	}
 }
+
+func TestManagerRecordsARepeatedOutcomeOnce(t *testing.T) {
+	srv := etcdtest.New(t)
+	st := store.New(srv.Client(t))
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	src := &scriptedSource{readings: sample.Readings{"/a": {sample.QPS: {Value: 900, OK: true, Instances: 3}, sample.CPU: {Value: 0.9, OK: true, Instances: 3}}}}
+	target := &memTarget{status: map[string]autoscale.AppStatus{"/a": {Instances: 3, Ready: 3}}}
+	m := autoscale.New(autoscale.Config{Target: target, Sources: map[string]sample.Source{"p": src}, DefaultSource: "p",
+		Recorder: st, Now: func() time.Time { return now }})
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    min: 1\n    max: 3\n    up: { qps: 100, cpu: 0.8 }\n"))
+	for range 4 {
+		m.Evaluate(t.Context())
+		now = now.Add(5 * time.Second)
+	}
+	got, err := st.Decisions(t.Context(), "/a", 0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%d records for one outcome held four times: %v", len(got), err)
+	}
+	var rec autoscale.Record
+	if err := json.Unmarshal(got[0].Data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Capped != autoscale.CapMax || rec.Repeats != 3 || rec.LastAt == nil || !rec.LastAt.Equal(now.Add(-5*time.Second)) || rec.Rule.App != "/a" || rec.Rule.Max != 3 {
+		t.Fatalf("record %+v", rec)
+	}
+}
