@@ -345,10 +345,11 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 	res := stopLoad()
 	stopped := time.Now()
 	t.Logf("load: %d requests, %d failed", res.Sent, res.Failed)
-	// Now QPS and CPU, both near zero, decide.
+	// Now QPS and CPU, both near zero, decide; min 2 stops the shrinking
+	// where the next phases need it.
 	s.putRules(fmt.Sprintf(`rules:
   - app: %s
-    min: 1
+    min: 2
     max: 3
     window: 5s
     up:   { qps: 10, cpu: 5 }
