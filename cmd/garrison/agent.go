@@ -73,11 +73,18 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Per-task CPU and memory of the containers garrison launched on this
 	// host, with what their apps give them, for Prometheus to scrape.
-	drv, err := docker.New(dcli)
+	st := store.New(cli)
+	idCtx, cancelID := context.WithTimeout(ctx, 30*time.Second)
+	namespace, err := st.ClusterID(idCtx)
+	cancelID()
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(taskstats.New(appLimits(store.New(cli)), []taskstats.Tasks{taskstats.Adapt[docker.Usage](drv)},
+	drv, err := docker.New(dcli, docker.WithNamespace(namespace))
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(taskstats.New(appLimits(st), []taskstats.Tasks{taskstats.Adapt[docker.Usage](drv)},
 		taskstats.WithLogger(logger)))
 	a, err := agent.New(agent.Config{Docker: dcli, Etcd: cli, Node: s.node, AdvertiseHost: s.advertiseHost,
 		TTL: s.ttl, Select: splitList(s.selectLabels), Logger: logger, Registerer: reg})

@@ -72,7 +72,11 @@ func TestAgentCommandExportsTaskStats(t *testing.T) {
 	if err := store.New(cli).Commit(t.Context(), store.Change{PutApps: []store.AppWrite{{ID: a.ID, Version: "2026-01-01T00:00:00.000Z", Data: data, Expect: 0}}}); err != nil {
 		t.Fatal(err)
 	}
-	drv, err := docker.New(dcli)
+	namespace, err := store.New(cli).ClusterID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := docker.New(dcli, docker.WithNamespace(namespace))
 	if err != nil {
 		t.Fatal(err)
 	}

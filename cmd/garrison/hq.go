@@ -71,10 +71,14 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	hq := &headquarter{store: store.New(cli), env: app.Environment{Hostname: hostname},
 		bus: events.NewBus(events.WithRegisterer(reg), events.WithLogger(logger))}
 
+	namespace, err := hq.store.ClusterID(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var dockerDriver scheduler.Driver
 	dcli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
-		d, derr := docker.New(dcli)
+		d, derr := docker.New(dcli, docker.WithNamespace(namespace))
 		pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		if derr == nil {
 			derr = d.Ping(pingCtx)

@@ -17,6 +17,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -292,4 +294,30 @@ func (s *Store) Decisions(ctx context.Context, appID string, limit int) ([]Recor
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// ClusterID names the garrison this etcd holds: created once, at first use,
+// and the same for every headquarter and agent that shares the etcd. It
+// keeps garrisons that share a Docker engine out of each other's containers.
+func (s *Store) ClusterID(ctx context.Context) (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("cluster id: %w", err)
+	}
+	fresh := hex.EncodeToString(b[:])
+	resp, err := s.kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision("cluster-id"), "=", 0)).
+		Then(clientv3.OpPut("cluster-id", fresh)).
+		Else(clientv3.OpGet("cluster-id")).Commit()
+	if err != nil {
+		return "", fmt.Errorf("cluster id: %w", err)
+	}
+	if resp.Succeeded {
+		return fresh, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return "", errors.New("cluster id: vanished while read")
+	}
+	return string(kvs[0].Value), nil
 }

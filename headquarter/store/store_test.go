@@ -122,3 +122,15 @@ func TestDecisionsAreBoundedAndNewestFirst(t *testing.T) {
 		t.Fatalf("rules %+v %v", r, err)
 	}
 }
+
+func TestClusterIDIsCreatedOnceAndShared(t *testing.T) {
+	srv := etcdtest.New(t)
+	a, err := store.New(srv.Client(t)).ClusterID(t.Context())
+	if err != nil || len(a) != 24 {
+		t.Fatalf("first: %q %v", a, err)
+	}
+	b, err := store.New(srv.Client(t)).ClusterID(t.Context())
+	if err != nil || b != a {
+		t.Fatalf("second: %q %v, want %q", b, err, a)
+	}
+}

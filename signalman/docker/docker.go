@@ -52,6 +52,10 @@ const (
 	LabelVersion = "garrison.version"
 	LabelHost    = "garrison.host"
 	LabelPorts   = "garrison.ports" // host ports, comma-separated, in Spec order
+	// LabelNamespace names the garrison (its etcd) a container belongs to:
+	// a driver sees only its own namespace's containers, so garrisons that
+	// share a Docker engine never adopt or kill each other's tasks.
+	LabelNamespace = "garrison.namespace"
 	// LabelMesosTaskID is the label Marathon puts on every Docker task.
 	LabelMesosTaskID = "MESOS_TASK_ID"
 )
@@ -101,6 +105,17 @@ func WithClock(now func() time.Time) Option {
 	return func(dr *Driver) { dr.now = now }
 }
 
+// WithNamespace sets the namespace the driver's containers carry in
+// LabelNamespace; a driver without one sees only containers without one.
+func WithNamespace(ns string) Option {
+	return func(dr *Driver) { dr.namespace = ns }
+}
+
+// mine says whether a container's labels put it in this driver's namespace.
+func (d *Driver) mine(labels map[string]string) bool {
+	return labels[LabelNamespace] == d.namespace
+}
+
 // killMemory is how long the driver remembers that it asked a container to
 // stop, so the container's death reads as TASK_KILLED, not TASK_FAILED.
 const killMemory = 10 * time.Minute
@@ -111,6 +126,7 @@ type Driver struct {
 	cli       DockerAPI
 	reconnect time.Duration
 	now       func() time.Time
+	namespace string
 
 	mu      sync.Mutex
 	killing map[string]time.Time // container id -> when garrison asked it to stop
@@ -174,6 +190,9 @@ func (d *Driver) Launch(ctx context.Context, spec task.Spec) (task.Status, error
 		return st, fmt.Errorf("docker: task %s: both cmd and args given; Marathon allows one", spec.ID)
 	}
 	cfg, host := containerConfig(spec)
+	if d.namespace != "" {
+		cfg.Labels[LabelNamespace] = d.namespace
+	}
 	name := ContainerName(spec.ID)
 	created, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	switch {
@@ -271,7 +290,7 @@ func (d *Driver) find(ctx context.Context, id string) (container.InspectResponse
 	if err != nil {
 		return c, err
 	}
-	if c.Config == nil || c.Config.Labels[LabelTask] != id {
+	if c.Config == nil || c.Config.Labels[LabelTask] != id || !d.mine(c.Config.Labels) {
 		return c, ErrUnknownTask
 	}
 	return c, nil
@@ -364,6 +383,9 @@ func (d *Driver) List(ctx context.Context) ([]task.Status, error) {
 	}
 	out := make([]task.Status, 0, len(cs))
 	for _, s := range cs {
+		if !d.mine(s.Labels) {
+			continue // another garrison's, sharing this engine
+		}
 		// The summary lacks exit code and times: inspect each container.
 		c, err := d.cli.ContainerInspect(ctx, s.ID)
 		if cerrdefs.IsNotFound(err) {

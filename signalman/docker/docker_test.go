@@ -479,3 +479,53 @@ func TestPingSaysWhenNoEngineAnswers(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Garrisons sharing one engine see only their own containers.
+func TestNamespacesKeepGarrisonsApart(t *testing.T) {
+	cli := dockertest.Client(t)
+	dockertest.BuildGoImage(t, cli, taskServerImage, taskServerPackage)
+	ctx := t.Context()
+	a, err := docker.New(cli, docker.WithNamespace("garrison-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := docker.New(cli, docker.WithNamespace("garrison-b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := docker.New(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := registrar.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "ns_test." + strings.ReplaceAll(dockertest.UniqueName("x"), "-", "")
+	spec := task.Spec{ID: id, AppID: "/ns/test", Image: taskServerImage, Ports: []task.Port{{Host: ports[0]}}, KillGrace: time.Second}
+	if _, err := a.Launch(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Kill(context.Background(), id, 0) })
+	has := func(d *docker.Driver) bool {
+		list, err := d.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range list {
+			if st.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(a) || has(b) || has(none) {
+		t.Fatalf("listed by a %v, b %v, no namespace %v: want only a", has(a), has(b), has(none))
+	}
+	if err := b.Kill(ctx, id, 0); err != nil {
+		t.Fatalf("kill from another namespace: %v", err)
+	}
+	if !has(a) {
+		t.Fatal("another namespace's Kill removed the container")
+	}
+}

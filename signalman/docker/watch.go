@@ -117,7 +117,7 @@ func eventTime(m events.Message) time.Time {
 func (d *Driver) eventStatus(ctx context.Context, m events.Message, oom map[string]bool) (st task.Status, ok bool) {
 	attrs := m.Actor.Attributes
 	st = statusFromLabels(attrs)
-	if st.ID == "" {
+	if st.ID == "" || !d.mine(attrs) {
 		return st, false
 	}
 	at := eventTime(m)
