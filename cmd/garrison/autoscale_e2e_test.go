@@ -125,6 +125,34 @@ func (s *autoscaleStack) evaluations() int {
 	return 0
 }
 
+// waitEvaluations waits for n more evaluations of the autoscaler.
+func (s *autoscaleStack) waitEvaluations(n int, within time.Duration) {
+	s.t.Helper()
+	first := s.evaluations()
+	poll.Until(s.t, within, fmt.Sprintf("%d evaluations", n), func() (bool, string) {
+		got := s.evaluations()
+		return got >= first+n, fmt.Sprint(got - first)
+	})
+}
+
+// waitDecision waits for a recorded decision that matches.
+func (s *autoscaleStack) waitDecision(what string, within time.Duration, match func(autoscale.Record) bool) autoscale.Record {
+	s.t.Helper()
+	var found autoscale.Record
+	poll.Until(s.t, within, what, func() (bool, string) {
+		for _, d := range s.decisions() {
+			if match(d) {
+				found = d
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	return found
+}
+
+func isDryRun(d autoscale.Record) bool { return d.DryRun && d.To > d.From && !d.Acted }
+
 func (s *autoscaleStack) decisions() []autoscale.Record {
 	s.t.Helper()
 	code, _, body := marathonCall(s.t, "GET", s.base+"/api/v1/decisions?app="+s.app, nil)
@@ -190,11 +218,7 @@ func TestAutoscaleOnOneMachine(t *testing.T) {
 		return code == 200 && strings.Contains(string(body), s.app), string(body)
 	})
 	// Six evaluations with one metric over.
-	first := s.evaluations()
-	poll.Until(t, 20*time.Second, "six evaluations", func() (bool, string) {
-		n := s.evaluations()
-		return n >= first+6, fmt.Sprint(n - first)
-	})
+	s.waitEvaluations(6, 20*time.Second)
 	if want, _ := s.instances(); want != 1 {
 		t.Fatalf("one metric over its threshold scaled the app to %d", want)
 	}
@@ -206,15 +230,8 @@ func TestAutoscaleOnOneMachine(t *testing.T) {
 
 	stopLoad := s.load(60)
 	s.waitInstances(3, 60*time.Second)
-	var up *autoscale.Record
-	poll.Until(t, 10*time.Second, "the scale-up recorded with its ready time", func() (bool, string) {
-		for _, d := range s.decisions() {
-			if d.Action == autoscale.Up && d.Acted && d.ReadyAt != nil {
-				up = &d
-				return true, ""
-			}
-		}
-		return false, ""
+	up := s.waitDecision("the scale-up recorded with its ready time", 10*time.Second, func(d autoscale.Record) bool {
+		return d.Action == autoscale.Up && d.Acted && d.ReadyAt != nil
 	})
 	t.Logf("scale-up %d -> %d ready %.2fs after the decision: %s", up.From, up.To, up.ReadySeconds, up.Reason)
 
@@ -228,14 +245,7 @@ func TestAutoscaleOnOneMachine(t *testing.T) {
     up:   { qps: 5, mem: 0.05 }
     down: { qps: 1 }
 `, s.app))
-	poll.Until(t, 20*time.Second, "a dry-run decision", func() (bool, string) {
-		for _, d := range s.decisions() {
-			if d.DryRun && d.To > d.From && !d.Acted {
-				return true, ""
-			}
-		}
-		return false, ""
-	})
+	s.waitDecision("a dry-run decision", 20*time.Second, isDryRun)
 	if want, _ := s.instances(); want != 3 {
 		t.Fatalf("dry-run changed the count to %d", want)
 	}
@@ -319,11 +329,8 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 `, s.app))
 	// Prometheus sees the instance and garrison's exporter.
 	prom.WaitTargetsUp(t, 2, 60*time.Second)
-	first := s.evaluations()
-	poll.Until(t, 30*time.Second, "six evaluations with memory over and no load", func() (bool, string) {
-		n := s.evaluations()
-		return n >= first+6, fmt.Sprint(n - first)
-	})
+	// Six evaluations with one metric over.
+	s.waitEvaluations(6, 30*time.Second)
 	if want, _ := s.instances(); want != 1 {
 		t.Fatalf("memory alone over its threshold scaled the app to %d", want)
 	}
@@ -377,14 +384,7 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
     dryRun: true
     up: { mem: 0.05 }
 `, s.app))
-	poll.Until(t, 30*time.Second, "a dry-run decision", func() (bool, string) {
-		for _, d := range s.decisions() {
-			if d.DryRun && d.To > d.From && !d.Acted {
-				return true, ""
-			}
-		}
-		return false, ""
-	})
+	s.waitDecision("a dry-run decision", 30*time.Second, isDryRun)
 	if want, _ := s.instances(); want != 2 {
 		t.Fatalf("dry-run changed the count to %d", want)
 	}
@@ -402,11 +402,7 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 `, s.app))
 	prom.Stop()
 	s.waitInstances(2, 30*time.Second)
-	before := s.evaluations()
-	poll.Until(t, 30*time.Second, "ten evaluations without Prometheus", func() (bool, string) {
-		n := s.evaluations()
-		return n >= before+10, fmt.Sprint(n - before)
-	})
+	s.waitEvaluations(10, 30*time.Second)
 	if want, _ := s.instances(); want != 2 {
 		t.Fatalf("scaled to %d with Prometheus down", want)
 	}
