@@ -90,7 +90,10 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer cli.Close()
-		registerCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// Not cut short by SIGTERM: a registration interrupted half-way
+		// would leave its key behind until the TTL ran out; finish it and
+		// then stop the graceful way below.
+		registerCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		registration, err := registrar.Register(registerCtx, cli, *name, instanceID,
 			registrar.Endpoint{Addr: addr, Metadata: map[string]string{"pid": strconv.Itoa(os.Getpid())}},
