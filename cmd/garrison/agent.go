@@ -16,6 +16,7 @@ import (
 
 	"garrison/headquarter/app"
 	"garrison/headquarter/store"
+	"garrison/internal/driverstats"
 	"garrison/registrar"
 	"garrison/registrar/agent"
 	"garrison/scout/taskstats"
@@ -84,7 +85,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(taskstats.New(appLimits(st), []taskstats.Tasks{taskstats.Adapt[docker.Usage](drv)},
+	reg.MustRegister(taskstats.New(appLimits(st), []taskstats.Tasks{driverstats.Adapt[docker.Usage](drv)},
 		taskstats.WithLogger(logger)))
 	a, err := agent.New(agent.Config{Docker: dcli, Etcd: cli, Node: s.node, AdvertiseHost: s.advertiseHost,
 		TTL: s.ttl, Select: splitList(s.selectLabels), Logger: logger, Registerer: reg})

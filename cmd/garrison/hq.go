@@ -21,6 +21,7 @@ import (
 	"garrison/headquarter/marathon"
 	"garrison/headquarter/scheduler"
 	"garrison/headquarter/store"
+	"garrison/internal/driverstats"
 	"garrison/registrar/agent"
 	"garrison/registrar/promsd"
 	"garrison/scout/taskstats"
@@ -160,9 +161,9 @@ func (hq *headquarter) taskLimits(appID string) (float64, float64, bool) {
 // exportTaskStats registers the per-task CPU and memory exporter (the Mesos
 // exporter of the origin design) on garrison's /metrics.
 func (hq *headquarter) exportTaskStats(reg prometheus.Registerer, logger *slog.Logger) {
-	drivers := []taskstats.Tasks{taskstats.Adapt[process.Usage](hq.proc)}
+	drivers := []taskstats.Tasks{driverstats.Adapt[process.Usage](hq.proc)}
 	if hq.dockerDriver != nil {
-		drivers = append(drivers, taskstats.Adapt[docker.Usage](hq.dockerDriver))
+		drivers = append(drivers, driverstats.Adapt[docker.Usage](hq.dockerDriver))
 	}
 	reg.MustRegister(taskstats.New(hq.taskLimits, drivers, taskstats.WithLogger(logger)))
 }

@@ -15,7 +15,6 @@ import (
 	"garrison/internal/promtest"
 	"garrison/scout/sample"
 	"garrison/scout/taskstats"
-	"garrison/signalman/task"
 )
 
 // synthetic is a scrape target's worth of apps: one task per app, whose
@@ -27,10 +26,10 @@ type synthetic struct {
 	reqs  *prom.Desc
 }
 
-func (s *synthetic) List(context.Context) ([]task.Status, error) {
-	out := make([]task.Status, s.apps)
+func (s *synthetic) Running(context.Context) ([]taskstats.Task, error) {
+	out := make([]taskstats.Task, s.apps)
 	for i := range out {
-		out[i] = task.Status{ID: fmt.Sprintf("app%d.t1", i), AppID: fmt.Sprintf("/bench/app%d", i), State: task.Running}
+		out[i] = taskstats.Task{ID: fmt.Sprintf("app%d.t1", i), AppID: fmt.Sprintf("/bench/app%d", i)}
 	}
 	return out, nil
 }

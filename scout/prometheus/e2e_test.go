@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"garrison/internal/driverstats"
 	"garrison/internal/etcdtest"
 	"garrison/internal/promtest"
 	"garrison/internal/testbin"
@@ -139,7 +140,7 @@ func TestReadsWhatPrometheusScrapes(t *testing.T) {
 		return 0, 0, false
 	}
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(taskstats.New(limits, []taskstats.Tasks{taskstats.Adapt[process.Usage](driver)}))
+	metrics.MustRegister(taskstats.New(limits, []taskstats.Tasks{driverstats.Adapt[process.Usage](driver)}))
 	exporter := serve(t, promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	sd := serve(t, promsd.New(cli))
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"garrison/internal/dockertest"
+	"garrison/internal/driverstats"
 	"garrison/internal/poll"
 	"garrison/registrar"
 	"garrison/scout/taskstats"
@@ -104,7 +105,7 @@ func TestDockerPidAndTCPFigures(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(taskstats.New(nil, []taskstats.Tasks{taskstats.Adapt[docker.Usage](d)}, taskstats.WithTimeout(deadline)))
+	reg.MustRegister(taskstats.New(nil, []taskstats.Tasks{driverstats.Adapt[docker.Usage](d)}, taskstats.WithTimeout(deadline)))
 	poll.Until(t, deadline, "the container's TCP figures", func() (bool, string) {
 		s := gather(t, reg)
 		f := tcpOf(s, spec.AppID, spec.ID)

@@ -64,7 +64,7 @@ import (
 // running task's main process: the process driver's session leader, a
 // container's State.Pid. The pid must be the host's (garrison reads
 // /proc/<pid>). A Tasks without it, or a task whose pid is 0 (not started),
-// exports no network figures. Adapt implements it for drivers with a Pid
+// exports no network figures. internal/driverstats.Adapt implements it for drivers with a Pid
 // method, with or without a context.
 type PidReader interface {
 	Pid(ctx context.Context, taskID string) (int, error)
@@ -120,33 +120,6 @@ func (u *TCPUsage) add(state byte, tx, rx uint64) {
 	}
 	u.TxQueueBytes += tx
 	u.RxQueueBytes += rx
-}
-
-// adaptedPid is an adapted driver that also reads pids.
-type adaptedPid[U UsageLike] struct {
-	adapted[U]
-	pid func(ctx context.Context, taskID string) (int, error)
-}
-
-func (a adaptedPid[U]) Pid(ctx context.Context, taskID string) (int, error) {
-	return a.pid(ctx, taskID)
-}
-
-// pidNoContext is the process driver's Pid.
-type pidNoContext interface {
-	Pid(taskID string) (int, error)
-}
-
-// withPid returns a, made a PidReader when d has a Pid method: Pid(ctx, id)
-// as the Docker driver has it, or Pid(id) as the process driver does.
-func withPid[U UsageLike](a adapted[U], d Driver[U]) Tasks {
-	switch p := any(d).(type) {
-	case PidReader:
-		return adaptedPid[U]{a, p.Pid}
-	case pidNoContext:
-		return adaptedPid[U]{a, func(_ context.Context, id string) (int, error) { return p.Pid(id) }}
-	}
-	return a
 }
 
 // taskSockets is what the walk of one task's process tree found.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"garrison/internal/driverstats"
 	"garrison/internal/poll"
 	"garrison/scout/taskstats"
 	"garrison/signalman/process"
@@ -159,7 +160,7 @@ func TestTCPFiguresBySocketOwnership(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(taskstats.New(nil, []taskstats.Tasks{taskstats.Adapt[process.Usage](d)}, taskstats.WithTimeout(deadline)))
+	reg.MustRegister(taskstats.New(nil, []taskstats.Tasks{driverstats.Adapt[process.Usage](d)}, taskstats.WithTimeout(deadline)))
 	eq := func(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
 
 	// a.1 holds its listener and the server side of our n connections,
@@ -194,7 +195,7 @@ func TestTCPFiguresBySocketOwnership(t *testing.T) {
 
 	// A Tasks that does not know pids exports CPU and memory, no TCP.
 	noPid := prometheus.NewRegistry()
-	noPid.MustRegister(taskstats.New(nil, []taskstats.Tasks{withoutPid{taskstats.Adapt[process.Usage](d)}}))
+	noPid.MustRegister(taskstats.New(nil, []taskstats.Tasks{withoutPid{driverstats.Adapt[process.Usage](d)}}))
 	s := gather(t, noPid)
 	if _, ok := s["garrison_task_cpu_seconds_total"][key("/net/a", "a.1")]; !ok {
 		t.Fatalf("no cpu series without pids: %v", s["garrison_task_cpu_seconds_total"])
@@ -213,7 +214,7 @@ func TestProcessLimit(t *testing.T) {
 	if _, err := d.Launch(t.Context(), task.Spec{ID: "tree.1", AppID: "/tree", Cmd: "sleep 60 & sleep 60 & wait"}); err != nil {
 		t.Fatal(err)
 	}
-	tasks := []taskstats.Tasks{taskstats.Adapt[process.Usage](d)}
+	tasks := []taskstats.Tasks{driverstats.Adapt[process.Usage](d)}
 	two := prometheus.NewRegistry()
 	two.MustRegister(taskstats.New(nil, tasks, taskstats.WithProcessLimit(2), taskstats.WithTimeout(deadline)))
 	three := prometheus.NewRegistry()

@@ -10,7 +10,7 @@
 // e.g. avg by (app) (rate(garrison_task_cpu_seconds_total[30s]) / garrison_task_cpus).
 //
 // For tasks whose main pid is known (the Tasks implements PidReader, as
-// Adapt does for the process and Docker drivers), it also exports their TCP
+// internal/driverstats.Adapt does for the process and Docker drivers), it also exports their TCP
 // sockets, found by ownership (see network.go):
 //
 //	garrison_task_tcp_connections{app,task,state}      gauge: established, listen, close_wait, other
@@ -28,8 +28,8 @@
 // what socket ownership does tell truthfully.
 //
 // The package reads tasks through the small Tasks interface; it imports no
-// driver (scout does not import signalman's drivers), and Adapt turns a
-// driver's List and Stats into one.
+// signalman package (data flows scout -> headquarter -> signalman);
+// internal/driverstats adapts the drivers to it in the wiring layer.
 package taskstats
 
 import (
@@ -39,8 +39,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"garrison/signalman/task"
 )
 
 // Usage is what one task uses now.
@@ -51,39 +49,18 @@ type Usage struct {
 	MemBytes uint64
 }
 
-// Tasks is one driver's view of its tasks.
+// Task is a running task: its id and its app's.
+type Task struct {
+	ID, AppID string
+}
+
+// Tasks is one driver's view of its tasks. The wiring adapts each
+// signalman driver to it (internal/driverstats), so scout does not import
+// signalman.
 type Tasks interface {
-	List(ctx context.Context) ([]task.Status, error)
+	// Running lists the tasks that run (or are being killed) now.
+	Running(ctx context.Context) ([]Task, error)
 	Stats(ctx context.Context, taskID string) (Usage, error)
-}
-
-// UsageLike is any driver's usage type shaped like Usage (signalman's
-// docker.Usage and process.Usage are).
-type UsageLike interface {
-	~struct {
-		CPUSeconds float64
-		MemBytes   uint64
-	}
-}
-
-// Driver is a driver whose Stats returns its own usage type.
-type Driver[U UsageLike] interface {
-	List(ctx context.Context) ([]task.Status, error)
-	Stats(ctx context.Context, taskID string) (U, error)
-}
-
-// Adapt makes a driver a Tasks, e.g. taskstats.Adapt[docker.Usage](d).
-// When the driver has a Pid method (the process driver's Pid(taskID), the
-// Docker driver's Pid(ctx, taskID)), the result is also a PidReader.
-func Adapt[U UsageLike](d Driver[U]) Tasks { return withPid(adapted[U]{d}, d) }
-
-type adapted[U UsageLike] struct{ d Driver[U] }
-
-func (a adapted[U]) List(ctx context.Context) ([]task.Status, error) { return a.d.List(ctx) }
-
-func (a adapted[U]) Stats(ctx context.Context, id string) (Usage, error) {
-	u, err := a.d.Stats(ctx, id)
-	return Usage(u), err
 }
 
 // Limits tells what each task of an app was given: cpus, and mem in MiB
@@ -215,20 +192,18 @@ type TaskUsage struct {
 // tasks of a PidReader it also walks their process trees and reads the TCP
 // tables once per network namespace, within the same ctx.
 func (c *Collector) Gather(ctx context.Context) []TaskUsage {
-	var running []task.Status
+	var running []Task
 	var from []Tasks
 	for _, ts := range c.tasks {
-		list, err := ts.List(ctx)
+		list, err := ts.Running(ctx)
 		if err != nil {
 			c.errs.WithLabelValues(StageList).Inc()
 			c.logger.Debug("taskstats: list tasks", "error", err)
 			continue
 		}
 		for _, st := range list {
-			if st.State == task.Running || st.State == task.Killing {
-				running = append(running, st)
-				from = append(from, ts)
-			}
+			running = append(running, st)
+			from = append(from, ts)
 		}
 	}
 	out := make([]TaskUsage, len(running))

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"garrison/internal/driverstats"
 	"garrison/scout/taskstats"
 	"garrison/signalman/process"
 	"garrison/signalman/task"
@@ -102,7 +103,7 @@ func TestCollectorOverProcessDriver(t *testing.T) {
 		}
 		return 0, 0, false
 	}
-	c := taskstats.New(limits, []taskstats.Tasks{taskstats.Adapt[process.Usage](d)})
+	c := taskstats.New(limits, []taskstats.Tasks{driverstats.Adapt[process.Usage](d)})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
 
@@ -170,10 +171,10 @@ func TestCollectorOverProcessDriver(t *testing.T) {
 // list has many tasks: Collect must still return within its timeout.
 type stuck struct{ n int }
 
-func (s stuck) List(context.Context) ([]task.Status, error) {
-	out := make([]task.Status, s.n)
+func (s stuck) Running(context.Context) ([]taskstats.Task, error) {
+	out := make([]taskstats.Task, s.n)
 	for i := range out {
-		out[i] = task.Status{ID: fmt.Sprintf("t%d", i), AppID: "/a", State: task.Running}
+		out[i] = taskstats.Task{ID: fmt.Sprintf("t%d", i), AppID: "/a"}
 	}
 	return out, nil
 }
@@ -185,7 +186,7 @@ func (stuck) Stats(ctx context.Context, _ string) (taskstats.Usage, error) {
 
 type failing struct{}
 
-func (failing) List(context.Context) ([]task.Status, error) {
+func (failing) Running(context.Context) ([]taskstats.Task, error) {
 	return nil, errors.New("engine unreachable")
 }
 func (failing) Stats(context.Context, string) (taskstats.Usage, error) {
