@@ -28,24 +28,7 @@ func TestErrorBodies(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			got, err := json.MarshalIndent(err, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			golden := strings.TrimSuffix(in, ".json") + ".error.json"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("error body differs from %s:\n%s", golden, got)
-			}
+			checkGolden(t, strings.TrimSuffix(in, ".json")+".error.json", err)
 		})
 	}
 }
@@ -58,4 +41,28 @@ func slicesWithout(paths []string, suffix string) []string {
 		}
 	}
 	return out
+}
+
+// checkGolden compares v, as indented JSON, with the golden file, which
+// -update rewrites; it returns the JSON.
+func checkGolden(t *testing.T, golden string, v any) []byte {
+	t.Helper()
+	got, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n%s", golden, got)
+	}
+	return got
 }

@@ -34,24 +34,7 @@ func TestNormalizeGolden(t *testing.T) {
 			if a, err = AssignServicePorts(a, map[int]bool{10000: true}); err != nil {
 				t.Fatal(err)
 			}
-			got, err := json.MarshalIndent(a, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			golden := strings.TrimSuffix(in, ".json") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("normalized %s differs from %s:\n%s", in, golden, got)
-			}
+			got := checkGolden(t, strings.TrimSuffix(in, ".json")+".golden", a)
 			if again, _ := json.MarshalIndent(Normalize(a), "", "  "); !bytes.Equal(append(again, '\n'), got) {
 				t.Error("Normalize is not idempotent")
 			}

@@ -253,19 +253,24 @@ func (a *api) createApp(c *gin.Context) (any, error) {
 	return &reply{status: http.StatusCreated, raw: buf, deployment: res.DeploymentID, location: stored.ID}, nil
 }
 
+// updateRequest reads what every PUT and PATCH of apps takes: force
+// (default false), partialUpdate (default true) and the body.
+func (a *api) updateRequest(c *gin.Context) (force, partial bool, body []byte, err error) {
+	if force, err = boolParam(c, "force", false); err != nil {
+		return
+	}
+	if partial, err = boolParam(c, "partialUpdate", true); err != nil {
+		return
+	}
+	body, err = a.body(c)
+	return
+}
+
 // updateApp is PUT (patch=false) and PATCH (patch=true) /v2/apps/{id}.
 // PUT creates a missing app (201) and honours partialUpdate (default
 // true); PATCH always merges and never creates.
 func (a *api) updateApp(c *gin.Context, id string, patch bool) (any, error) {
-	force, err := boolParam(c, "force", false)
-	if err != nil {
-		return nil, err
-	}
-	partial, err := boolParam(c, "partialUpdate", true)
-	if err != nil {
-		return nil, err
-	}
-	body, err := a.body(c)
+	force, partial, body, err := a.updateRequest(c)
 	if err != nil {
 		return nil, err
 	}
@@ -290,15 +295,7 @@ func (a *api) updateApp(c *gin.Context, id string, patch bool) (any, error) {
 // array of updates, each naming its app, deployed together.
 func (a *api) updateApps(patch bool) handler {
 	return func(c *gin.Context) (any, error) {
-		force, err := boolParam(c, "force", false)
-		if err != nil {
-			return nil, err
-		}
-		partial, err := boolParam(c, "partialUpdate", true)
-		if err != nil {
-			return nil, err
-		}
-		body, err := a.body(c)
+		force, partial, body, err := a.updateRequest(c)
 		if err != nil {
 			return nil, err
 		}
