@@ -5,13 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,6 +27,7 @@ import (
 	"garrison/headquarter/store"
 	"garrison/internal/etcdtest"
 	"garrison/internal/poll"
+	"garrison/internal/testbin"
 	"garrison/signalman/process"
 )
 
@@ -39,21 +37,7 @@ var testServer string
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
-	dir, err := os.MkdirTemp("", "marathon-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testServer = filepath.Join(dir, "testserver")
-	build := exec.Command("go", "build", "-o", testServer, "garrison/internal/dockertest/testserver")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build test server: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "garrison/internal/dockertest/testserver", true, &testServer)
 }
 
 // stack is garrison's headquarter in-process: embedded etcd, store, a
