@@ -36,8 +36,8 @@ func (s *Scheduler) ScaleStatus(appID string) (ScaleStatus, bool) {
 		return ScaleStatus{}, false
 	}
 	st := ScaleStatus{Instances: as.app.Instances, CPUs: as.app.CPUs, MemMB: as.app.Mem, Autoscaled: true}
-	for _, t := range s.tasks {
-		if t.record.AppID != appID || t.killing || t.launching || t.status.State != "TASK_RUNNING" {
+	for _, t := range s.byApp[appID] {
+		if t.killing || t.launching || t.status.State != "TASK_RUNNING" {
 			continue
 		}
 		st.Running++

@@ -351,12 +351,12 @@ func (s *Scheduler) restartingLocked(appID string) bool {
 }
 
 // finishedDeploymentsLocked lists deployments whose every action is done.
-func (s *Scheduler) finishedDeploymentsLocked(byApp map[string][]*taskState) []*deploymentRecord {
+func (s *Scheduler) finishedDeploymentsLocked() []*deploymentRecord {
 	var out []*deploymentRecord
 	for _, d := range s.deployments {
 		done := true
 		for _, a := range d.Actions {
-			if !s.actionDoneLocked(a, byApp[a.App]) {
+			if !s.actionDoneLocked(a, s.byApp[a.App]) {
 				done = false
 				break
 			}
@@ -368,7 +368,7 @@ func (s *Scheduler) finishedDeploymentsLocked(byApp map[string][]*taskState) []*
 	return out
 }
 
-func (s *Scheduler) actionDoneLocked(a Action, tasks []*taskState) bool {
+func (s *Scheduler) actionDoneLocked(a Action, tasks map[string]*taskState) bool {
 	as := s.apps[a.App]
 	if a.Action == ActionStop || as == nil {
 		return as == nil && len(tasks) == 0

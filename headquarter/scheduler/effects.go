@@ -54,7 +54,7 @@ func (s *Scheduler) prepareLaunchLocked(as *appState, now time.Time) (launchOrde
 		Ports: ports, ServicePorts: servicePorts, Driver: name, StagedAt: now}
 	t := &taskState{record: rec, driver: driver, launching: true,
 		status: task.Status{ID: id, AppID: a.ID, Version: rec.Version, State: task.Staging, Host: s.cfg.Host, Ports: ports, StagedAt: now}}
-	s.tasks[id] = t
+	s.putTaskLocked(t)
 	spec := app.ToSpec(a, id, ports, s.cfg.Host)
 	spec.Labels = cloneStrings(spec.Labels)
 	if spec.Labels == nil {
@@ -84,7 +84,7 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 	if err != nil {
 		s.log.Warn("record task before launch", "task", id, "error", err)
 		s.mu.Lock()
-		delete(s.tasks, id)
+		s.dropTaskLocked(t)
 		s.ports.release(t.record.Ports)
 		s.mu.Unlock()
 		return

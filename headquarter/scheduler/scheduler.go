@@ -82,6 +82,9 @@ type Scheduler struct {
 	mu          sync.Mutex
 	apps        map[string]*appState
 	tasks       map[string]*taskState
+	// byApp indexes tasks by app id: the API reads one app's tasks for
+	// every app it lists.
+	byApp map[string]map[string]*taskState
 	deployments map[string]*deploymentRecord
 	ports       *portAllocator
 	// ready closes once the state is loaded and running tasks adopted.
@@ -174,6 +177,7 @@ func New(cfg Config) *Scheduler {
 		trigger:     make(chan struct{}, 1),
 		apps:        map[string]*appState{},
 		tasks:       map[string]*taskState{},
+		byApp:       map[string]map[string]*taskState{},
 		deployments: map[string]*deploymentRecord{},
 		ports:       newPortAllocator(cfg.Host, cfg.PortRange),
 		ready:       make(chan struct{}),
@@ -342,8 +346,8 @@ func (s *Scheduler) load(ctx context.Context) error {
 		if err := json.Unmarshal(r.Data, &rec); err != nil {
 			return fmt.Errorf("stored task %s is unreadable: %w", r.Key, err)
 		}
-		s.tasks[rec.ID] = &taskState{record: rec, driver: s.driverNamed(rec.Driver),
-			status: task.Status{ID: rec.ID, AppID: rec.AppID, Version: rec.Version, State: task.Staging, Host: s.cfg.Host, Ports: rec.Ports, StagedAt: rec.StagedAt}}
+		s.putTaskLocked(&taskState{record: rec, driver: s.driverNamed(rec.Driver),
+			status: task.Status{ID: rec.ID, AppID: rec.AppID, Version: rec.Version, State: task.Staging, Host: s.cfg.Host, Ports: rec.Ports, StagedAt: rec.StagedAt}})
 		s.ports.take(rec.Ports)
 	}
 	return nil
@@ -393,7 +397,7 @@ func (s *Scheduler) adopt(ctx context.Context) error {
 				// write was seen; ports come from the driver.
 				t = &taskState{driver: d, record: taskRecord{ID: st.ID, AppID: st.AppID, Version: st.Version,
 					ConfigVersion: st.Version, Ports: st.Ports, Driver: s.driverName(d), StagedAt: st.StagedAt}}
-				s.tasks[st.ID] = t
+				s.putTaskLocked(t)
 				s.ports.take(st.Ports)
 			case !appExists:
 				s.mu.Unlock()
@@ -437,12 +441,40 @@ func (s *Scheduler) driverName(d Driver) string {
 	return driverProcess
 }
 
+// putTaskLocked adds a task to the task map and its app's index.
+func (s *Scheduler) putTaskLocked(t *taskState) {
+	s.tasks[t.record.ID] = t
+	if s.byApp[t.record.AppID] == nil {
+		s.byApp[t.record.AppID] = map[string]*taskState{}
+	}
+	s.byApp[t.record.AppID][t.record.ID] = t
+}
+
+// dropTaskLocked removes a task from both.
+func (s *Scheduler) dropTaskLocked(t *taskState) {
+	delete(s.tasks, t.record.ID)
+	if app := s.byApp[t.record.AppID]; app != nil {
+		delete(app, t.record.ID)
+		if len(app) == 0 {
+			delete(s.byApp, t.record.AppID)
+		}
+	}
+}
+
+// tasksOfLocked is an app's tasks, or every task when appID is "".
+func (s *Scheduler) tasksOfLocked(appID string) map[string]*taskState {
+	if appID == "" {
+		return s.tasks
+	}
+	return s.byApp[appID]
+}
+
 // forgetTask drops a task from memory and the store.
 func (s *Scheduler) forgetTask(ctx context.Context, id string) {
 	s.mu.Lock()
 	t, ok := s.tasks[id]
 	if ok {
-		delete(s.tasks, id)
+		s.dropTaskLocked(t)
 		s.ports.release(t.record.Ports)
 	}
 	s.mu.Unlock()
@@ -522,14 +554,10 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 	}
 	now := s.cfg.Now()
 	s.mu.Lock()
-	byApp := map[string][]*taskState{}
-	for _, t := range s.tasks {
-		byApp[t.record.AppID] = append(byApp[t.record.AppID], t)
-	}
 	var launches []launchOrder
 	var kills []*taskState
 	for id, as := range s.apps {
-		ts := byApp[id]
+		ts := s.byApp[id]
 		views := make([]taskView, 0, len(ts))
 		byID := map[string]*taskState{}
 		for _, t := range ts {
@@ -557,7 +585,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		}
 	}
 	// Tasks of deleted apps go.
-	for id, ts := range byApp {
+	for id, ts := range s.byApp {
 		if _, ok := s.apps[id]; !ok {
 			for _, t := range ts {
 				if !t.killing {
@@ -592,7 +620,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 			}
 		}
 	}
-	finished := s.finishedDeploymentsLocked(byApp)
+	finished := s.finishedDeploymentsLocked()
 	s.mu.Unlock()
 
 	for _, t := range kills {

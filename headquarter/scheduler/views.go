@@ -75,10 +75,8 @@ func (s *Scheduler) Tasks(appID string) []TaskInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := []TaskInfo{}
-	for _, t := range s.tasks {
-		if appID == "" || t.record.AppID == appID {
-			out = append(out, s.taskInfoLocked(t))
-		}
+	for _, t := range s.tasksOfLocked(appID) {
+		out = append(out, s.taskInfoLocked(t))
 	}
 	slices.SortFunc(out, func(a, b TaskInfo) int {
 		if c := a.staged.Compare(b.staged); c != 0 {
@@ -105,10 +103,7 @@ func (s *Scheduler) Counts(appID string) Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var c Counts
-	for _, t := range s.tasks {
-		if t.record.AppID != appID {
-			continue
-		}
+	for _, t := range s.byApp[appID] {
 		switch {
 		case t.launching || t.status.State == task.Staging || t.status.State == task.Starting:
 			c.Staged++
