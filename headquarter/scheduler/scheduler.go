@@ -79,12 +79,12 @@ type Scheduler struct {
 	trigger chan struct{}
 	health  *health.Monitor
 
-	mu          sync.Mutex
-	apps        map[string]*appState
-	tasks       map[string]*taskState
+	mu    sync.Mutex
+	apps  map[string]*appState
+	tasks map[string]*taskState
 	// byApp indexes tasks by app id: the API reads one app's tasks for
 	// every app it lists.
-	byApp map[string]map[string]*taskState
+	byApp       map[string]map[string]*taskState
 	deployments map[string]*deploymentRecord
 	ports       *portAllocator
 	// ready closes once the state is loaded and running tasks adopted.
