@@ -259,7 +259,8 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 		return nil, fmt.Errorf("encode deployment: %w", err)
 	}
 	change.PutDeployments = []store.Record{{Key: rec.ID, Data: data}}
-	if err := s.cfg.Store.Commit(ctx, change); err != nil {
+	rev, err := s.cfg.Store.CommitAt(ctx, change)
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, fmt.Errorf("the app was changed by another request at the same time; read it again and retry: %w", err)
 		}
@@ -286,14 +287,11 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 			prevConfig = configVersion(as.app)
 		}
 		as.app = next[w.ID]
-		as.revision = 0 // re-read below
+		as.revision = rev
 		if prevConfig != configVersion(as.app) {
 			// Marathon resets the backoff when a new configuration rolls out.
 			as.failures, as.delayUntil = 0, time.Time{}
 		}
-	}
-	if err := s.refreshRevisionsLocked(ctx, change); err != nil {
-		s.log.Warn("re-read app revisions", "error", err)
 	}
 	for _, c := range changes {
 		for _, id := range c.Kill {
@@ -308,19 +306,6 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 	res.DeploymentID, res.Version = rec.ID, rec.Version
 	s.poke()
 	return res, nil
-}
-
-func (s *Scheduler) refreshRevisionsLocked(ctx context.Context, c store.Change) error {
-	for _, w := range c.PutApps {
-		r, err := s.cfg.Store.App(ctx, w.ID)
-		if err != nil {
-			return err
-		}
-		if as := s.apps[w.ID]; as != nil {
-			as.revision = r.Revision
-		}
-	}
-	return nil
 }
 
 func (s *Scheduler) usedServicePortsLocked(except string) map[int]bool {

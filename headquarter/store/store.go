@@ -150,6 +150,14 @@ type Expect struct {
 // Commit applies the change in one transaction. It returns ErrConflict when
 // an app was changed since the caller read it.
 func (s *Store) Commit(ctx context.Context, c Change) error {
+	_, err := s.CommitAt(ctx, c)
+	return err
+}
+
+// CommitAt is Commit that also returns the revision the change was
+// committed at: the ModRevision of every key it wrote, which a later
+// conditional write compares against.
+func (s *Store) CommitAt(ctx context.Context, c Change) (int64, error) {
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	compare := func(appID string, rev int64) {
@@ -177,17 +185,17 @@ func (s *Store) Commit(ctx context.Context, c Change) error {
 	}
 	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return fmt.Errorf("commit change: %w", err)
+		return 0, fmt.Errorf("commit change: %w", err)
 	}
 	if !resp.Succeeded {
-		return ErrConflict
+		return 0, ErrConflict
 	}
 	for _, a := range c.PutApps {
 		if err := s.pruneVersions(ctx, a.ID); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return resp.Header.Revision, nil
 }
 
 // pruneVersions keeps the newest MaxVersions versions of an app. Versions

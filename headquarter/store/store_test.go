@@ -134,3 +134,15 @@ func TestClusterIDIsCreatedOnceAndShared(t *testing.T) {
 		t.Fatalf("second: %q %v, want %q", b, err, a)
 	}
 }
+
+func TestCommitAtReturnsTheRevisionOfTheWrittenApp(t *testing.T) {
+	srv := etcdtest.New(t)
+	s := store.New(srv.Client(t))
+	rev, err := s.CommitAt(t.Context(), store.Change{PutApps: []store.AppWrite{{ID: "/r", Version: "2026-01-01T00:00:00.000Z", Data: []byte("{}"), Expect: 0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app, err := s.App(t.Context(), "/r"); err != nil || app.Revision != rev {
+		t.Fatalf("CommitAt revision %d, stored %d (%v)", rev, app.Revision, err)
+	}
+}
