@@ -1,4 +1,4 @@
-module garrison
+module github.com/garrisonhq/garrison
 
 go 1.26.0
 

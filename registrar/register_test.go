@@ -8,8 +8,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/internal/etcdtest"
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 func TestRegisterVisibleAndCloseRemovesAtOnce(t *testing.T) {

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"garrison/internal/loadgen"
-	"garrison/registrar"
-	"garrison/registrar/discovery"
+	"github.com/garrisonhq/garrison/internal/loadgen"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/discovery"
 )
 
 func main() {

@@ -14,13 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/store"
-	"garrison/internal/driverstats"
-	"garrison/registrar"
-	"garrison/registrar/agent"
-	"garrison/scout/taskstats"
-	"garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/driverstats"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/agent"
+	"github.com/garrisonhq/garrison/scout/taskstats"
+	"github.com/garrisonhq/garrison/signalman/docker"
 )
 
 type agentSettings struct {

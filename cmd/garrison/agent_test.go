@@ -10,13 +10,13 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/store"
-	"garrison/internal/dockertest"
-	"garrison/internal/etcdtest"
-	"garrison/internal/poll"
-	"garrison/registrar"
-	"garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/signalman/docker"
 )
 
 func TestAgentCommandRegistersLabelledContainer(t *testing.T) {

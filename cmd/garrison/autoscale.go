@@ -13,15 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/headquarter/autoscale"
-	"garrison/headquarter/rulefmt"
-	"garrison/headquarter/store"
-	"garrison/scout/elasticsearch"
-	"garrison/scout/local"
-	scoutprom "garrison/scout/prometheus"
-	"garrison/scout/sample"
-	"garrison/signalman/docker"
-	"garrison/signalman/marathon"
+	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/scout/elasticsearch"
+	"github.com/garrisonhq/garrison/scout/local"
+	scoutprom "github.com/garrisonhq/garrison/scout/prometheus"
+	"github.com/garrisonhq/garrison/scout/sample"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/marathon"
 )
 
 type autoscaleSettings struct {

@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/autoscale"
-	"garrison/internal/dockertest"
-	"garrison/internal/loadgen"
-	"garrison/internal/poll"
-	"garrison/internal/promtest"
-	"garrison/internal/testbin"
-	"garrison/registrar"
-	"garrison/registrar/discovery"
+	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/loadgen"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/promtest"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/discovery"
 )
 
 // autoscaleStack is a garrison up with the autoscaler on a short interval
@@ -40,7 +40,7 @@ func startAutoscaleStack(t *testing.T, extraArgs ...string) *autoscaleStack {
 // startAutoscaleStackAt starts on given addresses (API, etcd), for a
 // Prometheus that must know garrison's address before garrison starts.
 func startAutoscaleStackAt(t *testing.T, addrs []string, extraArgs ...string) *autoscaleStack {
-	echo, cleanup, err := testbin.Build("garrison/examples/echo", false)
+	echo, cleanup, err := testbin.Build("github.com/garrisonhq/garrison/examples/echo", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 		{Name: "instances", HTTPSD: "http://" + addrs[0] + "/api/v1/prometheus/sd"},
 	}})
 	cli := dockertest.Client(t)
-	dockertest.BuildGoImage(t, cli, echoImage, "garrison/examples/echo")
+	dockertest.BuildGoImage(t, cli, echoImage, "github.com/garrisonhq/garrison/examples/echo")
 	s := startAutoscaleStackWith(t, addrs, map[string]any{"args": []string{"-register=false"},
 		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": echoImage}}}, "--prometheus", prom.URL)
 	t.Cleanup(func() { removeAppContainers(cli, s.app) })

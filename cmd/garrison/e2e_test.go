@@ -16,9 +16,9 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
-	"garrison/internal/dockertest"
-	"garrison/internal/poll"
-	"garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/signalman/docker"
 )
 
 // marathonCall sends a JSON request to garrison's Marathon API.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
 )
 
 const rulesUsage = `Usage:

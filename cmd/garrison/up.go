@@ -18,10 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/headquarter/api"
-	"garrison/headquarter/marathon"
-	"garrison/internal/etcdembed"
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/headquarter/api"
+	"github.com/garrisonhq/garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/internal/etcdembed"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 type upSettings struct {

@@ -17,14 +17,16 @@ import (
 	"testing"
 	"time"
 
-	"garrison/internal/etcdtest"
-	"garrison/internal/testbin"
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 var garrisonBinary string
 
-func TestMain(m *testing.M) { testbin.Main(m, "garrison/cmd/garrison", false, &garrisonBinary) }
+func TestMain(m *testing.M) {
+	testbin.Main(m, "github.com/garrisonhq/garrison/cmd/garrison", false, &garrisonBinary)
+}
 
 // garrisonProc is a running `garrison ...` with its stderr captured.
 type garrisonProc struct {

@@ -11,14 +11,16 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/internal/etcdtest"
-	"garrison/internal/testbin"
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 var echoBinary string
 
-func TestMain(m *testing.M) { testbin.Main(m, "garrison/examples/echo", false, &echoBinary) }
+func TestMain(m *testing.M) {
+	testbin.Main(m, "github.com/garrisonhq/garrison/examples/echo", false, &echoBinary)
+}
 
 // startEcho runs the example service as a real process against etcd.
 func startEcho(t *testing.T, endpoints []string, args ...string) *exec.Cmd {

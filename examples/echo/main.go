@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 func main() {

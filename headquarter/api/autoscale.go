@@ -11,7 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
 )
 
 // Autoscale is what the rules and decisions routes need.

@@ -11,7 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 type servicesHandler struct {

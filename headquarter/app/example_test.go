@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/app"
 )
 
 // The API layer's path for POST /v2/apps: parse (400 or 422 on error),

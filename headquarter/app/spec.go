@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // ToSpec builds what a driver needs to start one task of a. hostPorts are

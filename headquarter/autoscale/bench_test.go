@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/autoscale"
-	"garrison/headquarter/rulefmt"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // fleet builds n apps with three metrics each and a mix of loads: a

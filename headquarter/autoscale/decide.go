@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"garrison/headquarter/rulefmt"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // Action is what a decision asks of the caller.

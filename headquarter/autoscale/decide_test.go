@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/autoscale"
-	"garrison/headquarter/rulefmt"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // baseRule is the rule every row starts from; a row's overrides replace

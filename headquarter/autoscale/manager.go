@@ -12,9 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"garrison/headquarter/events"
-	"garrison/headquarter/rulefmt"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // AppStatus is what the target knows about an app's instances.

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/autoscale"
-	"garrison/headquarter/rulefmt"
-	"garrison/headquarter/store"
-	"garrison/internal/etcdtest"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // scriptedSource returns the readings a test sets, or fails.

@@ -15,21 +15,21 @@ import (
 	"github.com/docker/docker/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/autoscale"
-	"garrison/headquarter/events"
-	"garrison/headquarter/health"
-	"garrison/headquarter/rulefmt"
-	"garrison/headquarter/scheduler"
-	"garrison/headquarter/store"
-	"garrison/internal/dockertest"
-	"garrison/internal/etcdtest"
-	"garrison/internal/loadgen"
-	"garrison/registrar"
-	"garrison/scout/local"
-	"garrison/scout/sample"
-	"garrison/signalman/docker"
-	"garrison/signalman/process"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/health"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/loadgen"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/scout/local"
+	"github.com/garrisonhq/garrison/scout/sample"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/process"
 )
 
 const echoImage = "garrison-test/echo:reaction"
@@ -42,7 +42,7 @@ const echoImage = "garrison-test/echo:reaction"
 // etcd), next to one container create+start through the Docker API alone.
 func BenchmarkReactionToLoadStep(b *testing.B) {
 	cli := dockertest.Client(b)
-	dockertest.BuildGoImage(b, cli, echoImage, "garrison/examples/echo")
+	dockertest.BuildGoImage(b, cli, echoImage, "github.com/garrisonhq/garrison/examples/echo")
 	srv := etcdtest.New(b)
 	etcd := srv.Client(b)
 	drv, err := docker.New(cli)

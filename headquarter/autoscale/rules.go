@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"garrison/headquarter/rulefmt"
-	"garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/headquarter/store"
 )
 
 // RuleStore keeps the rules document in etcd.

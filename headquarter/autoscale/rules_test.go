@@ -10,10 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"garrison/headquarter/autoscale"
-	"garrison/headquarter/store"
-	"garrison/internal/etcdtest"
-	"garrison/internal/poll"
+	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/poll"
 )
 
 func TestRulesFromFileStoreAndBadReloadKeepsTheLiveRules(t *testing.T) {

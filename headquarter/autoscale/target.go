@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
 )
 
 // SchedulerTarget scales garrison's own apps through the scheduler.

@@ -35,7 +35,7 @@ func leakedGoroutines(limit time.Duration) string {
 		buf = buf[:runtime.Stack(buf, true)]
 		var leaked []string
 		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "garrison/headquarter/events.") && !strings.Contains(g, "events.leakedGoroutines") && !strings.Contains(g, "events.TestMain") {
+			if strings.Contains(g, "github.com/garrisonhq/garrison/headquarter/events.") && !strings.Contains(g, "events.leakedGoroutines") && !strings.Contains(g, "events.TestMain") {
 				leaked = append(leaked, g)
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"garrison/headquarter/health"
+	"github.com/garrisonhq/garrison/headquarter/health"
 )
 
 // A task serving /health on its host port is checked every 10 ms; the first

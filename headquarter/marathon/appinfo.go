@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
 )
 
 // defCache keeps the JSON of app definitions. The scheduler never changes

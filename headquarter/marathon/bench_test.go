@@ -11,8 +11,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
 )
 
 // BenchmarkListApps1000 measures GET /v2/apps with 1,000 stored apps (no

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/marathon"
 )
 
 const settle = 40 * time.Second

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/marathon"
 )
 
 // errorBody is Marathon's 400/422 body.

@@ -19,16 +19,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/headquarter/api"
-	"garrison/headquarter/app"
-	"garrison/headquarter/events"
-	"garrison/headquarter/marathon"
-	"garrison/headquarter/scheduler"
-	"garrison/headquarter/store"
-	"garrison/internal/etcdtest"
-	"garrison/internal/poll"
-	"garrison/internal/testbin"
-	"garrison/signalman/process"
+	"github.com/garrisonhq/garrison/headquarter/api"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/signalman/process"
 )
 
 // testServer is the task program: it serves HTTP on $PORT0 and answers
@@ -37,7 +37,7 @@ var testServer string
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
-	testbin.Main(m, "garrison/internal/dockertest/testserver", true, &testServer)
+	testbin.Main(m, "github.com/garrisonhq/garrison/internal/dockertest/testserver", true, &testServer)
 }
 
 // stack is garrison's headquarter in-process: embedded etcd, store, a

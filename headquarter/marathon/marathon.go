@@ -27,10 +27,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/events"
-	"garrison/headquarter/scheduler"
-	"garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
 )
 
 // Scheduler is what the API needs of headquarter's scheduler; a

@@ -10,7 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/app"
 )
 
 type infoJSON struct {

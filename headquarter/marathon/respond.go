@@ -13,9 +13,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/scheduler"
-	"garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
 )
 
 // DeploymentHeader names the deployment a write started (Marathon's

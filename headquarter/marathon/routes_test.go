@@ -3,7 +3,7 @@ package marathon
 import (
 	"testing"
 
-	"garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/app"
 )
 
 func TestParseAppPath(t *testing.T) {

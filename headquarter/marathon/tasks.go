@@ -9,7 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/app"
 )
 
 // listTasks is GET /v2/tasks[?status=running|staging...]; status and

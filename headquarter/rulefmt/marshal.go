@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // fileDoc and ruleDoc are the file's shape, for writing: durations as

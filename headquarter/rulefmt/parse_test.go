@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/rulefmt"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 func TestParseGood(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
 )
 
 func TestAutoscalerScaleSupersedesOnlyItsOwnSmallerScale(t *testing.T) {

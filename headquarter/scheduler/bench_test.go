@@ -14,13 +14,13 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/scheduler"
-	"garrison/headquarter/store"
-	"garrison/internal/dockertest"
-	"garrison/internal/etcdtest"
-	"garrison/signalman/docker"
-	"garrison/signalman/process"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/process"
 )
 
 const benchImage = "garrison-test/testserver:bench"

@@ -9,9 +9,9 @@ import (
 	"slices"
 	"time"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/events"
-	"garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/store"
 )
 
 // Marathon's deployment action names.

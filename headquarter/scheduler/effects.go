@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"garrison/headquarter/app"
-	"garrison/registrar"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // launchOrder is a task about to be launched, prepared under the lock.

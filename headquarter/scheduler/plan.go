@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/app"
 )
 
 // taskView is what planning needs to know about one live task.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/app"
 )
 
 func testApp(n int, minHealth, maxOver float64) *app.App {

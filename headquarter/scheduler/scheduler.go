@@ -18,12 +18,12 @@ import (
 	"sync"
 	"time"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/events"
-	"garrison/headquarter/health"
-	"garrison/headquarter/store"
-	"garrison/registrar"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/health"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // Driver is what the scheduler needs of a signalman driver.

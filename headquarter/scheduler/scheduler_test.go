@@ -13,14 +13,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/events"
-	"garrison/headquarter/scheduler"
-	"garrison/headquarter/store"
-	"garrison/internal/etcdtest"
-	"garrison/internal/testbin"
-	"garrison/registrar"
-	"garrison/signalman/process"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/signalman/process"
 )
 
 // testServer is a small HTTP server for tasks: it serves on $PORT0, answers
@@ -28,7 +28,7 @@ import (
 var testServer string
 
 func TestMain(m *testing.M) {
-	testbin.Main(m, "garrison/internal/dockertest/testserver", true, &testServer)
+	testbin.Main(m, "github.com/garrisonhq/garrison/internal/dockertest/testserver", true, &testServer)
 }
 
 type harness struct {

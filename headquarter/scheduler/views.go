@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/events"
-	"garrison/headquarter/health"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	"github.com/garrisonhq/garrison/headquarter/health"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // TaskInfo is a task in Marathon's task JSON shape.

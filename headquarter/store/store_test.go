@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"garrison/headquarter/store"
-	"garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
 )
 
 func TestCommitIsConditionalAndKeepsVersions(t *testing.T) {

@@ -30,7 +30,7 @@ import (
 
 // TestServerPackage is the Go package of the small HTTP server test images
 // run (see testserver/main.go).
-const TestServerPackage = "garrison/internal/dockertest/testserver"
+const TestServerPackage = "github.com/garrisonhq/garrison/internal/dockertest/testserver"
 
 // LabelTest marks every container these helpers create, with the test's name.
 const LabelTest = "garrison.test"

@@ -10,9 +10,9 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
-	"garrison/internal/dockertest"
-	"garrison/internal/poll"
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 // TestRunServesOnHostNetwork builds the test server image FROM scratch,

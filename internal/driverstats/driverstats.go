@@ -6,8 +6,8 @@ package driverstats
 import (
 	"context"
 
-	"garrison/scout/taskstats"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/scout/taskstats"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // UsageLike is any driver's usage type shaped like taskstats.Usage

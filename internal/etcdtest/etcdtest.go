@@ -17,8 +17,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/internal/etcdembed"
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/etcdembed"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 // Server is an etcd a test can talk to.

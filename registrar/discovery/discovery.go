@@ -25,7 +25,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 // Registry is the part of the etcd client that discovery reads with;

@@ -13,9 +13,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/internal/etcdtest"
-	"garrison/registrar"
-	"garrison/registrar/discovery"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/discovery"
 )
 
 // fast makes outages visible within a few hundred milliseconds.

@@ -6,8 +6,8 @@ import (
 	"log"
 	"time"
 
-	"garrison/registrar"
-	"garrison/registrar/discovery"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/discovery"
 )
 
 // A caller follows a service, picks an instance per call and reports how

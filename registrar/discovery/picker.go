@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 // Picker chooses the instance a call goes to. Pick is called concurrently,

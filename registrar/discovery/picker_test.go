@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"garrison/registrar"
-	"garrison/registrar/discovery"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/discovery"
 )
 
 func instances(n int) []registrar.Instance {

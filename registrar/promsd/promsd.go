@@ -26,7 +26,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar"
 )
 
 // Labels every target group carries.

@@ -55,7 +55,7 @@ import (
 
 	es "github.com/elastic/go-elasticsearch/v8"
 
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // Defaults for the zero values of Config.

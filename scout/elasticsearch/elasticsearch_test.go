@@ -32,7 +32,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // at is the end of every test window.

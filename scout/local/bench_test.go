@@ -12,10 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"garrison/internal/etcdtest"
-	"garrison/registrar"
-	"garrison/scout/local"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/scout/local"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // BenchmarkRead50Instances reads QPS of one app with 50 registered

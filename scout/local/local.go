@@ -53,8 +53,8 @@ import (
 	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/registrar"
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // DefaultCounterPattern matches the request counters summed into QPS:

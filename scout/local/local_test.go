@@ -18,14 +18,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"garrison/internal/etcdtest"
-	"garrison/internal/testbin"
-	"garrison/registrar"
-	"garrison/scout/local"
-	"garrison/scout/sample"
-	"garrison/signalman/docker"
-	"garrison/signalman/process"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/scout/local"
+	"github.com/garrisonhq/garrison/scout/sample"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/process"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // echoBin is garrison's example service (echo_requests_total, registers
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	for _, b := range []struct {
 		pkg string
 		out *string
-	}{{"garrison/examples/echo", &echoBin}, {"garrison/internal/dockertest/testserver", &plainBin}} {
+	}{{"github.com/garrisonhq/garrison/examples/echo", &echoBin}, {"github.com/garrisonhq/garrison/internal/dockertest/testserver", &plainBin}} {
 		path, cleanup, err := testbin.Build(b.pkg, false)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

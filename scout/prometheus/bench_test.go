@@ -12,9 +12,9 @@ import (
 	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"garrison/internal/promtest"
-	"garrison/scout/sample"
-	"garrison/scout/taskstats"
+	"github.com/garrisonhq/garrison/internal/promtest"
+	"github.com/garrisonhq/garrison/scout/sample"
+	"github.com/garrisonhq/garrison/scout/taskstats"
 )
 
 // synthetic is a scrape target's worth of apps: one task per app, whose

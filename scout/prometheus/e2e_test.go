@@ -14,23 +14,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"garrison/internal/driverstats"
-	"garrison/internal/etcdtest"
-	"garrison/internal/promtest"
-	"garrison/internal/testbin"
-	"garrison/registrar"
-	"garrison/registrar/promsd"
-	promsource "garrison/scout/prometheus"
-	"garrison/scout/sample"
-	"garrison/scout/taskstats"
-	"garrison/signalman/process"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/internal/driverstats"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/promtest"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/promsd"
+	promsource "github.com/garrisonhq/garrison/scout/prometheus"
+	"github.com/garrisonhq/garrison/scout/sample"
+	"github.com/garrisonhq/garrison/scout/taskstats"
+	"github.com/garrisonhq/garrison/signalman/process"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 var echoBinary string
 
 // TestMain builds the example service once per test binary.
-func TestMain(m *testing.M) { testbin.Main(m, "garrison/examples/echo", false, &echoBinary) }
+func TestMain(m *testing.M) {
+	testbin.Main(m, "github.com/garrisonhq/garrison/examples/echo", false, &echoBinary)
+}
 
 const deadline = 45 * time.Second
 

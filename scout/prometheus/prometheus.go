@@ -33,7 +33,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 // LabelApp is the label results are grouped by; its value is the app id.

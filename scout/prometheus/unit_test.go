@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
-	"garrison/scout/sample"
+	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 func TestRenderDefaults(t *testing.T) {

@@ -16,13 +16,13 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"garrison/internal/dockertest"
-	"garrison/internal/driverstats"
-	"garrison/internal/poll"
-	"garrison/registrar"
-	"garrison/scout/taskstats"
-	"garrison/signalman/docker"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/driverstats"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/scout/taskstats"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 const testServerImage = "garrison-test/taskstats-testserver:dev"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/poll"
 )
 
 // On kernels without /proc/<pid>/task/<tid>/children the walk falls back to

@@ -12,11 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"garrison/internal/driverstats"
-	"garrison/internal/poll"
-	"garrison/scout/taskstats"
-	"garrison/signalman/process"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/internal/driverstats"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/scout/taskstats"
+	"github.com/garrisonhq/garrison/signalman/process"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // helperEnv makes the test binary, run as a task, the server holdServer is.

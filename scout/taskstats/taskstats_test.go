@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"garrison/internal/driverstats"
-	"garrison/scout/taskstats"
-	"garrison/signalman/process"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/internal/driverstats"
+	"github.com/garrisonhq/garrison/scout/taskstats"
+	"github.com/garrisonhq/garrison/signalman/process"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 const deadline = 20 * time.Second

@@ -11,9 +11,9 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
-	"garrison/internal/dockertest"
-	"garrison/signalman/docker"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // BenchmarkLaunch20 launches 20 containers through Driver.Launch and 20

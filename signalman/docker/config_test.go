@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 func TestContainerConfigFollowsMarathon(t *testing.T) {

@@ -16,11 +16,11 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
-	"garrison/internal/dockertest"
-	"garrison/internal/poll"
-	"garrison/registrar"
-	"garrison/signalman/docker"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // The tests run against the real Docker engine (dockertest.Client fails, never
@@ -28,7 +28,7 @@ import (
 // internal/taskserver.
 
 const (
-	taskServerPackage = "garrison/signalman/docker/internal/taskserver"
+	taskServerPackage = "github.com/garrisonhq/garrison/signalman/docker/internal/taskserver"
 	taskServerImage   = "garrison-test/signalman-taskserver:dev"
 	testApp           = "/signalman/dockertest"
 )

@@ -10,7 +10,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // watchBuffer is how many statuses Watch holds for a slow reader before

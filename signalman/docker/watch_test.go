@@ -10,8 +10,8 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/client"
 
-	"garrison/signalman/docker"
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // breakingEvents is the real engine's client with an event stream that

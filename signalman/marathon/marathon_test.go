@@ -18,16 +18,16 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"garrison/headquarter/app"
-	"garrison/headquarter/events"
-	hqmarathon "garrison/headquarter/marathon"
-	"garrison/headquarter/scheduler"
-	"garrison/headquarter/store"
-	"garrison/internal/etcdtest"
-	"garrison/internal/poll"
-	"garrison/internal/testbin"
-	"garrison/signalman/marathon"
-	"garrison/signalman/process"
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/events"
+	hqmarathon "github.com/garrisonhq/garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/signalman/marathon"
+	"github.com/garrisonhq/garrison/signalman/process"
 )
 
 // testServer is the task program: HTTP on $PORT0, GET /health answers 503
@@ -36,7 +36,7 @@ var testServer string
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
-	testbin.Main(m, "garrison/internal/dockertest/testserver", true, &testServer)
+	testbin.Main(m, "github.com/garrisonhq/garrison/internal/dockertest/testserver", true, &testServer)
 }
 
 // settle bounds every wait for garrison to converge.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // BenchmarkLaunch50 launches 50 `sleep 30` through Driver.Launch and the same

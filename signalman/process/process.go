@@ -32,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 var (

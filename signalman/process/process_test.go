@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // helperEnv switches the test binary into a helper program (see TestMain).

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"garrison/signalman/task"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // record is a task's state file: enough of the spec to report the task and
