@@ -183,7 +183,16 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			return fmt.Errorf("nomad agent not ready (%s): %w\n%s", last, ctx.Err(), lastLines(a.Log(), 30))
 		case <-tick.C:
 		}
-		nodes, _, err := a.Client.Nodes().List((&api.QueryOptions{}).WithContext(ctx))
+		// Nomad keeps retrying a taken port for minutes before it exits:
+		// give up on these ports at once.
+		if out := a.Log(); strings.Contains(out, "address already in use") {
+			return fmt.Errorf("%w: %s", errBind, lastLines(out, 3))
+		}
+		// Short, so a port held by something that never answers cannot
+		// keep the loop from seeing the agent's own failure.
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		nodes, _, err := a.Client.Nodes().List((&api.QueryOptions{}).WithContext(rctx))
+		rcancel()
 		if err != nil {
 			last = err.Error()
 			continue

@@ -363,6 +363,10 @@ type Rollout struct {
 	// Active is true while Nomad still works on it; Scale is refused then.
 	Active                              bool
 	Desired, Placed, Healthy, Unhealthy int
+	// Canaries is the number of instances started over capacity first
+	// (maximumOverCapacity); Promoted says they were promoted.
+	Canaries int
+	Promoted bool
 }
 
 // Deployment returns the app's latest deployment; false when it has none.
@@ -383,6 +387,7 @@ func (d *Driver) Deployment(ctx context.Context, appID string) (Rollout, bool, e
 			dep.Status != api.DeploymentStatusCancelled}
 	if st := dep.TaskGroups[groupName]; st != nil {
 		r.Desired, r.Placed, r.Healthy, r.Unhealthy = st.DesiredTotal, st.PlacedAllocs, st.HealthyAllocs, st.UnhealthyAllocs
+		r.Canaries, r.Promoted = st.DesiredCanaries, st.Promoted
 	}
 	return r, true, nil
 }

@@ -232,11 +232,24 @@ func TestDockerApp(t *testing.T) {
 	})
 }
 
+// Both of Marathon's shapes of a rollout: stop-then-start within
+// minimumHealthCapacity (Nomad's rolling update), and start-then-stop with
+// maximumOverCapacity (Nomad's auto-promoted canaries).
 func TestRollingUpdate(t *testing.T) {
+	for name, up := range map[string]nomad.Upgrade{
+		"rolling":      {MinimumHealthCapacity: 0.5},
+		"overCapacity": {MinimumHealthCapacity: 1, MaximumOverCapacity: 1},
+	} {
+		t.Run(name, func(t *testing.T) { testRollingUpdate(t, up) })
+	}
+}
+
+func testRollingUpdate(t *testing.T, up nomad.Upgrade) {
 	d, _ := newDriver(t)
 	ctx := ctxFor(t)
 	v1, v2 := "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"
 	a := rawApp("/it/roll", v1, 2)
+	a.Upgrade = up
 	if _, err := d.Submit(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +268,22 @@ func TestRollingUpdate(t *testing.T) {
 			t.Errorf("task %s of v1 still runs after the update to v2", tk.ID)
 		}
 		serves(t, tk)
+	}
+	var r nomad.Rollout
+	poll.Until(t, wait, "the update's deployment done", func() (bool, string) {
+		var err error
+		r, _, err = d.Deployment(ctx, a.Task.AppID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !r.Active, fmt.Sprintf("%+v", r)
+	})
+	wantCanaries := 0
+	if up.MaximumOverCapacity > 0 {
+		wantCanaries = 2
+	}
+	if r.Status != api.DeploymentStatusSuccessful || r.Canaries != wantCanaries || r.Promoted != (wantCanaries > 0) {
+		t.Errorf("deployment %+v: want successful with %d canaries, promoted if any", r, wantCanaries)
 	}
 	all, err := d.Allocations(ctx, a.Task.AppID)
 	if err != nil {
@@ -529,4 +558,35 @@ func TestAgentJobFile(t *testing.T) {
 	if len(resp.ValidationErrors) > 0 || resp.Error != "" {
 		t.Errorf("validation: %v %s", resp.ValidationErrors, resp.Error)
 	}
+}
+
+// HTTP checks run in Nomad: a passing one makes the allocation healthy; a
+// failing one kills the task after maxConsecutiveFailures, a failure.
+func TestNativeHealthChecks(t *testing.T) {
+	d, _ := newDriver(t)
+	ctx := ctxFor(t)
+	check := nomad.Check{Protocol: "HTTP", Path: "/health", Interval: time.Second, Timeout: time.Second, MaxConsecutiveFailures: 2}
+	good := rawApp("/it/healthy", "2026-01-01T00:00:00.000Z", 1)
+	good.Checks = []nomad.Check{check}
+	bad := rawApp("/it/sick", "2026-01-01T00:00:00.000Z", 1)
+	bad.Checks = []nomad.Check{check}
+	bad.Task.Env = map[string]string{"START_UNHEALTHY": "1"}
+	for _, a := range []nomad.App{good, bad} {
+		if _, err := d.Submit(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Until(t, wait, "the healthy app's task healthy", func() (bool, string) {
+		live, _ := running(ctx, t, d, good.Task.AppID)
+		return len(live) == 1 && live[0].Healthy != nil && *live[0].Healthy, describe(live)
+	})
+	poll.Until(t, wait, "the sick app's task killed by its check", func() (bool, string) {
+		all, err := d.Allocations(ctx, bad.Task.AppID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(all, func(tk nomad.Task) bool {
+			return tk.State == task.Failed && tk.Healthy != nil && !*tk.Healthy
+		}), describe(all)
+	})
 }
