@@ -37,6 +37,9 @@
 //     figure, WithCPUMHz), mem becomes MemoryMB (at least 10), disk the
 //     group's ephemeral disk; env, user, labels (job meta and Docker
 //     labels) and taskKillGracePeriodSeconds (kill_timeout) carry over.
+//     Nomad interpolates env values and args: a ${NOMAD_...}, ${attr...}
+//     or ${meta...} reference is expanded where Marathon would pass it
+//     literally; other text, $X included, passes through.
 //   - Health checks: HTTP and TCP checks on an app port become Nomad's own
 //     checks (provider "nomad") with check_restart limit =
 //     maxConsecutiveFailures after the grace period; HTTPS, COMMAND and
@@ -62,6 +65,20 @@
 //	desired stop, not yet dead       TASK_KILLING
 //	desired stop, dead               TASK_KILLED
 //	alloc lost or unknown            TASK_LOST
+//
+// # Known gaps
+//
+//   - An allocation that fails around the end of its deployment can be
+//     left down by Nomad (seen on 1.9.3: recorded healthy, no follow-up
+//     evaluation); Reschedule replaces it (TestRescheduleReplacesFailed).
+//   - Scale is refused while a deployment runs (ErrDeploymentActive, or
+//     force fails the deployment); min_healthy_time 0 keeps deployments of
+//     apps without checks short.
+//   - UNLIKE maps only literal alternatives; CLUSTER without a value and
+//     Mesos fault domains (@region, @zone) are refused.
+//   - Watch remembers each allocation Nomad holds (its modify index and
+//     version); its re-list every 10 minutes forgets the ones Nomad has
+//     garbage-collected, so Nomad's GC bounds what it keeps.
 //
 // # Plugging it into the scheduler
 //

@@ -18,7 +18,9 @@ const reconnectDelay = time.Second
 // every allocation Nomad holds (what a restarted garrison adopts), then
 // each change as it happens. A broken stream is reopened after a re-list;
 // a change already sent is not sent again (allocations are compared by
-// Nomad's modify index). The channel closes when ctx ends.
+// Nomad's modify index). Every 10 minutes it re-lists, which also forgets
+// allocations Nomad has garbage-collected. The channel closes when ctx
+// ends.
 func (d *Driver) Watch(ctx context.Context) (<-chan Task, error) {
 	w := &watcher{d: d, out: make(chan Task, 64), sent: map[string]uint64{}, versions: map[string]string{}}
 	index, err := w.relist(ctx)
@@ -41,18 +43,28 @@ type watcher struct {
 	appIDs map[string]string
 }
 
+// resync is how often the watch re-lists even when the stream is fine: it
+// catches anything the stream missed and forgets allocations Nomad has
+// garbage-collected.
+const resync = 10 * time.Minute
+
 func (w *watcher) run(ctx context.Context, index uint64) {
 	defer close(w.out)
 	for ctx.Err() == nil {
-		err := w.stream(ctx, index)
+		sctx, cancel := context.WithTimeout(ctx, resync)
+		err := w.stream(sctx, index)
+		expired := sctx.Err() != nil
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		w.d.log.Warn("nomad event stream broke; re-listing", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(reconnectDelay):
+		if !expired {
+			w.d.log.Warn("nomad event stream broke; re-listing", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(reconnectDelay):
+			}
 		}
 		if i, err := w.relist(ctx); err == nil {
 			index = i
@@ -70,6 +82,16 @@ func (w *watcher) relist(ctx context.Context) (uint64, error) {
 	stubs, meta, err := w.d.c.Allocations().List(q)
 	if err != nil {
 		return 0, fmt.Errorf("nomad: list allocations: %w", err)
+	}
+	live := make(map[string]bool, len(stubs))
+	for _, s := range stubs {
+		live[s.ID] = true
+	}
+	for id := range w.sent {
+		if !live[id] {
+			delete(w.sent, id)
+			delete(w.versions, id)
+		}
 	}
 	for _, s := range stubs {
 		appID, err := w.appID(ctx, s.JobID)
