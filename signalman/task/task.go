@@ -71,6 +71,33 @@ type Spec struct {
 	Host string
 	// KillGrace is how long a task has between SIGTERM and SIGKILL.
 	KillGrace time.Duration
+	// User runs the task as this user (Marathon's `user`); "" is the
+	// driver's own user. A container resolves it in its image, a process
+	// on the host.
+	User string
+
+	// Container-only fields (Marathon's container.docker and volumes).
+
+	// Privileged runs the container privileged.
+	Privileged bool
+	// Volumes are host paths mounted into the container.
+	Volumes []Volume
+	// Parameters are container.docker.parameters, which the Docker driver
+	// maps through signalman/docker/dockerparam.
+	Parameters []Parameter
+}
+
+// Volume is a host path mounted into a container.
+type Volume struct {
+	HostPath      string
+	ContainerPath string
+	ReadOnly      bool
+}
+
+// Parameter is one `docker run --key=value` option.
+type Parameter struct {
+	Key   string
+	Value string
 }
 
 // Status is what a driver knows about one task.
