@@ -333,6 +333,10 @@ func (d *Driver) checkSpec(spec task.Spec) error {
 // nothing is left running and the task's directory is gone.
 func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 	tdir, sandbox := d.taskDir(spec.ID), d.Sandbox(spec.ID)
+	cred, err := credential(spec.User)
+	if err != nil {
+		return rec, fmt.Errorf("launch task %s: %w", spec.ID, err)
+	}
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
 		return rec, fmt.Errorf("launch task %s: %w", spec.ID, err)
 	}
@@ -341,6 +345,12 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 			os.RemoveAll(tdir)
 		}
 	}()
+	if cred != nil {
+		// The sandbox is the task's home and working directory.
+		if err := os.Chown(sandbox, int(cred.Uid), int(cred.Gid)); err != nil {
+			return rec, fmt.Errorf("launch task %s: sandbox for user %s: %w", spec.ID, spec.User, err)
+		}
+	}
 	// Not synced: it is there for a garrison that crashes while the process
 	// starts (see findOrphan), and the Running record below is synced.
 	if err := writeRecordSync(tdir, rec, false); err != nil {
@@ -362,7 +372,7 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 			rec.Cgroup, rec.Limits, cgroupFD = dir, limits, fd
 		}
 	}
-	cmd := command(spec, sandbox, stdout, stderr, cgroupFD)
+	cmd := command(spec, sandbox, stdout, stderr, cgroupFD, cred)
 	err = cmd.Start()
 	if err != nil && cgroupFD != nil {
 		// clone3 into a cgroup needs Linux 5.7: run without limits instead.
@@ -370,7 +380,7 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 			d.cfg.logger.Error("remove cgroup of task", "task", spec.ID, "err", rerr)
 		}
 		rec.Cgroup, rec.Limits = "", "limits not enforced: "+err.Error()
-		cmd = command(spec, sandbox, stdout, stderr, nil)
+		cmd = command(spec, sandbox, stdout, stderr, nil, cred)
 		err = cmd.Start()
 	}
 	if err != nil {
@@ -421,7 +431,7 @@ func openLogs(sandbox string) (stdout, stderr *os.File, err error) {
 
 // command builds the task's process: its own session, the sandbox as
 // working directory, and the task environment.
-func command(spec task.Spec, sandbox string, stdout, stderr, cgroup *os.File) *exec.Cmd {
+func command(spec task.Spec, sandbox string, stdout, stderr, cgroup *os.File, cred *syscall.Credential) *exec.Cmd {
 	var cmd *exec.Cmd
 	if spec.Cmd != "" {
 		cmd = exec.Command("/bin/sh", "-c", spec.Cmd)
@@ -434,7 +444,7 @@ func command(spec task.Spec, sandbox string, stdout, stderr, cgroup *os.File) *e
 	cmd.Env = append([]string{"PATH=" + defaultPath, "HOME=" + sandbox}, spec.Environ()...)
 	cmd.Env = append(cmd.Env, sandboxEnv+"="+sandbox)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	if cgroup != nil {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgroup.Fd())
 	}
