@@ -27,7 +27,15 @@ import (
 func main() {
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM: only SIGKILL stops the server")
 	flag.String("marker", "", "a word /args reports with the rest of argv; lets tests see how argv arrived")
+	exists := flag.String("exists", "", "exit 0 when this path exists, else 1: a command tests run inside the container with docker exec")
 	flag.Parse()
+	if *exists != "" {
+		if _, err := os.Stat(*exists); err != nil {
+			fmt.Println("missing:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
