@@ -52,6 +52,8 @@ type hqSettings struct {
 	auth       marathon.Auth
 	// maxInstances and maxTotal bound one app's and all apps' instances.
 	maxInstances, maxTotal int
+	// fetchFile lets apps fetch file:// URIs into their sandboxes.
+	fetchFile bool
 }
 
 func (s *hqSettings) register(fs *flag.FlagSet) {
@@ -63,6 +65,7 @@ func (s *hqSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.auth.Password, "auth-password", "", "HTTP basic auth password for the /v2 API")
 	fs.StringVar(&s.auth.Token, "auth-token", "", "bearer token accepted by the /v2 API (Authorization: Bearer <token>)")
 	fs.IntVar(&s.maxInstances, "max-instances-per-app", app.DefaultMaxInstances, "most instances one app may have (422 above)")
+	fs.BoolVar(&s.fetchFile, "fetch-allow-file", false, "let apps' fetch/uris copy file:// URIs (any file garrison can read) into their sandboxes")
 	fs.IntVar(&s.maxTotal, "max-instances-total", marathon.DefaultMaxInstancesTotal, "most instances all apps together may have (422 above)")
 }
 
@@ -76,7 +79,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	}
 	hostname, _ := os.Hostname()
 	hq := &headquarter{store: store.New(cli), maxTotal: s.maxTotal,
-		env: app.Environment{Hostname: hostname, MaxInstances: s.maxInstances, CheckUser: process.CheckUser},
+		env: app.Environment{Hostname: hostname, MaxInstances: s.maxInstances, CheckUser: process.CheckUser, AllowFileFetch: s.fetchFile},
 		bus: events.NewBus(events.WithRegisterer(reg), events.WithLogger(logger))}
 
 	namespace, err := hq.store.ClusterID(ctx)
@@ -100,7 +103,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 			logger.Warn("no Docker engine answers: apps with a container image are refused", "error", derr)
 		}
 	}
-	proc, err := process.New(filepath.Join(dataDir, "tasks"), process.WithLogger(logger))
+	proc, err := process.New(filepath.Join(dataDir, "tasks"), process.WithLogger(logger), process.WithFileFetch(s.fetchFile))
 	if err != nil {
 		return nil, fmt.Errorf("process driver: %w", err)
 	}

@@ -63,8 +63,13 @@ func TestValidateRefusesFieldsItCannotHonour(t *testing.T) {
 	for _, tc := range []struct{ name, body, path, msg string }{
 		{"readiness", `{"id":"/a","cmd":"run x","portDefinitions":[{"name":"http-api"}],"readinessChecks":[{}]}`, "/readinessChecks", "not supported"},
 		{"dependencies", `{"id":"/prod/web","cmd":"run x","dependencies":["db"]}`, "/dependencies", "not supported"},
-		{"uris", `{"id":"/a","cmd":"run x","uris":["http://x/a.tgz"]}`, "/uris", "not supported"},
-		{"fetch", `{"id":"/a","cmd":"run x","fetch":[{"uri":"http://x/a.tgz"}]}`, "/fetch", "not supported"},
+		{"fetch of a container", `{"id":"/a","container":{"docker":{"image":"i"}},"fetch":[{"uri":"http://x/a.tgz"}]}`, "/fetch", "only into the sandbox of process apps"},
+		{"uris of a container", `{"id":"/a","container":{"docker":{"image":"i"}},"uris":["http://x/a.tgz"]}`, "/uris", "only into the sandbox of process apps"},
+		{"file uri", `{"id":"/a","cmd":"run x","uris":["file:///etc/passwd"]}`, "/uris(0)/uri", "file:// URIs are off"},
+		{"ftp uri", `{"id":"/a","cmd":"run x","fetch":[{"uri":"ftp://x/a"}]}`, "/fetch(0)/uri", `scheme "ftp" is not supported`},
+		{"destPath outside", `{"id":"/a","cmd":"run x","fetch":[{"uri":"http://x/a","destPath":"../a"}]}`, "/fetch(0)/destPath", "inside the sandbox"},
+		{"destPath absolute", `{"id":"/a","cmd":"run x","fetch":[{"uri":"http://x/a","destPath":"/etc/a"}]}`, "/fetch(0)/destPath", "inside the sandbox"},
+		{"checksum", `{"id":"/a","cmd":"run x","fetch":[{"uri":"http://x/a","checksum":"md5:abc"}]}`, "/fetch(0)/checksum", "sha256"},
 		{"storeUrls", `{"id":"/a","cmd":"run x","storeUrls":["http://x/a"]}`, "/storeUrls", "not supported"},
 		{"forcePullImage", `{"id":"/a","container":{"docker":{"image":"i","forcePullImage":true}}}`, "/container/docker/forcePullImage", "never pulls"},
 		{"unknown docker parameter", `{"id":"/a","container":{"docker":{"image":"i","parameters":[{"key":"hostname","value":"h"}]}}}`, "/container/docker/parameters(0)/key", `"hostname" is not supported`},
@@ -85,6 +90,13 @@ func TestValidateAcceptsHonouredFields(t *testing.T) {
 		"parameters":[{"key":"label","value":"team=ktv"},{"key":"--log-driver","value":"json-file"},{"key":"log-opt","value":"max-size=10m"},
 		{"key":"ulimit","value":"nofile=1024:2048"},{"key":"cap-add","value":"NET_ADMIN"},{"key":"shm-size","value":"64m"},{"key":"read-only","value":"true"}]},
 		"volumes":[{"containerPath":"/d","hostPath":"/srv/d","mode":"RW"}]}}`, box1))
+}
+
+func TestValidateAcceptsFetchOfProcessApps(t *testing.T) {
+	wantValid(t, validateBody(t, `{"id":"/a","cmd":"run x","uris":["http://x/a.tgz"]}`, box1))
+	wantValid(t, validateBody(t, `{"id":"/a","cmd":"run x","fetch":[{"uri":"https://x/tool","executable":true,"extract":false,"destPath":"bin/tool",
+		"checksum":"sha256:`+strings.Repeat("ab", 32)+`"}]}`, box1))
+	wantValid(t, validateBody(t, `{"id":"/a","cmd":"run x","uris":["file:///srv/app.tgz"]}`, Environment{AllowFileFetch: true}))
 }
 
 func TestValidateAsksWhetherAProcessMayRunAsUser(t *testing.T) {

@@ -29,6 +29,9 @@ func ToSpec(a *App, taskID string, hostPorts []int, host string) task.Spec {
 		KillGrace: time.Duration(a.TaskKillGracePeriodSeconds) * time.Second,
 		User:      a.User,
 	}
+	for _, f := range a.Fetch {
+		s.Fetch = append(s.Fetch, task.Artifact{URI: f.URI, Extract: f.Extract, Executable: f.Executable, DestPath: f.DestPath, Checksum: f.Checksum})
+	}
 	if c := a.Container; c != nil && a.Image() != "" {
 		s.Privileged = c.Docker.Privileged
 		for _, p := range c.Docker.Parameters {

@@ -3,6 +3,8 @@ package app
 import (
 	"encoding/json"
 	"errors"
+	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -24,6 +26,9 @@ type Environment struct {
 	// MaxInstances bounds one app's instances; 0 means
 	// DefaultMaxInstances.
 	MaxInstances int
+	// AllowFileFetch lets fetch take file:// URIs, which copy any file
+	// garrison can read into a task's sandbox; off by default.
+	AllowFileFetch bool
 	// CheckUser says whether a process app (no image) may run as user on
 	// this machine; nil accepts any user and leaves the check to launch.
 	// A container's user is resolved in its image, so it is not asked.
@@ -68,8 +73,9 @@ const (
 // runs: host networking only, no secrets, GPUs, persistent volumes or
 // custom executors, and constraints that make sense in env. Every rule
 // Marathon lacks says why garrison needs it; fields garrison cannot honour
-// (readinessChecks, dependencies, fetch/uris, storeUrls, forcePullImage,
-// docker parameters outside dockerparam's allow-list) are refused by name
+// (readinessChecks, dependencies, storeUrls, forcePullImage, fetch of a
+// container, docker parameters outside dockerparam's allow-list) are
+// refused by name
 // rather than accepted and dropped. Instances and the id's length are
 // bounded (env.MaxInstances, MaxIDLength). It returns
 // every violation with Marathon's path ("/" for rules on the whole app,
@@ -477,23 +483,53 @@ func (v *validator) misc() {
 	if len(a.URIs) > 0 && len(a.Fetch) > 0 {
 		v.add("/uris", "may not be set in conjunction with fetch")
 	}
-	for i, f := range a.Fetch {
-		if strings.TrimSpace(f.URI) == "" {
-			v.add(idx("/fetch", i)+"/uri", "must not be empty")
-		}
+	field := "/fetch"
+	if a.present.has(fURIs) {
+		field = "/uris"
 	}
-	if len(a.Fetch) > 0 {
-		field := "/fetch"
-		if a.present.has(fURIs) {
-			field = "/uris"
-		}
-		v.add(field, "fetching artifacts is not supported by garrison: it would start the task without them; build them into the image (or the host) instead")
+	if len(a.Fetch) > 0 && a.Image() != "" {
+		v.add(field, "garrison fetches artifacts only into the sandbox of process apps: its containers have no Mesos sandbox; build them into the image instead")
+	}
+	for i, f := range a.Fetch {
+		v.fetch(idx(field, i), f)
 	}
 	if len(a.StoreURLs) > 0 {
 		v.add("/storeUrls", "the artifact store is not supported by garrison: it would start the task without resolving them")
 	}
 	if len(a.Dependencies) > 0 {
 		v.add("/dependencies", "dependencies are not supported by garrison: it would not order the start, stop and upgrade of these apps; deploy them in order instead")
+	}
+}
+
+var checksumRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// fetch checks one artifact: a URI garrison can download (http, https, and
+// file when allowed), a destPath inside the sandbox, a well-formed checksum.
+func (v *validator) fetch(p string, f Fetch) {
+	if strings.TrimSpace(f.URI) == "" {
+		v.add(p+"/uri", "must not be empty")
+		return
+	}
+	u, err := url.Parse(f.URI)
+	switch {
+	case err != nil:
+		v.addf(p+"/uri", "is not a URI: %v", err)
+	case u.Scheme == "http" || u.Scheme == "https":
+		if u.Host == "" {
+			v.add(p+"/uri", "has no host")
+		}
+	case u.Scheme == "file":
+		if !v.env.AllowFileFetch {
+			v.add(p+"/uri", "file:// URIs are off: they copy any file garrison can read into the task's sandbox (turn them on with --fetch-allow-file)")
+		}
+	default:
+		v.addf(p+"/uri", "scheme %q is not supported: garrison fetches http, https and (when allowed) file URIs", u.Scheme)
+	}
+	if d := f.DestPath; d != "" && (path.IsAbs(d) || d != path.Clean(d) || d == ".." || strings.HasPrefix(d, "../")) {
+		v.add(p+"/destPath", "must be a clean relative path inside the sandbox")
+	}
+	if f.Checksum != "" && !checksumRE.MatchString(f.Checksum) {
+		v.add(p+"/checksum", "must be sha256:<64 lower-case hex digits>")
 	}
 }
 

@@ -65,6 +65,8 @@ type config struct {
 	defaultGrace time.Duration
 	logger       *slog.Logger
 	noPidfd      bool // tests: exercise the /proc polling path
+	fetchLimit   int64
+	fileFetch    bool
 }
 
 // WithPollInterval sets how often /proc is polled for a task's process when
@@ -128,7 +130,7 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$`)
 // adopts the tasks recorded there whose processes still run; the others are
 // reported ended. Only one Driver may use a directory at a time.
 func New(dir string, opts ...Option) (*Driver, error) {
-	cfg := config{pollInterval: 250 * time.Millisecond, cgroupParent: "/sys/fs/cgroup/garrison", defaultGrace: 3 * time.Second}
+	cfg := config{pollInterval: 250 * time.Millisecond, cgroupParent: "/sys/fs/cgroup/garrison", defaultGrace: 3 * time.Second, fetchLimit: DefaultFetchLimit}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -292,7 +294,7 @@ func (d *Driver) Launch(ctx context.Context, spec task.Spec) (task.Status, error
 	d.tasks[spec.ID] = e // reserve the id
 	d.mu.Unlock()
 
-	rec, err := d.start(spec, rec)
+	rec, err := d.start(ctx, spec, rec)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
@@ -331,7 +333,7 @@ func (d *Driver) checkSpec(spec task.Spec) error {
 
 // start creates the sandbox, starts the process and records it. On error
 // nothing is left running and the task's directory is gone.
-func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
+func (d *Driver) start(ctx context.Context, spec task.Spec, rec record) (_ record, err error) {
 	tdir, sandbox := d.taskDir(spec.ID), d.Sandbox(spec.ID)
 	cred, err := credential(spec.User)
 	if err != nil {
@@ -350,6 +352,9 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 		if err := os.Chown(sandbox, int(cred.Uid), int(cred.Gid)); err != nil {
 			return rec, fmt.Errorf("launch task %s: sandbox for user %s: %w", spec.ID, spec.User, err)
 		}
+	}
+	if err := d.fetch(ctx, sandbox, spec.Fetch, cred); err != nil {
+		return rec, fmt.Errorf("launch task %s: %w", spec.ID, err)
 	}
 	// Not synced: it is there for a garrison that crashes while the process
 	// starts (see findOrphan), and the Running record below is synced.
