@@ -145,7 +145,7 @@ func (v *validator) command() {
 		v.add("/", msgCmdArgsContainer)
 	}
 	if a.Executor != "" && a.Executor != "//cmd" {
-		v.add("/executor", `custom executors are not supported by garrison: use "" or "//cmd"`)
+		v.add("/executor", `custom executors are not supported by garrison, which has no Mesos executors: use "" or "//cmd"`)
 	}
 }
 
@@ -159,7 +159,7 @@ func (v *validator) resources() {
 	v.atLeast("/mem", a.Mem, 0)
 	v.atLeast("/disk", a.Disk, 0)
 	if a.GPUs != 0 {
-		v.addf("/gpus", "GPU resources are not supported by garrison: gpus must be 0, got %d", a.GPUs)
+		v.addf("/gpus", "GPU resources are not supported by garrison, whose drivers hand out no GPUs: gpus must be 0, got %d", a.GPUs)
 	}
 	if a.Labels[LabelSingleInstance] == "true" && a.Instances > 1 {
 		v.add("/", "Single instance app may only have one instance")
@@ -184,10 +184,10 @@ func (v *validator) envAndLabels() {
 		}
 	}
 	for _, k := range sortedKeys(a.EnvSecrets) {
-		v.addf("/env/"+k, "secrets are not supported by garrison (references secret %q)", a.EnvSecrets[k])
+		v.addf("/env/"+k, "secrets are not supported by garrison, which has no secret store (references secret %q)", a.EnvSecrets[k])
 	}
 	if len(a.Secrets) > 0 {
-		v.add("/secrets", "secrets are not supported by garrison")
+		v.add("/secrets", "secrets are not supported by garrison, which has no secret store")
 	}
 	for _, k := range sortedKeys(a.Labels) {
 		if k == "" {
@@ -254,7 +254,7 @@ func (v *validator) container() {
 		case vol.External:
 			v.add(p+"/external", "external volumes are not supported by garrison")
 		case vol.Secret:
-			v.add(p+"/secret", "secrets are not supported by garrison")
+			v.add(p+"/secret", "secrets are not supported by garrison, which has no secret store")
 		case a.Image() == "":
 			v.add(p, "host volumes need a container image: garrison runs an app without one as a plain process on the host, which sees host paths directly")
 		default:
@@ -579,7 +579,7 @@ func (v *validator) constraints() {
 			}
 			var err error
 			if re, err = regexp.Compile(`^(?:` + value + `)$`); err != nil {
-				v.addf(p, "'%s' is not a valid regular expression", value)
+				v.addf(p, "'%s' is not a valid regular expression (garrison matches with Go's RE2 syntax, which has no look-around or back-references)", value)
 				continue
 			}
 		case "IS":
