@@ -129,3 +129,14 @@ func TestToSpecCarriesContainerFields(t *testing.T) {
 		t.Errorf("spec %+v", s)
 	}
 }
+
+func TestToSpecCarriesFetch(t *testing.T) {
+	a, err := Parse([]byte(`{"id":"/a","cmd":"./run","uris":["http://x/a.tgz"],"fetch":null}`), box1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ToSpec(a, TaskID(a.ID), nil, "box1")
+	if len(s.Fetch) != 1 || s.Fetch[0].URI != "http://x/a.tgz" || !s.Fetch[0].Extract {
+		t.Errorf("fetch %+v", s.Fetch)
+	}
+}

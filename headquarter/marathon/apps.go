@@ -262,11 +262,7 @@ func (a *api) createApp(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	changes := []scheduler.Change{{App: def, Create: true}}
-	if err := a.checkChanges(changes, "/instances"); err != nil {
-		return nil, err
-	}
-	res, err := a.cfg.Scheduler.Deploy(c.Request.Context(), changes, force, "api")
+	res, err := a.deployChecked(c.Request.Context(), []scheduler.Change{{App: def, Create: true}}, force, "/instances")
 	if err != nil {
 		return nil, err
 	}
@@ -306,10 +302,7 @@ func (a *api) updateApp(c *gin.Context, id string, patch bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.checkChanges([]scheduler.Change{change}, "/instances"); err != nil {
-		return nil, err
-	}
-	res, err := a.cfg.Scheduler.Deploy(c.Request.Context(), []scheduler.Change{change}, force, "api")
+	res, err := a.deployChecked(c.Request.Context(), []scheduler.Change{change}, force, "/instances")
 	if err != nil {
 		return nil, err
 	}
@@ -371,10 +364,7 @@ func (a *api) updateApps(patch bool) handler {
 		if len(changes) == 0 {
 			return nil, &app.ValidationError{Details: []app.FieldError{{Path: "/", Errors: []string{"no apps given"}}}}
 		}
-		if err := a.checkChanges(changes, "/"); err != nil {
-			return nil, err
-		}
-		res, err := a.cfg.Scheduler.Deploy(c.Request.Context(), changes, force, "api")
+		res, err := a.deployChecked(c.Request.Context(), changes, force, "/")
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,18 @@ func bodyLimit(etcdBytes int64) int64 { return (etcdBytes - txnOverhead) / copie
 type tooLargeError struct{ msg string }
 
 func (e *tooLargeError) Error() string { return e.msg }
+
+// deployChecked deploys changes that pass checkChanges. Checks and deploys
+// of the API take turns, so two requests cannot both pass the total limit
+// on the same count.
+func (a *api) deployChecked(ctx context.Context, changes []scheduler.Change, force bool, path string) (*scheduler.DeployResult, error) {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if err := a.checkChanges(changes, path); err != nil {
+		return nil, err
+	}
+	return a.cfg.Scheduler.Deploy(ctx, changes, force, "api")
+}
 
 // checkChanges refuses changes that would take the instances of all apps
 // above MaxInstancesTotal or write more than etcd takes in one transaction.

@@ -1,13 +1,17 @@
 package marathon_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/garrisonhq/garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
 )
 
 // expectShaped fails unless r has status want and Marathon's error shape
@@ -130,4 +134,56 @@ func TestUnknownTaskStatusIs400(t *testing.T) {
 	s.do("GET", "/v2/tasks?status=runing", nil).expect(t, 400, "status=runing")
 	s.do("GET", "/v2/tasks?status[]=running&status[]=bogus", nil).expect(t, 400, "status[]=bogus")
 	s.do("GET", "/v2/tasks?status=running&status=STAGING", nil).expect(t, 200, "running and staging")
+}
+
+// gatheringDeploys holds each Deploy until all n have come in (or a short
+// while passes), forcing the race between checking the total limit and
+// deploying that concurrent writes would otherwise hit only by chance.
+type gatheringDeploys struct {
+	marathon.Scheduler
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+	n       int
+}
+
+func (g *gatheringDeploys) Deploy(ctx context.Context, changes []scheduler.Change, force bool, source string) (*scheduler.DeployResult, error) {
+	g.mu.Lock()
+	if g.arrived++; g.arrived == g.n {
+		close(g.all)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.all:
+	case <-time.After(200 * time.Millisecond): // writes that take turns never all arrive
+	}
+	return g.Scheduler.Deploy(ctx, changes, force, source)
+}
+
+// Concurrent creates cannot all pass the total limit on the same count.
+func TestTotalInstanceLimitUnderConcurrentWrites(t *testing.T) {
+	s := newStack(t, func(c *marathon.Config) {
+		c.MaxInstancesTotal = 3
+		c.Scheduler = &gatheringDeploys{Scheduler: c.Scheduler, all: make(chan struct{}), n: 12}
+	})
+	codes := make(chan int, 12)
+	for i := range 12 {
+		go func() {
+			r := s.do("POST", "/v2/apps", fmt.Sprintf(`{"id":"/c%d","cmd":"sleep 100","instances":1,"portDefinitions":[]}`, i))
+			codes <- r.status
+		}()
+	}
+	created := 0
+	for range 12 {
+		switch c := <-codes; c {
+		case 201:
+			created++
+		case 422:
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if created != 3 {
+		t.Errorf("%d apps of 1 instance created under a total limit of 3", created)
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -127,6 +128,8 @@ type api struct {
 	// listSize is the length of the last GET /v2/apps answer, to size the
 	// next one's buffer at once.
 	listSize atomic.Int64
+	// writeMu makes the limit checks and deploys of app writes take turns.
+	writeMu sync.Mutex
 }
 
 // Register adds the Marathon v2 routes to r.
