@@ -17,6 +17,8 @@ missing=()
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+# The console's browser tests drive Debian's chromium, headless.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test-deps: installing ${missing[*]}"
 	need_root apt-get update -qq
