@@ -14,12 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/garrisonhq/garrison/headquarter/promsd"
 	"github.com/garrisonhq/garrison/internal/driverstats"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/promtest"
 	"github.com/garrisonhq/garrison/internal/testbin"
 	"github.com/garrisonhq/garrison/registrar"
-	"github.com/garrisonhq/garrison/registrar/promsd"
 	promsource "github.com/garrisonhq/garrison/scout/prometheus"
 	"github.com/garrisonhq/garrison/scout/sample"
 	"github.com/garrisonhq/garrison/scout/taskstats"
