@@ -220,3 +220,27 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+// Main starts one etcd for a whole test binary, for what has no *testing.T
+// to start its own (runnable examples), sets *endpoints to its client URLs,
+// runs the tests and exits with their status. Call it from TestMain.
+func Main(m *testing.M, endpoints *[]string) {
+	os.Exit(runMain(m, endpoints))
+}
+
+func runMain(m *testing.M, endpoints *[]string) int {
+	dir, err := os.MkdirTemp("", "etcdtest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "etcdtest:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	s, err := Start(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "etcdtest:", err)
+		return 1
+	}
+	defer s.Stop()
+	*endpoints = s.Endpoints
+	return m.Run()
+}
