@@ -175,3 +175,24 @@ func TestGracefulStopDeregistersAtOnce(t *testing.T) {
 		t.Fatalf("echo did not exit within %s of SIGTERM", drain+30*time.Second)
 	}
 }
+
+// TestREADMEEtcdctlStep runs the README's etcdctl command (Debian's
+// etcd-client, which `make test-deps` installs) against a registered echo:
+// it lists the instance's key and its endpoint JSON.
+func TestREADMEEtcdctlStep(t *testing.T) {
+	const etcdctl = "/usr/bin/etcdctl"
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	startEcho(t, srv.Endpoints, "-name", "echo")
+	waitKeys(t, cli, registrar.ServicePrefix("echo"), 60*time.Second, func(n int) bool { return n == 1 })
+	cmd := exec.Command(etcdctl, "--endpoints", srv.Endpoints[0], "get", "--prefix", "/service/")
+	cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s (install Debian's etcd-client: `make test-deps`): %v\n%s", etcdctl, err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "/service/echo/") || !strings.HasPrefix(lines[1], `{"Addr":"127.0.0.1:`) {
+		t.Fatalf("etcdctl get --prefix /service/ printed:\n%s\nwant the echo instance's key and its endpoint", out)
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,8 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
+
+	"github.com/garrisonhq/garrison/internal/testport"
 )
 
 // TestServerPackage is the Go package of the small HTTP server test images
@@ -255,7 +256,7 @@ const ServingTimeout = 60 * time.Second
 func RunServing(t testing.TB, cli client.APIClient, spec func(port int) Spec) (id string, port int) {
 	t.Helper()
 	for range servingAttempts {
-		port = freePort(t)
+		port = testport.Take(t, 1)[0]
 		s := spec(port)
 		token := UniqueName("srv-")
 		s.Env = append(slices.Clone(s.Env), EnvServerID+"="+token)
@@ -324,14 +325,4 @@ func containerLogs(cli client.APIClient, id string) string {
 		}
 		return r
 	}, string(b))
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

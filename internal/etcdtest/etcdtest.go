@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/internal/etcdembed"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/registrar"
 	external "github.com/garrisonhq/garrison/registrar/etcdtest"
 )
@@ -34,16 +35,13 @@ type Server struct {
 const startAttempts = 10
 
 // New starts an embedded etcd server in t.TempDir() on free loopback ports.
-// etcd must be told its ports, so they are probed free first; when another
-// process takes one before etcd binds it, the start is retried on new ones.
+// etcd must be told its ports; testport reserves them, and should anything
+// outside the tests still take one first, the start is retried on new ones.
 func New(t testing.TB) *Server {
 	t.Helper()
 	var err error
 	for attempt := range startAttempts {
-		var ports []int
-		if ports, err = registrar.FreePorts(2); err != nil {
-			break
-		}
+		ports := testport.Take(t, 2)
 		client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 		var srv *etcdembed.Server
 		srv, err = etcdembed.Start(context.Background(), etcdembed.Config{
