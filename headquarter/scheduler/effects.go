@@ -111,13 +111,26 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 	}
 	s.mu.Lock()
 	t.launching = false
+	s.launchSeq++
+	t.launchedSeq = s.launchSeq
 	t.status.State = st.State
 	t.status.StartedAt = st.StartedAt
 	if t.status.StartedAt.IsZero() && st.State == task.Running {
 		t.status.StartedAt = s.cfg.Now()
 	}
+	// The task may have ended before Launch returned (cmd "typo" exits at
+	// once): the status that said so arrived while it was launching.
+	end := t.pending
+	t.pending = nil
+	if end == nil && st.State.Terminal() {
+		end = &st
+	}
 	s.mu.Unlock()
 	s.publishStatus(t, st.State, "")
+	if end != nil {
+		s.mu.Lock()
+		s.applyStatusLocked(ctx, t, *end)
+	}
 	s.poke()
 }
 

@@ -65,6 +65,10 @@ type Config struct {
 	DrainDelay time.Duration
 	// Interval is how often the scheduler reconciles without a trigger.
 	Interval time.Duration
+	// ResyncInterval is how often every driver is listed and compared with
+	// the tasks the scheduler knows (the driver is the source of truth), so
+	// a missed status event is corrected within one period. Default 15s.
+	ResyncInterval time.Duration
 	// RegistryTTL is the lease TTL of task registrations.
 	RegistryTTL time.Duration
 	Logger      *slog.Logger
@@ -92,6 +96,9 @@ type Scheduler struct {
 	// effects are the launch, kill and registration goroutines in flight.
 	effects sync.WaitGroup
 	runCtx  context.Context
+	// launchSeq counts finished launches: a re-list judges only tasks
+	// whose launch finished before it listed.
+	launchSeq uint64
 }
 
 type appState struct {
@@ -125,6 +132,13 @@ type taskState struct {
 	registering  bool
 	healthAdded  bool
 	healthChecks int
+	// pending is a terminal status that arrived while the task was being
+	// launched; applied once the launch returns.
+	pending *task.Status
+	// ended: the task's end is being handled (taskEnded runs once).
+	ended bool
+	// launchedSeq is launchSeq when its launch finished (0: adopted).
+	launchedSeq uint64
 }
 
 // taskRecord is what the store keeps about a task, written before launch.
@@ -144,6 +158,11 @@ const (
 	driverProcess = "process"
 )
 
+// DefaultResyncInterval is how often drivers are re-listed by default: a
+// missed event is rare, and a list of a busy Docker engine costs an inspect
+// per container.
+const DefaultResyncInterval = 15 * time.Second
+
 // ErrNoDocker refuses an app with a container image when no Docker engine
 // answers, rather than running it some other way.
 var ErrNoDocker = errors.New("no Docker engine answers on this machine: apps with a container image cannot run")
@@ -161,6 +180,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.ResyncInterval == 0 {
+		cfg.ResyncInterval = DefaultResyncInterval
 	}
 	if cfg.RegistryTTL == 0 {
 		cfg.RegistryTTL = registrar.DefaultTTL
@@ -246,6 +268,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return err
 	}
 	close(s.ready)
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		s.resyncLoop(ctx)
+	}()
 
 	ticker := time.NewTicker(s.cfg.Interval)
 	defer ticker.Stop()
@@ -491,7 +518,26 @@ func (s *Scheduler) forgetTask(ctx context.Context, id string) {
 func (s *Scheduler) onStatus(ctx context.Context, st task.Status) {
 	s.mu.Lock()
 	t, ok := s.tasks[st.ID]
-	if !ok || t.launching {
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if t.launching {
+		// The launch has not returned yet: keep the end for when it does,
+		// or the task would be shown running forever.
+		if st.State.Terminal() {
+			t.pending = &st
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.applyStatusLocked(ctx, t, st)
+}
+
+// applyStatusLocked records a driver's status of a task and, when it ended
+// without garrison asking, handles its end. Called with s.mu held; unlocks.
+func (s *Scheduler) applyStatusLocked(ctx context.Context, t *taskState, st task.Status) {
+	if t.ended {
 		s.mu.Unlock()
 		return
 	}
@@ -515,6 +561,13 @@ func (s *Scheduler) onStatus(ctx context.Context, st task.Status) {
 // recorded as the app's last failure and replaced after the backoff delay.
 func (s *Scheduler) taskEnded(ctx context.Context, t *taskState, st task.Status) {
 	id := t.record.ID
+	s.mu.Lock()
+	if t.ended {
+		s.mu.Unlock()
+		return
+	}
+	t.ended = true
+	s.mu.Unlock()
 	s.log.Warn("task ended by itself", "task", id, "state", st.State, "exit_code", st.ExitCode, "message", st.Message)
 	s.deregister(ctx, t)
 	if err := t.driver.Remove(ctx, id); err != nil {

@@ -1,0 +1,169 @@
+package scheduler_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/signalman/process"
+	"github.com/garrisonhq/garrison/signalman/task"
+)
+
+// wrapDriver is the real process driver with hooks around its calls, to
+// force the timings the scenarios below need.
+type wrapDriver struct {
+	*process.Driver
+	beforeLaunch func(spec task.Spec)
+	afterLaunch  func(spec task.Spec, st task.Status, err error)
+	beforeKill   func(id string)
+	// dropEvents makes Watch deliver nothing: every status is missed.
+	dropEvents bool
+
+	mu       sync.Mutex
+	launched []string
+	inFlight int
+	maxInFly int
+}
+
+func (w *wrapDriver) Launch(ctx context.Context, spec task.Spec) (task.Status, error) {
+	w.mu.Lock()
+	w.launched = append(w.launched, spec.ID)
+	w.inFlight++
+	w.maxInFly = max(w.maxInFly, w.inFlight)
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.inFlight--
+		w.mu.Unlock()
+	}()
+	if w.beforeLaunch != nil {
+		w.beforeLaunch(spec)
+	}
+	st, err := w.Driver.Launch(ctx, spec)
+	if w.afterLaunch != nil {
+		w.afterLaunch(spec, st, err)
+	}
+	return st, err
+}
+
+func (w *wrapDriver) Kill(ctx context.Context, id string, grace time.Duration) error {
+	if w.beforeKill != nil {
+		w.beforeKill(id)
+	}
+	return w.Driver.Kill(ctx, id, grace)
+}
+
+func (w *wrapDriver) Watch(ctx context.Context) (<-chan task.Status, error) {
+	if !w.dropEvents {
+		return w.Driver.Watch(ctx)
+	}
+	ch := make(chan task.Status)
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch, nil
+}
+
+func (w *wrapDriver) launches() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.launched)
+}
+
+// ended waits until the driver reports the task ended.
+func ended(t *testing.T, d *process.Driver, id string) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		list, _ := d.List(context.Background())
+		for _, st := range list {
+			if st.ID == id && st.State.Terminal() {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("task %s did not end", id)
+}
+
+func parseApp(t *testing.T, body string) *app.App {
+	t.Helper()
+	a, err := app.Parse([]byte(body), app.Environment{Hostname: "test-host"})
+	if err != nil {
+		t.Fatalf("parse app: %v", err)
+	}
+	return a
+}
+
+// A task that exits before Launch returns (cmd "typo": exit 127) is a
+// failed task: replaced with backoff, never TASK_RUNNING, never registered,
+// and the deployment does not count it.
+func TestTaskExitingDuringLaunchIsFailedAndReplaced(t *testing.T) {
+	var w *wrapDriver
+	h := newHarnessWith(t, func(p *process.Driver) scheduler.Driver {
+		w = &wrapDriver{Driver: p}
+		// Launch returns only once the process has ended: its end is
+		// reported while the scheduler still sees the launch in flight.
+		w.afterLaunch = func(spec task.Spec, _ task.Status, err error) {
+			if err == nil {
+				ended(t, p, spec.ID)
+			}
+		}
+		return w
+	}, nil)
+	h.deploy([]scheduler.Change{{App: parseApp(t, `{"id":"/typo","cmd":"typo","instances":1,"backoffSeconds":1,
+		"portDefinitions":[{"port":0}]}`), Create: true}}, false)
+	h.waitFor("the failed task replaced", 30*time.Second, func() bool { return len(w.launches()) >= 2 })
+	f := h.sched.LastFailure("/typo")
+	if f == nil || f.State != "TASK_FAILED" || !slices.Contains(w.launches(), f.TaskID) {
+		t.Fatalf("lastTaskFailure %+v", f)
+	}
+	if r := h.running("/typo"); len(r) != 0 {
+		t.Fatalf("a task that exited at launch is shown running: %+v", r)
+	}
+	if n := h.registered("typo"); n != 0 {
+		t.Fatalf("%d registrations of a task that exited at launch", n)
+	}
+	if d := h.sched.Deployments(); len(d) != 1 {
+		t.Fatalf("deployment finished with a task that exited at launch: %+v", d)
+	}
+}
+
+// With every driver event lost, the periodic re-list still sees a task that
+// died (and replaces it) and a task nobody launched (and kills it).
+func TestResyncCorrectsMissedEvents(t *testing.T) {
+	var w *wrapDriver
+	h := newHarnessWith(t, func(p *process.Driver) scheduler.Driver {
+		w = &wrapDriver{Driver: p, dropEvents: true}
+		return w
+	}, func(c *scheduler.Config) { c.ResyncInterval = 300 * time.Millisecond })
+	// No health checks: only the driver can tell that the task died.
+	h.deploy([]scheduler.Change{{App: parseApp(t, `{"id":"/missed","cmd":"exec sleep 600","instances":1}`), Create: true}}, false)
+	h.waitFor("one task", 20*time.Second, func() bool { return len(h.running("/missed")) == 1 && len(h.sched.Deployments()) == 0 })
+	first := h.running("/missed")[0]
+	pid, err := h.proc.Pid(first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the dead task replaced", 30*time.Second, func() bool {
+		r := h.running("/missed")
+		return len(r) == 1 && r[0].ID != first.ID
+	})
+	if f := h.sched.LastFailure("/missed"); f == nil || f.TaskID != first.ID {
+		t.Fatalf("lastTaskFailure %+v", f)
+	}
+
+	// A task of no app, started behind the scheduler's back.
+	ghost := task.Spec{ID: "ghost.0000", AppID: "/ghost", Cmd: "exec sleep 600"}
+	if _, err := h.proc.Launch(t.Context(), ghost); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the unknown task killed", 30*time.Second, func() bool {
+		list, _ := h.proc.List(t.Context())
+		return !slices.ContainsFunc(list, func(st task.Status) bool { return st.ID == ghost.ID && !st.State.Terminal() })
+	})
+}
