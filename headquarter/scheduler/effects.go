@@ -203,9 +203,11 @@ func (s *Scheduler) register(ctx context.Context, t *taskState) {
 		s.mu.Lock()
 		t.registering = false
 		t.registered = r
-		killing := t.killing
+		// The kill started, or the task died and was forgotten, while
+		// registering: callers must not be sent to it.
+		revoke := t.killing || t.ended || t.gone
 		s.mu.Unlock()
-		if killing && r != nil { // the kill started while registering
+		if revoke && r != nil {
 			r.Close(context.WithoutCancel(ctx))
 			s.mu.Lock()
 			t.registered = nil

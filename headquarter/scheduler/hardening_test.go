@@ -3,12 +3,16 @@ package scheduler_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/registrar"
 	"github.com/garrisonhq/garrison/signalman/process"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -165,5 +169,62 @@ func TestResyncCorrectsMissedEvents(t *testing.T) {
 	h.waitFor("the unknown task killed", 30*time.Second, func() bool {
 		list, _ := h.proc.List(t.Context())
 		return !slices.ContainsFunc(list, func(st task.Status) bool { return st.ID == ghost.ID && !st.State.Terminal() })
+	})
+}
+
+// gatedRegistry holds every lease grant until released, so a task can die
+// while garrison is registering it.
+type gatedRegistry struct {
+	clientv3.KV
+	clientv3.Lease
+	granting chan struct{} // a grant is waiting
+	release  chan struct{}
+	once     sync.Once
+}
+
+func (g *gatedRegistry) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
+	g.once.Do(func() { close(g.granting) })
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Lease.Grant(ctx, ttl)
+}
+
+// A task that dies while garrison registers it: once forgotten, its
+// registration is revoked, not kept alive pointing at a dead port.
+func TestTaskDyingWhileRegisteredIsDeregistered(t *testing.T) {
+	reg := &gatedRegistry{granting: make(chan struct{}), release: make(chan struct{})}
+	h := newHarnessWith(t, nil, func(c *scheduler.Config) {
+		reg.KV, reg.Lease = c.Registry, c.Registry
+		c.Registry = reg
+	})
+	h.deploy([]scheduler.Change{{App: webApp(t, "/dying", 1, ""), Create: true}}, false)
+	select {
+	case <-reg.granting:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no registration started")
+	}
+	first := h.running("/dying")[0]
+	pid, err := h.proc.Pid(first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the dead task forgotten", 30*time.Second, func() bool {
+		_, ok := h.sched.Task(first.ID)
+		return !ok
+	})
+	close(reg.release)
+	h.waitFor("only the replacement registered", 30*time.Second, func() bool {
+		resp, err := h.cli.Get(t.Context(), registrar.ServicePrefix("dying"), clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := h.running("/dying")
+		return len(resp.Kvs) == 1 && len(r) == 1 && strings.HasSuffix(string(resp.Kvs[0].Key), r[0].ID)
 	})
 }

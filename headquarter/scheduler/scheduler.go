@@ -137,6 +137,9 @@ type taskState struct {
 	pending *task.Status
 	// ended: the task's end is being handled (taskEnded runs once).
 	ended bool
+	// gone: the task was forgotten; a registration that completes after
+	// that is revoked at once.
+	gone bool
 	// launchedSeq is launchSeq when its launch finished (0: adopted).
 	launchedSeq uint64
 }
@@ -503,11 +506,13 @@ func (s *Scheduler) forgetTask(ctx context.Context, id string) {
 	if ok {
 		s.dropTaskLocked(t)
 		s.ports.release(t.record.Ports)
+		t.gone = true
 	}
 	s.mu.Unlock()
 	if !ok {
 		return
 	}
+	s.deregister(ctx, t)
 	s.health.Remove(id)
 	if err := s.cfg.Store.DeleteTask(context.WithoutCancel(ctx), t.record.AppID, id); err != nil {
 		s.log.Warn("forget task", "task", id, "error", err)
