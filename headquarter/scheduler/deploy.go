@@ -295,8 +295,7 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 	}
 	for _, c := range changes {
 		for _, id := range c.Kill {
-			if t, ok := s.tasks[id]; ok && !t.killing && !t.launching {
-				t.killing = true
+			if t, ok := s.tasks[id]; ok && s.markKillLocked(t) {
 				res.killing = append(res.killing, t)
 			}
 		}
@@ -471,8 +470,7 @@ func (s *Scheduler) KillTasks(ctx context.Context, ids []string, scale, force bo
 	var start []*taskState
 	if !scale {
 		for _, t := range victims {
-			if !t.killing && !t.launching {
-				t.killing = true
+			if s.markKillLocked(t) {
 				start = append(start, t)
 			}
 		}

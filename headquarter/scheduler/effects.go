@@ -125,11 +125,15 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 	if end == nil && st.State.Terminal() {
 		end = &st
 	}
+	killNow := t.killing
 	s.mu.Unlock()
 	s.publishStatus(t, st.State, "")
 	if end != nil {
 		s.mu.Lock()
 		s.applyStatusLocked(ctx, t, *end)
+	}
+	if killNow { // a kill came while it was launching
+		s.kill(ctx, t)
 	}
 	s.poke()
 }
@@ -169,6 +173,18 @@ func (s *Scheduler) kill(ctx context.Context, t *taskState) {
 	killCtx := context.WithoutCancel(ctx)
 	if err := t.driver.Kill(killCtx, id, grace); err != nil {
 		s.log.Warn("kill task", "task", id, "error", err)
+		if s.stillRuns(killCtx, t) {
+			// Forgetting it would leave a process no one counts or stops:
+			// keep it; the next reconcile pass decides again.
+			s.mu.Lock()
+			t.killing = false
+			t.status.State = prev
+			t.healthAdded = false // its checks were removed above: add them again
+			s.mu.Unlock()
+			s.publishStatus(t, prev, "kill failed: "+err.Error())
+			s.poke()
+			return
+		}
 	}
 	if err := t.driver.Remove(killCtx, id); err != nil {
 		s.log.Debug("remove killed task", "task", id, "error", err)
@@ -179,6 +195,24 @@ func (s *Scheduler) kill(ctx context.Context, t *taskState) {
 	s.publishStatus(t, task.Killed, "")
 	s.forgetTask(killCtx, id)
 	s.poke()
+}
+
+// stillRuns asks the driver whether a task runs (true also when the driver
+// cannot tell: a task is never forgotten on a guess).
+func (s *Scheduler) stillRuns(ctx context.Context, t *taskState) bool {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	listed, err := t.driver.List(ctx)
+	if err != nil {
+		s.log.Warn("list tasks after a failed kill", "task", t.record.ID, "error", err)
+		return true
+	}
+	for _, st := range listed {
+		if st.ID == t.record.ID {
+			return !st.State.Terminal()
+		}
+	}
+	return false
 }
 
 func (s *Scheduler) startRegister(ctx context.Context, t *taskState) {

@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -226,5 +227,80 @@ func TestTaskDyingWhileRegisteredIsDeregistered(t *testing.T) {
 		}
 		r := h.running("/dying")
 		return len(resp.Kvs) == 1 && len(r) == 1 && strings.HasSuffix(string(resp.Kvs[0].Key), r[0].ID)
+	})
+}
+
+// Create, then delete with force while the task is being launched: the kill
+// takes effect once the launch returns, and no process is left running
+// with no app and no task.
+func TestDeleteWhileLaunchingLeavesNoProcess(t *testing.T) {
+	launching := make(chan string, 1)
+	release, returned := make(chan struct{}), make(chan struct{})
+	h := newHarnessWith(t, func(p *process.Driver) scheduler.Driver {
+		return &wrapDriver{Driver: p, beforeLaunch: func(spec task.Spec) {
+			launching <- spec.ID
+			<-release
+		}, afterLaunch: func(task.Spec, task.Status, error) { close(returned) }}
+	}, func(c *scheduler.Config) { c.ResyncInterval = time.Hour }) // the kill itself must do it
+	h.deploy([]scheduler.Change{{App: parseApp(t, `{"id":"/brief","cmd":"exec sleep 600","instances":1}`), Create: true}}, false)
+	id := <-launching
+	h.deploy([]scheduler.Change{{Delete: "/brief"}}, true)
+	// The delete has been acted on: the launching task is being killed (or,
+	// as before the fix, already forgotten).
+	h.waitFor("the delete acted on", 20*time.Second, func() bool {
+		ti, ok := h.sched.Task(id)
+		return !ok || ti.State == "TASK_KILLING"
+	})
+	close(release)
+	<-returned
+	h.waitFor("no task and no process left", 30*time.Second, func() bool {
+		list, _ := h.proc.List(t.Context())
+		running := slices.ContainsFunc(list, func(st task.Status) bool { return !st.State.Terminal() })
+		return !running && len(h.sched.Tasks("")) == 0 && len(h.sched.Deployments()) == 0
+	})
+}
+
+// failKill fails the first kill of each task without killing it.
+type failKill struct {
+	*process.Driver
+	mu     sync.Mutex
+	failed map[string]bool
+}
+
+func (f *failKill) Kill(ctx context.Context, id string, grace time.Duration) error {
+	f.mu.Lock()
+	first := !f.failed[id]
+	f.failed[id] = true
+	f.mu.Unlock()
+	if first {
+		return errors.New("injected: kill failed")
+	}
+	return f.Driver.Kill(ctx, id, grace)
+}
+
+// A kill that fails leaves the task known while it runs (a forgotten
+// process would run with no task, uncounted and never stopped); a later
+// pass kills it.
+func TestFailedKillDoesNotForgetRunningTask(t *testing.T) {
+	h := newHarnessWith(t, func(p *process.Driver) scheduler.Driver {
+		return &failKill{Driver: p, failed: map[string]bool{}}
+	}, func(c *scheduler.Config) { c.ResyncInterval = time.Hour })
+	h.deploy([]scheduler.Change{{App: parseApp(t, `{"id":"/stubborn","cmd":"exec sleep 600","instances":2}`), Create: true}}, false)
+	h.waitFor("two tasks", 20*time.Second, func() bool { return len(h.running("/stubborn")) == 2 && len(h.sched.Deployments()) == 0 })
+	victim := h.running("/stubborn")[1].ID
+	if _, _, err := h.sched.KillTasks(t.Context(), []string{victim}, true, false); err != nil {
+		t.Fatal(err)
+	}
+	// Every process the driver runs is a task the scheduler knows, until
+	// the victim is gone for good.
+	h.waitFor("the victim killed by a later pass", 30*time.Second, func() bool {
+		list, _ := h.proc.List(t.Context())
+		for _, st := range list {
+			if _, known := h.sched.Task(st.ID); !known && !st.State.Terminal() {
+				t.Fatalf("task %s runs but the scheduler forgot it", st.ID)
+			}
+		}
+		_, known := h.sched.Task(victim)
+		return !known && len(h.running("/stubborn")) == 1 && len(h.sched.Deployments()) == 0
 	})
 }

@@ -480,6 +480,18 @@ func (s *Scheduler) putTaskLocked(t *taskState) {
 	s.byApp[t.record.AppID][t.record.ID] = t
 }
 
+// markKillLocked marks a task for killing and says whether the caller
+// starts the kill now. A task still launching is killed by its launch once
+// Launch returns: a kill sent meanwhile could miss the process or container
+// coming up, and leave it running with no task.
+func (s *Scheduler) markKillLocked(t *taskState) bool {
+	if t.killing {
+		return false
+	}
+	t.killing = true
+	return !t.launching
+}
+
 // dropTaskLocked removes a task from both.
 func (s *Scheduler) dropTaskLocked(t *taskState) {
 	delete(s.tasks, t.record.ID)
@@ -625,10 +637,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		}
 		st := planApp(as.app, views, s.restartingLocked(id))
 		for _, kid := range st.Kill {
-			// A task still launching is left for a later pass: killing it
-			// now could race its container coming up.
-			if t := byID[kid]; t != nil && !t.killing && !t.launching {
-				t.killing = true
+			if t := byID[kid]; t != nil && s.markKillLocked(t) {
 				kills = append(kills, t)
 			}
 		}
@@ -646,8 +655,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 	for id, ts := range s.byApp {
 		if _, ok := s.apps[id]; !ok {
 			for _, t := range ts {
-				if !t.killing {
-					t.killing = true
+				if s.markKillLocked(t) {
 					kills = append(kills, t)
 				}
 			}

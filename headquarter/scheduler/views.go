@@ -52,6 +52,9 @@ func (s *Scheduler) taskInfoLocked(t *taskState) TaskInfo {
 	}
 	if t.launching {
 		ti.State = string(task.Staging)
+		if t.killing {
+			ti.State = string(task.Killing)
+		}
 	}
 	if !t.status.StartedAt.IsZero() && t.status.State == task.Running || t.status.State == task.Killing && !t.status.StartedAt.IsZero() {
 		ti.StartedAt = app.FormatVersion(t.status.StartedAt)
