@@ -18,9 +18,9 @@ type launchOrder struct {
 	spec task.Spec
 }
 
-// launchConcurrency bounds parallel launches: Docker serialises much of a
-// container start anyway, and a burst must not starve the API.
-const launchConcurrency = 8
+// DefaultLaunchConcurrency bounds parallel launches: Docker serialises
+// much of a container start anyway, and a burst must not starve the API.
+const DefaultLaunchConcurrency = 8
 
 // prepareLaunchLocked allocates a task id and ports and registers the task
 // in memory as launching.
@@ -55,6 +55,7 @@ func (s *Scheduler) prepareLaunchLocked(as *appState, now time.Time) (launchOrde
 	t := &taskState{record: rec, driver: driver, launching: true,
 		status: task.Status{ID: id, AppID: a.ID, Version: rec.Version, State: task.Staging, Host: s.cfg.Host, Ports: ports, StagedAt: now}}
 	s.putTaskLocked(t)
+	s.launching++
 	spec := app.ToSpec(a, id, ports, s.cfg.Host)
 	spec.Labels = cloneStrings(spec.Labels)
 	if spec.Labels == nil {
@@ -62,6 +63,14 @@ func (s *Scheduler) prepareLaunchLocked(as *appState, now time.Time) (launchOrde
 	}
 	spec.Labels["garrison.config-version"] = rec.ConfigVersion
 	return launchOrder{t: t, spec: spec}, true
+}
+
+// launchEndedLocked marks a task's launch as returned, freeing its slot.
+func (s *Scheduler) launchEndedLocked(t *taskState) {
+	if t.launching {
+		t.launching = false
+		s.launching--
+	}
 }
 
 func (s *Scheduler) startLaunch(ctx context.Context, o launchOrder) {
@@ -79,11 +88,14 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 	id := t.record.ID
 	data, err := json.Marshal(t.record)
 	if err == nil {
-		err = s.cfg.Store.PutTask(ctx, t.record.AppID, id, data)
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+		err = s.cfg.Store.PutTask(pctx, t.record.AppID, id, data)
+		cancel()
 	}
 	if err != nil {
 		s.log.Warn("record task before launch", "task", id, "error", err)
 		s.mu.Lock()
+		s.launchEndedLocked(t)
 		s.dropTaskLocked(t)
 		s.ports.release(t.record.Ports)
 		s.mu.Unlock()
@@ -95,7 +107,7 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		s.log.Warn("launch failed", "task", id, "app", t.record.AppID, "error", err)
 		failed := task.Status{ID: id, AppID: t.record.AppID, State: task.Failed, Message: err.Error(), ExitCode: -1}
 		s.mu.Lock()
-		t.launching = false
+		s.launchEndedLocked(t)
 		t.status.State = task.Failed
 		if as, ok := s.apps[t.record.AppID]; ok {
 			s.noteFailure(as, t, failed, s.cfg.Now())
@@ -110,7 +122,7 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		return
 	}
 	s.mu.Lock()
-	t.launching = false
+	s.launchEndedLocked(t)
 	s.launchSeq++
 	t.launchedSeq = s.launchSeq
 	t.status.State = st.State
@@ -126,11 +138,12 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		end = &st
 	}
 	killNow := t.killing
-	s.mu.Unlock()
-	s.publishStatus(t, st.State, "")
 	if end != nil {
-		s.mu.Lock()
+		// In the same critical section: no pass may see it running.
 		s.applyStatusLocked(ctx, t, *end)
+	} else {
+		s.mu.Unlock()
+		s.publishStatus(t, st.State, "")
 	}
 	if killNow { // a kill came while it was launching
 		s.kill(ctx, t)

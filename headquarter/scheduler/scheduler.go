@@ -69,6 +69,13 @@ type Config struct {
 	// the tasks the scheduler knows (the driver is the source of truth), so
 	// a missed status event is corrected within one period. Default 15s.
 	ResyncInterval time.Duration
+	// StoreTimeout bounds each etcd write the scheduler makes (a deploy's
+	// transaction, a task record), so a stalled etcd cannot hold a writer
+	// forever. Default 30s.
+	StoreTimeout time.Duration
+	// LaunchConcurrency bounds the launches in flight at once (default
+	// 8): a burst must not start thousands of goroutines nor starve the API.
+	LaunchConcurrency int
 	// RegistryTTL is the lease TTL of task registrations.
 	RegistryTTL time.Duration
 	Logger      *slog.Logger
@@ -83,6 +90,9 @@ type Scheduler struct {
 	trigger chan struct{}
 	health  *health.Monitor
 
+	// deployMu serialises deploys (see Deploy); taken before mu.
+	deployMu sync.Mutex
+
 	mu    sync.Mutex
 	apps  map[string]*appState
 	tasks map[string]*taskState
@@ -96,6 +106,8 @@ type Scheduler struct {
 	// effects are the launch, kill and registration goroutines in flight.
 	effects sync.WaitGroup
 	runCtx  context.Context
+	// launching counts the launches in flight (LaunchConcurrency bounds it).
+	launching int
 	// launchSeq counts finished launches: a re-list judges only tasks
 	// whose launch finished before it listed.
 	launchSeq uint64
@@ -183,6 +195,12 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 30 * time.Second
+	}
+	if cfg.LaunchConcurrency <= 0 {
+		cfg.LaunchConcurrency = DefaultLaunchConcurrency
 	}
 	if cfg.ResyncInterval == 0 {
 		cfg.ResyncInterval = DefaultResyncInterval
@@ -626,6 +644,9 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 	s.mu.Lock()
 	var launches []launchOrder
 	var kills []*taskState
+	// Launches are prepared only for free slots: the work of a pass, and
+	// the memory it allocates, never grows with an app's instance count.
+	slots := s.cfg.LaunchConcurrency - s.launching
 	for id, as := range s.apps {
 		ts := s.byApp[id]
 		views := make([]taskView, 0, len(ts))
@@ -642,12 +663,13 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 			}
 		}
 		if st.Launch > 0 && !now.Before(as.delayUntil) {
-			for range st.Launch {
-				if o, ok := s.prepareLaunchLocked(as, now); ok {
-					launches = append(launches, o)
-				} else {
+			for n := min(st.Launch, slots); n > 0; n-- {
+				o, ok := s.prepareLaunchLocked(as, now)
+				if !ok {
 					break
 				}
+				launches = append(launches, o)
+				slots--
 			}
 		}
 	}
