@@ -122,6 +122,11 @@ type Change struct {
 	// down that chooses its victims); they are marked in the same critical
 	// section as the new count, so no reconcile pass picks others.
 	Kill []string
+	// Expect is the revision of the app the change was built from (see
+	// AppRevision); the change fails with a conflict when the app changed
+	// since, so a change built from a stale read never reverts a newer
+	// one. 0: no check.
+	Expect int64
 }
 
 // MaxChanges bounds the apps of one deployment: they are written in one
@@ -245,6 +250,9 @@ func (s *Scheduler) planDeployLocked(changes []Change, force bool, source string
 			id = c.App.ID
 		}
 		cur := s.apps[id]
+		if c.Expect != 0 && (cur == nil || cur.revision != c.Expect) {
+			return nil, fmt.Errorf("%s changed since the change was built from it: %w", id, store.ErrConflict)
+		}
 		if cur != nil {
 			data, err := json.Marshal(cur.app)
 			if err != nil {
@@ -522,7 +530,7 @@ func (s *Scheduler) KillTasks(ctx context.Context, ids []string, scale, force bo
 			}
 			next := as.app.Clone()
 			next.Instances = max(0, next.Instances-len(kill))
-			changes = append(changes, Change{App: next, Kill: kill})
+			changes = append(changes, Change{App: next, Kill: kill, Expect: as.revision})
 		}
 	}
 	var start []*taskState

@@ -3,12 +3,14 @@ package scheduler_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
 	"github.com/garrisonhq/garrison/signalman/process"
@@ -128,5 +130,109 @@ func TestLaunchConcurrencyIsBounded(t *testing.T) {
 	defer w.mu.Unlock()
 	if w.maxInFly > 3 || w.maxInFly == 0 {
 		t.Fatalf("%d launches in flight at once, limit 3", w.maxInFly)
+	}
+}
+
+// hookHandler signals when the scheduler logs a given message: the point
+// where a timing must be forced.
+type hookHandler struct {
+	slog.Handler
+	msg string
+	ch  chan struct{}
+}
+
+func (h *hookHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.ch <- struct{}{}:
+		default:
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *hookHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &hookHandler{Handler: h.Handler.WithAttrs(as), msg: h.msg, ch: h.ch}
+}
+
+func (h *hookHandler) WithGroup(name string) slog.Handler {
+	return &hookHandler{Handler: h.Handler.WithGroup(name), msg: h.msg, ch: h.ch}
+}
+
+// The autoscaler's forced scale, built from a read taken before a new
+// configuration was committed, does not revert that configuration.
+func TestForcedScaleDoesNotRevertNewerChange(t *testing.T) {
+	kv := &txnKV{stalled: make(chan struct{}, 1), release: make(chan struct{})}
+	scaling := &hookHandler{Handler: slog.Default().Handler(), msg: "autoscaler scales app", ch: make(chan struct{}, 1)}
+	h := newHarnessWith(t, nil, func(c *scheduler.Config) {
+		kv.KV = c.Registry
+		c.Store = store.New(kv)
+		c.Logger = slog.New(scaling)
+	})
+	// Never healthy (nothing answers its check, and the grace period is
+	// long), so every deployment of it stays in progress.
+	a := parseApp(t, `{"id":"/img","cmd":"exec sleep 600","instances":1,"env":{"COLOR":"red"},
+		"healthChecks":[{"protocol":"TCP","port":1,"gracePeriodSeconds":600}]}`)
+	res := h.deploy([]scheduler.Change{{App: a, Create: true}}, false)
+	if _, err := h.sched.CancelDeployment(t.Context(), res.DeploymentID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.sched.Scale(t.Context(), "/img", 2, "test: first step"); err != nil {
+		t.Fatal(err)
+	}
+	<-scaling.ch
+
+	// A user's new configuration stalls in etcd...
+	blue := a.Clone()
+	blue.Instances = 2
+	blue.Env = map[string]string{"COLOR": "blue"}
+	kv.stall.Store(true)
+	deployed := make(chan error, 1)
+	go func() {
+		_, err := h.sched.Deploy(context.Background(), []scheduler.Change{{App: blue}}, true, "test")
+		deployed <- err
+	}()
+	<-kv.stalled
+	kv.stall.Store(false)
+	// ...while the autoscaler reads the old one and scales it further.
+	scaled := make(chan error, 1)
+	go func() {
+		_, err := h.sched.Scale(context.Background(), "/img", 3, "test: larger step")
+		scaled <- err
+	}()
+	<-scaling.ch
+	close(kv.release)
+	if err := <-deployed; err != nil {
+		t.Fatal(err)
+	}
+	<-scaled // refused or applied on top of blue: either is fine
+	cur, _ := h.sched.App("/img")
+	if cur.Env["COLOR"] != "blue" {
+		t.Fatalf("the autoscaler's scale reverted the newer configuration: env %v", cur.Env)
+	}
+	stored, err := h.store.App(t.Context(), "/img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := app.Decode(stored.Data); err != nil || got.Env["COLOR"] != "blue" {
+		t.Fatalf("stored app env %v, %v", got.Env, err)
+	}
+}
+
+// A change built from a stale read of the app fails as a conflict.
+func TestChangeFromStaleReadConflicts(t *testing.T) {
+	h := newHarness(t)
+	h.deploy([]scheduler.Change{{App: parseApp(t, `{"id":"/cas","cmd":"exec sleep 600","instances":1}`), Create: true}}, false)
+	old, rev, ok := h.sched.AppRevision("/cas")
+	if !ok || rev == 0 {
+		t.Fatalf("AppRevision: %v %d", ok, rev)
+	}
+	newer := old.Clone()
+	newer.Env = map[string]string{"V": "2"}
+	h.deploy([]scheduler.Change{{App: newer}}, true)
+	stale := old.Clone()
+	stale.Instances = 2
+	if _, err := h.sched.Deploy(t.Context(), []scheduler.Change{{App: stale, Expect: rev}}, true, "test"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("change from a stale read: %v, want a conflict", err)
 	}
 }

@@ -147,6 +147,18 @@ func (s *Scheduler) App(id string) (*app.App, bool) {
 	return as.app, true
 }
 
+// AppRevision is App with the revision of the definition, for a change
+// built from it (Change.Expect).
+func (s *Scheduler) AppRevision(id string) (*app.App, int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	as, ok := s.apps[id]
+	if !ok {
+		return nil, 0, false
+	}
+	return as.app, as.revision, true
+}
+
 // LastFailure is the app's lastTaskFailure, nil when none.
 func (s *Scheduler) LastFailure(appID string) *TaskFailure {
 	s.mu.Lock()
