@@ -2,7 +2,9 @@ package scheduler_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
+	"github.com/garrisonhq/garrison/headquarter/store"
 	"github.com/garrisonhq/garrison/registrar"
 	"github.com/garrisonhq/garrison/signalman/process"
 	"github.com/garrisonhq/garrison/signalman/task"
@@ -305,4 +308,48 @@ func TestFailedKillDoesNotForgetRunningTask(t *testing.T) {
 		_, known := h.sched.Task(victim)
 		return !known && len(h.running("/stubborn")) == 1 && len(h.sched.Deployments()) == 0
 	})
+}
+
+// An app stored with a huge instance count (written before limits
+// existed, or by hand) cannot make the scheduler's work or memory grow
+// without bound on restart: at most MaxTasks tasks, LaunchConcurrency
+// launches at a time.
+func TestHugeStoredAppIsBounded(t *testing.T) {
+	var w *wrapDriver
+	h := newHarnessWith(t, func(p *process.Driver) scheduler.Driver {
+		w = &wrapDriver{Driver: p}
+		return w
+	}, func(c *scheduler.Config) { c.MaxTasks, c.LaunchConcurrency = 6, 2 })
+	h.crash()
+	huge := parseApp(t, `{"id":"/huge","cmd":"exec sleep 600","instances":1,"backoffSeconds":0}`)
+	huge.Instances = math.MaxInt32
+	data, err := json.Marshal(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.Commit(t.Context(), store.Change{PutApps: []store.AppWrite{{ID: "/huge", Version: app.FormatVersion(huge.Version), Data: data, Expect: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.start() // a restart over the stored app
+	h.waitFor("the most tasks running", 30*time.Second, func() bool { return len(h.running("/huge")) == 6 })
+	// A task dies: it is replaced (passes go on), and nothing beyond the
+	// limit was launched meanwhile.
+	victim := h.running("/huge")[0]
+	pid, err := h.proc.Pid(victim.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the replacement", 30*time.Second, func() bool {
+		r := h.running("/huge")
+		return len(r) == 6 && !slices.ContainsFunc(r, func(ti scheduler.TaskInfo) bool { return ti.ID == victim.ID })
+	})
+	if n := len(w.launches()); n != 7 {
+		t.Fatalf("%d launches for 6 tasks and one replacement", n)
+	}
+	if n := len(h.sched.Tasks("")); n > 6 {
+		t.Fatalf("%d tasks held, limit 6", n)
+	}
 }

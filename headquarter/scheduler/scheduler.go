@@ -76,6 +76,12 @@ type Config struct {
 	// LaunchConcurrency bounds the launches in flight at once (default
 	// 8): a burst must not start thousands of goroutines nor starve the API.
 	LaunchConcurrency int
+	// MaxTasks bounds the tasks the scheduler holds, whatever the stored
+	// apps ask for (a huge count written before limits existed, or by hand
+	// into etcd): above it nothing more is launched. Default
+	// DefaultMaxTasks; set it above the API's total instance limit with
+	// room for rolling restarts.
+	MaxTasks int
 	// RegistryTTL is the lease TTL of task registrations.
 	RegistryTTL time.Duration
 	Logger      *slog.Logger
@@ -106,6 +112,9 @@ type Scheduler struct {
 	// effects are the launch, kill and registration goroutines in flight.
 	effects sync.WaitGroup
 	runCtx  context.Context
+	// capWarned is when MaxTasks last held launches back (logged once a
+	// minute).
+	capWarned time.Time
 	// launching counts the launches in flight (LaunchConcurrency bounds it).
 	launching int
 	// launchSeq counts finished launches: a re-list judges only tasks
@@ -173,6 +182,10 @@ const (
 	driverProcess = "process"
 )
 
+// DefaultMaxTasks is the default Config.MaxTasks: twice garrison's default
+// total instance limit, for rolling restarts above capacity.
+const DefaultMaxTasks = 20000
+
 // DefaultResyncInterval is how often drivers are re-listed by default: a
 // missed event is rare, and a list of a busy Docker engine costs an inspect
 // per container.
@@ -198,6 +211,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 30 * time.Second
+	}
+	if cfg.MaxTasks <= 0 {
+		cfg.MaxTasks = DefaultMaxTasks
 	}
 	if cfg.LaunchConcurrency <= 0 {
 		cfg.LaunchConcurrency = DefaultLaunchConcurrency
@@ -646,7 +662,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 	var kills []*taskState
 	// Launches are prepared only for free slots: the work of a pass, and
 	// the memory it allocates, never grows with an app's instance count.
-	slots := s.cfg.LaunchConcurrency - s.launching
+	slots := min(s.cfg.LaunchConcurrency-s.launching, s.cfg.MaxTasks-len(s.tasks))
 	for id, as := range s.apps {
 		ts := s.byApp[id]
 		views := make([]taskView, 0, len(ts))
@@ -661,6 +677,10 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 			if t := byID[kid]; t != nil && s.markKillLocked(t) {
 				kills = append(kills, t)
 			}
+		}
+		if st.Launch > 0 && len(s.tasks) >= s.cfg.MaxTasks && now.Sub(s.capWarned) > time.Minute {
+			s.capWarned = now
+			s.log.Warn("not launching: the scheduler holds its most tasks", "app", id, "missing", st.Launch, "max_tasks", s.cfg.MaxTasks)
 		}
 		if st.Launch > 0 && !now.Before(as.delayUntil) {
 			for n := min(st.Launch, slots); n > 0; n-- {
