@@ -63,14 +63,18 @@ type Agent struct {
 	done chan error
 }
 
-// Ports come from a range Nomad itself does not hand out (its dynamic
-// ports are 20000-32000) and outside Linux's ephemeral range (32768+);
-// a clash with another listener makes the agent fail to bind, and Start
-// tries other ports.
+// The agent's own ports and the dynamic ports it hands its tasks come from
+// 30000-32699: below the kernel's ephemeral range (32768+, what port-0
+// binds draw from) and apart from the ranges other tests use
+// (internal/testport's 20000-29999, the scheduler tests' task ports
+// 11000-19999), so nothing takes them by chance. Should something hold one
+// anyway, the agent fails to bind and Start tries other ports.
 const (
-	portLow  = 14000
-	portHigh = 19900
-	attempts = 8
+	portLow        = 30000
+	portHigh       = 30299
+	minDynamicPort = 30300
+	maxDynamicPort = 32699
+	attempts       = 8
 )
 
 // Start starts an agent and waits until its client node is ready with the
@@ -113,6 +117,8 @@ disable_update_check = true
 log_level = "INFO"
 client {
   network_interface = "lo"
+  min_dynamic_port  = %d
+  max_dynamic_port  = %d
 }
 plugin "raw_exec" {
   config {
@@ -127,7 +133,7 @@ plugin "docker" {
     }
   }
 }
-`, base, base+1, base+2)
+`, base, base+1, base+2, minDynamicPort, maxDynamicPort)
 	cfgPath := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		os.RemoveAll(dir)

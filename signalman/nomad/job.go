@@ -16,12 +16,12 @@ import (
 
 // App is what the driver needs of one Marathon app. Task is the template
 // every instance starts from (AppID, Version, Image, Cmd, Args, Env, Labels,
-// Ports, CPUs, MemMB, DiskMB, KillGrace); its ID and Host, and each port's
-// Host, are Nomad's to choose per allocation and are ignored.
+// Ports, CPUs, MemMB, DiskMB, KillGrace, User, Privileged, Volumes); its ID
+// and Host, and each port's Host, are Nomad's to choose per allocation and
+// are ignored. Fetch and Parameters have no mapping yet and are refused.
 type App struct {
 	Task      task.Spec
 	Instances int
-	User      string
 	ForcePull bool
 	// RequirePorts makes each port's Requested the literal host port
 	// (Nomad reserved ports); otherwise Nomad picks dynamic ones.
@@ -78,7 +78,7 @@ type Upgrade struct {
 const (
 	MetaAppID   = "garrison_app_id"
 	MetaVersion = "garrison_version"
-	// labelAgentPort is registrar/agent's port label.
+	// labelAgentPort is internal/agent.LabelPort (the agent garrison agent runs).
 	labelAgentPort = "garrison.port"
 	// taskName is the one task of the one group.
 	taskName  = "app"
@@ -134,6 +134,15 @@ func toJob(a App, mhzPerCore int) (*api.Job, error) {
 	if t.Image == "" && t.Cmd == "" && len(t.Args) == 0 {
 		return nil, fmt.Errorf("app %s: neither an image nor cmd nor args: nothing to run", t.AppID)
 	}
+	if len(t.Fetch) > 0 {
+		return nil, fmt.Errorf("app %s: fetch is not supported on Nomad (use an image)", t.AppID)
+	}
+	if len(t.Parameters) > 0 {
+		return nil, fmt.Errorf("app %s: container.docker.parameters (%s) are not supported on Nomad", t.AppID, t.Parameters[0].Key)
+	}
+	if t.Image == "" && (t.Privileged || len(t.Volumes) > 0) {
+		return nil, fmt.Errorf("app %s: privileged and volumes need a container image", t.AppID)
+	}
 	if a.Instances < 0 {
 		return nil, fmt.Errorf("app %s: instances %d below 0", t.AppID, a.Instances)
 	}
@@ -163,7 +172,7 @@ func toJob(a App, mhzPerCore int) (*api.Job, error) {
 	task := &api.Task{
 		Name:        taskName,
 		Env:         env,
-		User:        a.User,
+		User:        t.User,
 		KillTimeout: ptr(t.KillGrace),
 		Resources: &api.Resources{
 			CPU:      ptr(cpuMHz(t.CPUs, mhzPerCore)),
@@ -189,6 +198,22 @@ func toJob(a App, mhzPerCore int) (*api.Job, error) {
 			// The docker driver takes labels as a list of maps: a map
 			// passes register and fails at task start.
 			"labels": []map[string]string{labels},
+		}
+		// Both need the client's docker plugin to allow them (volumes
+		// { enabled = true }, allow_privileged = true); Nomad refuses the
+		// task at start otherwise.
+		if t.Privileged {
+			cfg["privileged"] = true
+		}
+		if len(t.Volumes) > 0 {
+			vols := make([]string, len(t.Volumes))
+			for i, v := range t.Volumes {
+				vols[i] = v.HostPath + ":" + v.ContainerPath
+				if v.ReadOnly {
+					vols[i] += ":ro"
+				}
+			}
+			cfg["volumes"] = vols
 		}
 		switch {
 		case t.Cmd != "":

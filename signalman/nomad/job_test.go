@@ -15,10 +15,9 @@ func TestToJobProcess(t *testing.T) {
 			Env:    map[string]string{"MODE": "x"},
 			Labels: map[string]string{"team": "a"},
 			Ports:  []task.Port{{Name: "http", Requested: 10001}, {Requested: 10002}},
-			CPUs:   0.5, MemMB: 64, KillGrace: 7 * time.Second,
+			CPUs:   0.5, MemMB: 64, KillGrace: 7 * time.Second, User: "nobody",
 		},
 		Instances: 3,
-		User:      "nobody",
 		Upgrade:   Upgrade{MinimumHealthCapacity: 0.5},
 	}
 	job, err := toJob(a, 2000)
@@ -62,7 +61,8 @@ func TestToJobProcess(t *testing.T) {
 
 func TestToJobDocker(t *testing.T) {
 	a := App{
-		Task:      task.Spec{AppID: "/web", Image: "img:1", Args: []string{"-port", "1"}, Labels: map[string]string{"a": "b"}, CPUs: 1, MemMB: 1},
+		Task: task.Spec{AppID: "/web", Image: "img:1", Args: []string{"-port", "1"}, Labels: map[string]string{"a": "b"}, CPUs: 1, MemMB: 1,
+			Privileged: true, Volumes: []task.Volume{{HostPath: "/srv", ContainerPath: "/data", ReadOnly: true}}},
 		Instances: 4,
 		Upgrade:   Upgrade{MinimumHealthCapacity: 1, MaximumOverCapacity: 0.5},
 		Checks: []Check{
@@ -80,6 +80,9 @@ func TestToJobDocker(t *testing.T) {
 	tk := g.Tasks[0]
 	if tk.Driver != "docker" || tk.Config["network_mode"] != "host" || tk.Config["image"] != "img:1" || !reflect.DeepEqual(tk.Config["args"], []string{"-port", "1"}) {
 		t.Errorf("config %v", tk.Config)
+	}
+	if tk.Config["privileged"] != true || !reflect.DeepEqual(tk.Config["volumes"], []string{"/srv:/data:ro"}) {
+		t.Errorf("privileged %v volumes %v", tk.Config["privileged"], tk.Config["volumes"])
 	}
 	labels := tk.Config["labels"].([]map[string]string)
 	if len(labels) != 1 || labels[0]["a"] != "b" || labels[0]["MESOS_TASK_ID"] == "" {
