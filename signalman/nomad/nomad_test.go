@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -589,4 +592,49 @@ func TestNativeHealthChecks(t *testing.T) {
 			return tk.State == task.Failed && tk.Healthy != nil && !*tk.Healthy
 		}), describe(all)
 	})
+}
+
+// The task sees Marathon's environment with Nomad's values filled in: its
+// task id, its address and its host ports; and it is given the cpu share
+// the node's fingerprint says.
+func TestMarathonEnvironment(t *testing.T) {
+	d, c := newDriver(t)
+	ctx := ctxFor(t)
+	a := rawApp("/it/env", "2026-01-01T00:00:00.000Z", 1)
+	a.Task.Args = nil
+	a.Task.Cmd = `echo "$MESOS_TASK_ID $HOST $PORT0 $PORT_HTTP $PORT_10001 $MARATHON_APP_ID" > local/env; exec ` + serverBin
+	if _, err := d.Submit(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	tk := waitRunning(ctx, t, d, a.Task.AppID, 1, nil)[0]
+	serves(t, tk)
+	p := fmt.Sprint(tk.Ports[0])
+	want := strings.Join([]string{tk.ID, tk.Host, p, p, p, "/it/env"}, " ") + "\n"
+	var got string
+	poll.Until(t, wait, "the task's env file", func() (bool, string) {
+		r, err := c.AllocFS().Cat(&api.Allocation{ID: tk.AllocID, NodeID: tk.NodeID}, "app/local/env", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer r.Close()
+		b, _ := io.ReadAll(r)
+		got = string(b)
+		return got == want, got
+	})
+
+	node, _, err := c.Nodes().Info(tk.NodeID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mhz, err := strconv.Atoi(node.Attributes["cpu.frequency"])
+	if err != nil {
+		t.Fatalf("cpu.frequency %q: %v", node.Attributes["cpu.frequency"], err)
+	}
+	job, _, err := c.Jobs().Info(nomad.JobID(a.Task.AppID), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu := *job.TaskGroups[0].Tasks[0].Resources.CPU; cpu != int(math.Ceil(a.Task.CPUs*float64(mhz))) {
+		t.Errorf("cpu %d MHz for %v cpus at %d MHz per core", cpu, a.Task.CPUs, mhz)
+	}
 }
