@@ -638,3 +638,33 @@ func TestMarathonEnvironment(t *testing.T) {
 		t.Errorf("cpu %d MHz for %v cpus at %d MHz per core", cpu, a.Task.CPUs, mhz)
 	}
 }
+
+// Nomad refuses to scale while a deployment runs; force fails the
+// deployment first, as Marathon's force=true cancels one.
+func TestScaleDuringDeployment(t *testing.T) {
+	d, c := newDriver(t)
+	ctx := ctxFor(t)
+	// Its check never passes and never kills: the deployment stays active.
+	a := rawApp("/it/stuck", "2026-01-01T00:00:00.000Z", 1)
+	a.Task.Env = map[string]string{"START_UNHEALTHY": "1"}
+	a.Checks = []nomad.Check{{Protocol: "HTTP", Path: "/health", Interval: time.Second, Timeout: time.Second}}
+	if _, err := d.Submit(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(ctx, t, d, a.Task.AppID, 1, nil)
+	r, ok, err := d.Deployment(ctx, a.Task.AppID)
+	if err != nil || !ok || !r.Active {
+		t.Fatalf("deployment %+v %v %v: want an active one", r, ok, err)
+	}
+	if err := d.Scale(ctx, a.Task.AppID, 2, false); !errors.Is(err, nomad.ErrDeploymentActive) {
+		t.Fatalf("scale during the deployment: %v, want ErrDeploymentActive", err)
+	}
+	if err := d.Scale(ctx, a.Task.AppID, 2, true); err != nil {
+		t.Fatalf("forced scale: %v", err)
+	}
+	dep, _, err := c.Deployments().Info(r.ID, nil)
+	if err != nil || dep.Status != api.DeploymentStatusFailed {
+		t.Errorf("the forced-over deployment: %v %v, want failed", dep.Status, err)
+	}
+	waitRunning(ctx, t, d, a.Task.AppID, 2, nil)
+}
