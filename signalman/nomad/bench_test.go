@@ -14,13 +14,16 @@ import (
 // benchCount is how many allocations the scale benchmark reaches.
 const benchCount = 50
 
+// benchTurn counts the scale benchmark's iterations over all its runs.
+var benchTurn int
+
 // BenchmarkScale1To50 scales an app from 1 to 50 running allocations
 // through the driver, and the same change sent to Nomad's scale endpoint
 // directly, in the same run; both wait for the 50 the same way (blocking
 // queries on the job summary). It reports each side's time per scale-up
 // and driver/direct as the ratio.
 //
-//	go test -run '^$' -bench Scale1To50 -benchtime 3x ./signalman/nomad/
+//	make bench BENCH=Scale1To50 BENCH_PKGS=./signalman/nomad
 func BenchmarkScale1To50(b *testing.B) {
 	c, _ := agent.Namespace(b)
 	d, err := nomad.New(c)
@@ -52,10 +55,12 @@ func BenchmarkScale1To50(b *testing.B) {
 		scale func(int) error
 		total *time.Duration
 	}
-	for i := range b.N {
+	for range b.N {
 		sides := []side{{viaDriver, &tDriver}, {direct, &tDirect}}
-		if i%2 == 1 {
-			// Alternate the order: the machine warms up and cools down.
+		// Alternate which side goes first, across iterations and across
+		// runs (make bench runs -benchtime 1x -count 5): the machine warms
+		// up and cools down.
+		if benchTurn++; benchTurn%2 == 0 {
 			sides[0], sides[1] = sides[1], sides[0]
 		}
 		for _, side := range sides {
