@@ -36,7 +36,12 @@
 //   - cpus become MHz at the node fingerprint's cpu.frequency (or a fixed
 //     figure, WithCPUMHz), mem becomes MemoryMB (at least 10), disk the
 //     group's ephemeral disk; env, user, labels (job meta and Docker
-//     labels) and taskKillGracePeriodSeconds (kill_timeout) carry over.
+//     labels) and taskKillGracePeriodSeconds (kill_timeout) carry over;
+//     privileged and host volumes map to the docker driver's options
+//     (which the Nomad client must allow); fetch and docker parameters are
+//     refused. Docker tasks with ports get the garrison.port label, so the
+//     garrison agent (deploy/nomad) registers those labelled
+//     garrison.service.
 //     Nomad interpolates env values and args: a ${NOMAD_...}, ${attr...}
 //     or ${meta...} reference is expanded where Marathon would pass it
 //     literally; other text, $X included, passes through.
