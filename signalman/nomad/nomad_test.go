@@ -7,6 +7,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -667,4 +670,57 @@ func TestScaleDuringDeployment(t *testing.T) {
 		t.Errorf("the forced-over deployment: %v %v, want failed", dep.Status, err)
 	}
 	waitRunning(ctx, t, d, a.Task.AppID, 2, nil)
+}
+
+// A broken event stream is reopened: changes after the break still arrive.
+// A proxy in front of the real agent breaks the stream's connection.
+func TestWatchReconnects(t *testing.T) {
+	_, ns := agent.Namespace(t)
+	target, err := url.Parse(agent.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1 // stream events as they come
+	srv := httptest.NewServer(proxy)
+	// Closed after the watch's context ends (cleanups run last first), or
+	// Close would wait for the watch's open stream.
+	t.Cleanup(srv.Close)
+	conf := api.DefaultConfig()
+	conf.Address, conf.Namespace = srv.URL, ns
+	c, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := nomad.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	a := rawApp("/it/rewatch", "2026-01-01T00:00:00.000Z", 1)
+	if _, err := d.Submit(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(ctx, t, d, a.Task.AppID, 1, nil)
+	watch, err := d.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.CloseClientConnections()
+	scale(ctx, t, d, a.Task.AppID, 2)
+	running := map[string]bool{}
+	deadline := time.After(wait)
+	for len(running) < 2 {
+		select {
+		case tk, ok := <-watch:
+			if !ok {
+				t.Fatal("watch closed after the stream broke")
+			}
+			if tk.State == task.Running {
+				running[tk.ID] = true
+			}
+		case <-deadline:
+			t.Fatalf("after the break the watch sent running %v, want 2 tasks", running)
+		}
+	}
 }
