@@ -238,7 +238,7 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 	for _, r := range known {
 		st := statuses[r.App]
 		m.checkPending(ctx, r.App, st, now)
-		in := Input{Current: st.Ready, Reading: readings[r.App],
+		in := Input{Current: st.Ready, Desired: st.Instances, Reading: readings[r.App],
 			Deployment: Deployment{InProgress: st.Deployment, Autoscaler: st.Autoscaled, Target: st.Instances}}
 		for metric, source := range sourcesOf(r, m.cfg.DefaultSource) {
 			if err, failed := failures[source]; failed {

@@ -28,6 +28,7 @@ type ruleDoc struct {
 	MaxStepDown    int                      `yaml:"maxStepDown" json:"maxStepDown"`
 	Up             Thresholds               `yaml:"up,flow" json:"up"`
 	Down           Thresholds               `yaml:"down,flow,omitempty" json:"down"`
+	Tolerance      float64                  `yaml:"tolerance" json:"tolerance"`
 	Cooldown       string                   `yaml:"cooldown" json:"cooldown"`
 	ScaleDownAfter string                   `yaml:"scaleDownAfter" json:"scaleDownAfter"`
 	Timezone       string                   `yaml:"timezone" json:"timezone"`
@@ -48,7 +49,7 @@ func toDoc(r Rule) ruleDoc {
 	d := ruleDoc{
 		App: r.App, Min: r.Min, Max: r.Max, Quorum: r.Quorum,
 		Window: FormatDuration(r.Window), MaxStep: r.MaxStep, MaxStepDown: r.MaxStepDown,
-		Up: r.Up, Down: r.Down,
+		Up: r.Up, Down: r.Down, Tolerance: r.Tolerance,
 		Cooldown: FormatDuration(r.Cooldown), ScaleDownAfter: FormatDuration(r.ScaleDownAfter),
 		Timezone: r.Timezone, Paused: r.Paused, DryRun: r.DryRun,
 		Sources: r.Sources, Queries: r.Queries,

@@ -32,7 +32,7 @@ var (
 
 // ruleFields is every key a rule may have, in the order Marshal writes them.
 var ruleFields = []string{"app", "min", "max", "quorum", "window", "maxStep", "maxStepDown",
-	"up", "down", "cooldown", "scaleDownAfter", "timezone", "schedules", "paused", "dryRun",
+	"up", "down", "tolerance", "cooldown", "scaleDownAfter", "timezone", "schedules", "paused", "dryRun",
 	"sources", "queries"}
 
 // Parse decodes and validates a rules file (YAML, or JSON, which YAML
@@ -42,11 +42,16 @@ var ruleFields = []string{"app", "min", "max", "quorum", "window", "maxStep", "m
 // an error (a file caught mid-write must not remove every rule): `rules: []`
 // is no rules.
 func Parse(data []byte, filename string) ([]Rule, error) {
+	return ParseWith(data, filename, Options{})
+}
+
+// ParseWith is Parse with garrison's settings (the instance limit).
+func ParseWith(data []byte, filename string, opts Options) ([]Rule, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{syntaxError(err, filename)}
 	}
-	d := decoder{file: filename}
+	d := decoder{file: filename, maxInstances: opts.MaxInstances}
 	rules := d.rules(&root)
 	if len(d.errs) > 0 {
 		// Checks run field by field, then across fields: sort them back
@@ -72,8 +77,16 @@ func syntaxError(err error, filename string) Error {
 // decoder walks yaml.Node trees, collecting every error rather than
 // stopping at the first: `garrison rules check` shows them all at once.
 type decoder struct {
-	file string
-	errs Errors
+	file         string
+	errs         Errors
+	maxInstances int // 0: DefaultMaxInstances
+}
+
+func (d *decoder) limit() int {
+	if d.maxInstances > 0 {
+		return d.maxInstances
+	}
+	return DefaultMaxInstances
 }
 
 func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) {
@@ -245,7 +258,7 @@ func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 		Min: DefaultMin, Quorum: DefaultQuorum, Window: DefaultWindow,
 		MaxStep: DefaultMaxStep, MaxStepDown: DefaultMaxStepDown,
 		Cooldown: DefaultCooldown, ScaleDownAfter: DefaultScaleDownAfter,
-		Timezone: DefaultTimezone,
+		Timezone: DefaultTimezone, Tolerance: DefaultTolerance,
 	}
 	// at holds each given field's value node, to place cross-field errors;
 	// bad marks fields that failed to decode, so their checks don't pile
@@ -283,6 +296,8 @@ func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 			r.Up, good = d.thresholds(v, p)
 		case "down":
 			r.Down, good = d.thresholds(v, p)
+		case "tolerance":
+			r.Tolerance, good = d.float(v, p)
 		case "cooldown":
 			r.Cooldown, good = d.duration(v, p)
 		case "scaleDownAfter":
@@ -516,6 +531,17 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 	}
 	if given("max") && !bad["min"] && r.Min > r.Max {
 		d.errf(pos("min"), join(path, "min"), "must not be above max (%d)", r.Max)
+	}
+	if given("max") && r.Max > d.limit() {
+		d.errf(pos("max"), join(path, "max"), "must be at most %d (the per-app instance limit)", d.limit())
+		bad["max"] = true
+	}
+	if given("tolerance") && (r.Tolerance < 0 || r.Tolerance > 0.5) {
+		d.errf(pos("tolerance"), join(path, "tolerance"), "must be between 0 and 0.5 (a fraction of the up threshold)")
+	}
+	if at["quorum"] == nil && !bad["up"] && r.Up.Count() == 1 {
+		// One up threshold: its vote is the quorum.
+		r.Quorum = 1
 	}
 	if !bad["quorum"] {
 		if r.Quorum < 1 || r.Quorum > len(sample.Metrics) {
