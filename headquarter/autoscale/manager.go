@@ -140,9 +140,9 @@ type Manager struct {
 	// record of the app last went to the Recorder.
 	recorded map[string]*Record
 	written  map[string]time.Time
-	// noData is each app's used metrics without data at the last
-	// evaluation, logged once when they go missing.
-	noData map[string]map[sample.Metric]bool
+	// noData counts, per app and used metric, the evaluations in a row
+	// without data; logged once when it reaches noDataAfter.
+	noData map[string]map[sample.Metric]int
 	kick   chan struct{}
 
 	evaluations *prometheus.HistogramVec
@@ -182,7 +182,7 @@ func New(cfg Config) *Manager {
 		cfg.Now = time.Now
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{}, recorded: map[string]*Record{},
-		written: map[string]time.Time{}, noData: map[string]map[sample.Metric]bool{}, kick: make(chan struct{}, 1),
+		written: map[string]time.Time{}, noData: map[string]map[sample.Metric]int{}, kick: make(chan struct{}, 1),
 		hasData: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "garrison_autoscale_metric_has_data", Help: "Whether the last evaluation had data for a metric an app's rule uses (1) or not (0)."},
 			[]string{"app", "metric"}),
@@ -522,6 +522,9 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 	bySource := map[string]sample.Readings{}
 	failures := map[string]string{}
 	for res := range results {
+		if res.err != nil && ctx.Err() != nil {
+			continue // shutting down
+		}
 		if res.err != nil {
 			failures[res.key.source] = res.err.Error()
 			m.sourceErrs.WithLabelValues(res.key.source).Inc()
@@ -600,6 +603,10 @@ func recordID(at time.Time) string {
 	return at.UTC().Format("20060102T150405.000000000Z")
 }
 
+// noDataAfter is how many evaluations in a row a used metric must lack
+// data before it is logged: a new app's first reading has no rate yet.
+const noDataAfter = 3
+
 // noteData keeps garrison_autoscale_metric_has_data and logs, once, a used
 // metric that goes without data (a counter pattern that matches nothing,
 // a source that is down) and, once, when it comes back.
@@ -607,7 +614,7 @@ func (m *Manager) noteData(app string, d Decision) {
 	m.mu.Lock()
 	missing := m.noData[app]
 	if missing == nil {
-		missing = map[sample.Metric]bool{}
+		missing = map[sample.Metric]int{}
 		m.noData[app] = missing
 	}
 	var gone, back []MetricInput
@@ -620,22 +627,31 @@ func (m *Manager) noteData(app string, d Decision) {
 			v = 1
 		}
 		m.hasData.WithLabelValues(app, string(mi.Metric)).Set(v)
-		was, seen := missing[mi.Metric]
+		n := missing[mi.Metric]
 		switch {
-		case !mi.HasData && (!seen || !was):
-			gone = append(gone, mi)
-		case mi.HasData && was:
+		case !mi.HasData:
+			missing[mi.Metric] = n + 1
+			if n+1 == noDataAfter {
+				gone = append(gone, mi)
+			}
+		case n >= noDataAfter:
 			back = append(back, mi)
+			missing[mi.Metric] = 0
+		default:
+			missing[mi.Metric] = 0
 		}
-		missing[mi.Metric] = !mi.HasData
 	}
 	m.mu.Unlock()
 	for _, mi := range gone {
 		why := mi.Err
-		if why == "" {
-			why = "the source returned nothing for it (for qps from the local source: no counter matching the pattern on any instance)"
+		switch {
+		case why != "":
+		case mi.Metric == sample.QPS:
+			why = "the source has no value for it (local source: no instance exposes a counter matching the pattern, or none is registered)"
+		default:
+			why = "the source has no value for it"
 		}
-		m.log.Warn("autoscale: a metric of the rule has no data; it cannot vote", "app", app, "metric", mi.Metric, "why", why)
+		m.log.Warn("autoscale: a metric of the rule has no data; it cannot vote", "app", app, "metric", mi.Metric, "evaluations", noDataAfter, "why", why)
 	}
 	for _, mi := range back {
 		m.log.Info("autoscale: metric has data again", "app", app, "metric", mi.Metric)
