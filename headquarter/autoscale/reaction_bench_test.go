@@ -92,7 +92,9 @@ func newReactionEnv(b *testing.B) *reactionEnv {
 	dockertest.BuildGoImage(b, cli, echoImage, "github.com/garrisonhq/garrison/examples/echo")
 	srv := etcdtest.New(b)
 	etcd := srv.Client(b)
-	drv, err := docker.New(cli)
+	// A namespace of its own: other tests' garrisons share the daemon, and
+	// each adopts or kills the containers of its namespace only.
+	drv, err := docker.New(cli, docker.WithNamespace(fmt.Sprintf("reaction-bench-%d", time.Now().UnixNano())))
 	if err != nil {
 		b.Fatal(err)
 	}
