@@ -423,3 +423,54 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 `, s.app))
 	s.waitInstances(3, 60*time.Second)
 }
+
+// Issue 11: the Prometheus source set up as the README said never scaled.
+// Set up as the README says now (1 s scrape, 1 s http_sd refresh; promtest
+// writes exactly that), with the README's rule shape and default window
+// and the default 1 s evaluation: a step to four times one instance's
+// up.qps reaches exactly 4 instances and stays there.
+func TestAutoscaleWithPrometheusAsDocumented(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	prom := promtest.New(t, promtest.Config{Interval: time.Second, Jobs: []promtest.Job{
+		{Name: "garrison", Targets: []string{addrs[0]}, HonorLabels: true},
+		{Name: "services", HTTPSD: "http://" + addrs[0] + "/api/v1/prometheus/sd"},
+	}})
+	cli := dockertest.Client(t)
+	dockertest.BuildGoImage(t, cli, echoImage, "github.com/garrisonhq/garrison/examples/echo")
+	s := startAutoscaleStackWith(t, addrs, map[string]any{"args": []string{"-register=false"},
+		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": echoImage}}},
+		"--prometheus", prom.URL, "--autoscale-interval", "1s")
+	t.Cleanup(func() { removeAppContainers(cli, s.app) })
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 8
+    quorum: 1
+    up:   { qps: 10, cpu: 0.8 }
+    down: { qps: 3, cpu: 0.2 }
+`, s.app))
+	prom.WaitTargetsUp(t, 2, 60*time.Second)
+	var once sync.Once
+	var res loadgen.Result
+	stop := s.load(40)
+	stopLoad := func() loadgen.Result { once.Do(func() { res = stop() }); return res }
+	defer stopLoad()
+	s.waitInstances(4, 90*time.Second)
+	// It stays at 4: ten more evaluations under the same load.
+	s.waitEvaluations(10, 60*time.Second)
+	if want, _ := s.instances(); want != 4 {
+		t.Fatalf("after settling the app has %d instances, want 4", want)
+	}
+	ups := 0
+	for _, d := range s.decisions() {
+		if d.Action == autoscale.Up && d.Acted {
+			ups++
+			t.Logf("scale-up %d -> %d: %s", d.From, d.To, d.Reason)
+			if d.To > 4 {
+				t.Fatalf("scaled past the needed 4: %+v", d)
+			}
+		}
+	}
+	stopLoad()
+	t.Logf("%d scale-up steps; load %d requests, %d failed", ups, res.Sent, res.Failed)
+}

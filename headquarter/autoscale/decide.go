@@ -208,34 +208,41 @@ func ceil(x float64) int {
 }
 
 // Decide evaluates rule for one app at now. It does no I/O and reads no
-// clock: values in, value out, plus st, which it updates (the down timer
-// and the last decision). The vote:
+// clock: values in, value out, plus st, which it updates (the down timer,
+// the settling flag and the last decision). The vote:
 //
 //   - a metric counts only with data (OK, no source error); QPS per
 //     instance is the app's total over the instances the value came from,
 //     so an instance with no data yet never dilutes it; CPU and Mem are
 //     already per-instance averages.
-//   - up when at least Quorum metrics are over their up thresholds. The
-//     count is the most any breaching metric needs: its load (QPS total,
-//     or average × instances with data) over its up threshold, so one
-//     step reaches it. It is measured against instances with data, not
-//     Current: new instances without data are already counted in Current
-//     and the step is not repeated for them (no overshoot). Bounded by
-//     MaxStep (from Current, or the target of the autoscaler's deployment
-//     in progress) and Max. Never held by the cooldown.
-//   - down when every used metric has data from every instance and is
-//     under its down threshold (a metric with only an up threshold: not
-//     over it), continuously for ScaleDownAfter. One step of at most
+//   - a metric is over when its per-instance value is above up ×
+//     (1+Tolerance). Up when at least Quorum metrics are over: to the most
+//     any of them needs to be back within that band (its load over up ×
+//     (1+Tolerance)), so one step reaches the needed count and the next
+//     reading is not over again. Never below Desired: instances asked for
+//     and still starting are counted, not killed. Bounded by MaxStep (from
+//     Desired) and Max; never held by the cooldown.
+//   - when the load that sizes the step rose past the band since the
+//     previous evaluation (or had no data then), the reading may span the
+//     moment the load changed: the up waits one evaluation (Why
+//     WhySettling) and is sized from the next reading, which is all after
+//     it; a load that keeps rising is followed at the next evaluation.
+//   - down when every used metric has data from every instance, no
+//     instance is starting (Current == Desired) and each is under its down
+//     threshold (a metric with only an up threshold: not over it),
+//     continuously for ScaleDownAfter. One step from Desired of at most
 //     MaxStepDown, never below what keeps each metric at most halfway
 //     between its down and up thresholds, never below the floor, and not
 //     within Cooldown of the last change.
-//   - the floor (Min, or an active schedule's min) raises the count at
-//     once, whatever the metrics say and past MaxStep; above Max lowers it
-//     at once.
+//   - the floor (Min, or an active schedule's min) raises a Desired below
+//     it at once, whatever the metrics say and past MaxStep; a Desired
+//     above Max is lowered at once.
 //   - a deployment in progress holds every change, except that an up
 //     larger than the target of the autoscaler's own scale deployment
 //     supersedes it.
 //   - paused holds every change; dry-run marks the decision DryRun.
+//
+// A decision that changes nothing says why in Why.
 func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 	cur := max(in.Current, 0)
 	desired := max(in.Desired, 0)
@@ -278,6 +285,9 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		used++
 		mi.Err = in.Errors[m]
 		v, ok := in.Reading[m]
+		if mi.Err == "" && ok && !v.OK {
+			mi.Err = v.Err
+		}
 		if !ok || !v.OK || mi.Err != "" || math.IsNaN(v.Value) || math.IsInf(v.Value, 0) || v.Value < 0 {
 			// No data never counts and never scales down.
 			downCond = false

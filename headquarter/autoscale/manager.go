@@ -492,7 +492,7 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 				req = &sample.Request{Window: r.Window, At: now}
 				requests[k] = req
 			}
-			req.Apps = append(req.Apps, sample.App{ID: r.App, CPUs: st.CPUs, MemMB: st.MemMB, Tasks: st.Tasks, Query: r.Queries})
+			req.Apps = append(req.Apps, sample.App{ID: r.App, CPUs: st.CPUs, MemMB: st.MemMB, Tasks: st.Tasks, Query: r.Queries, InstancesQuery: r.InstanceQueries})
 		}
 	}
 	type result struct {

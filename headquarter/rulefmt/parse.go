@@ -313,7 +313,7 @@ func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 		case "sources":
 			r.Sources, good = d.names(v, p, d.sourceName)
 		case "queries":
-			r.Queries, good = d.names(v, p, d.query)
+			r.Queries, r.InstanceQueries, r.queryAt, good = d.queries(v, p)
 		default:
 			d.unknown(k, p, key)
 			return
@@ -387,8 +387,7 @@ func (d *decoder) names(n *yaml.Node, path string, check func(v *yaml.Node, path
 	good := true
 	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
 		p := join(path, key)
-		if !isMetric(sample.Metric(key)) {
-			d.errf(k, p, "unknown metric (qps, cpu, mem)")
+		if !d.metric(k, p, key) {
 			good = false
 			return
 		}
@@ -403,6 +402,72 @@ func (d *decoder) names(n *yaml.Node, path string, check func(v *yaml.Node, path
 		out = nil
 	}
 	return out, ok && good
+}
+
+// metric checks a key names a metric.
+func (d *decoder) metric(k *yaml.Node, path, key string) bool {
+	if !isMetric(sample.Metric(key)) {
+		d.errf(k, path, "unknown metric (qps, cpu, mem)")
+		return false
+	}
+	return true
+}
+
+// queries decodes `queries:`: per metric a query, or a mapping with the
+// query as `value` and, optionally, `instances`: a query counting the
+// instances the value came from.
+func (d *decoder) queries(n *yaml.Node, path string) (values, instances map[sample.Metric]string, at map[string]Pos, good bool) {
+	values, instances, good = map[sample.Metric]string{}, map[sample.Metric]string{}, true
+	at = map[string]Pos{}
+	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := join(path, key)
+		m := sample.Metric(key)
+		if !d.metric(k, p, key) {
+			good = false
+			return
+		}
+		if v.Kind != yaml.MappingNode {
+			s, ok := d.str(v, p)
+			if !ok || !d.query(v, p, s) {
+				good = false
+				return
+			}
+			values[m] = s
+			at[key] = Pos{v.Line, v.Column}
+			return
+		}
+		d.mapping(v, p, func(key string, k, qv *yaml.Node) {
+			qp := join(p, key)
+			if key != "value" && key != "instances" {
+				d.errf(k, qp, "unknown field (a query has value, instances)")
+				good = false
+				return
+			}
+			s, ok := d.str(qv, qp)
+			if !ok || !d.query(qv, qp, s) {
+				good = false
+				return
+			}
+			if key == "value" {
+				values[m] = s
+				at[string(m)] = Pos{qv.Line, qv.Column}
+			} else {
+				instances[m] = s
+				at[string(m)+".instances"] = Pos{qv.Line, qv.Column}
+			}
+		})
+		if _, set := values[m]; !set {
+			d.errf(v, join(p, "value"), "required")
+			good = false
+		}
+	})
+	if len(values) == 0 {
+		values = nil
+	}
+	if len(instances) == 0 {
+		instances = nil
+	}
+	return values, instances, at, ok && good
 }
 
 func (d *decoder) sourceName(v *yaml.Node, path, s string) bool {

@@ -55,12 +55,25 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// sameRules: the same meaning; positions in the file may differ.
+func sameRules(a, b []rulefmt.Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !reflect.DeepEqual(exported(a[i]), exported(b[i])) || a[i].Location().String() != b[i].Location().String() {
+			return false
+		}
+	}
+	return true
+}
+
 // exported drops what Parse compiles, for comparing with a literal.
 func exported(r rulefmt.Rule) rulefmt.Rule {
 	out := rulefmt.Rule{App: r.App, Min: r.Min, Max: r.Max, Quorum: r.Quorum, Window: r.Window,
 		MaxStep: r.MaxStep, MaxStepDown: r.MaxStepDown, Up: r.Up, Down: r.Down, Tolerance: r.Tolerance, Cooldown: r.Cooldown,
 		ScaleDownAfter: r.ScaleDownAfter, Timezone: r.Timezone, Paused: r.Paused, DryRun: r.DryRun,
-		Sources: r.Sources, Queries: r.Queries}
+		Sources: r.Sources, Queries: r.Queries, InstanceQueries: r.InstanceQueries}
 	for _, s := range r.Schedules {
 		out.Schedules = append(out.Schedules, rulefmt.Schedule{Cron: s.Cron, For: s.For, Min: s.Min})
 	}
@@ -205,7 +218,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if !reflect.DeepEqual(again, rules) {
+	if !sameRules(again, rules) {
 		t.Errorf("round trip changed the rules:\n%s", out)
 	}
 	if !strings.Contains(string(out), "cooldown: 1m\n") || !strings.Contains(string(out), "up: {qps: 400, cpu: 0.75, mem: 0.8}") {
@@ -223,14 +236,14 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, js)
 	}
-	if !reflect.DeepEqual(fromJSON, rules) {
+	if !sameRules(fromJSON, rules) {
 		t.Errorf("JSON round trip changed the rules: %s", js)
 	}
 	var decoded []rulefmt.Rule
 	if err := json.Unmarshal(mustField(t, js, "rules"), &decoded); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(decoded, rules) {
+	if !sameRules(decoded, rules) {
 		t.Errorf("json.Unmarshal gave different rules")
 	}
 
@@ -366,5 +379,36 @@ func TestToleranceAndOneThresholdQuorum(t *testing.T) {
 	_, err = rulefmt.Parse([]byte("rules:\n  - app: /a\n    max: 8\n    tolerance: 0.9\n    up: {qps: 10}\n"), "r.yaml")
 	if err == nil || !strings.Contains(err.Error(), "r.yaml:4:16: rules[0].tolerance: must be between 0 and 0.5") {
 		t.Fatalf("tolerance 0.9: %v", err)
+	}
+}
+
+func TestQueryWithInstanceCount(t *testing.T) {
+	doc := `rules:
+  - app: /a
+    max: 8
+    up: {qps: 10}
+    queries:
+      qps:
+        value: 'sum(irate(http_requests_total{job="a"}[{{.Window}}]))'
+        instances: 'count(irate(http_requests_total{job="a"}[{{.Window}}]))'
+`
+	rules, err := rulefmt.Parse([]byte(doc), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rules[0]; !strings.HasPrefix(r.Queries[sample.QPS], "sum(") || !strings.HasPrefix(r.InstanceQueries[sample.QPS], "count(") {
+		t.Fatalf("queries %v instances %v", r.Queries, r.InstanceQueries)
+	}
+	out, err := rulefmt.Marshal(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := rulefmt.Parse(out, "out.yaml")
+	if err != nil || back[0].InstanceQueries[sample.QPS] != rules[0].InstanceQueries[sample.QPS] {
+		t.Fatalf("round trip: %v\n%s", err, out)
+	}
+	_, err = rulefmt.Parse([]byte("rules:\n  - app: /a\n    max: 8\n    up: {qps: 10}\n    queries:\n      qps: {instances: 'count(x)'}\n"), "r.yaml")
+	if err == nil || !strings.Contains(err.Error(), "r.yaml:6:12: rules[0].queries.qps.value: required") {
+		t.Fatalf("no value: %v", err)
 	}
 }

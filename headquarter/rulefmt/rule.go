@@ -74,11 +74,30 @@ type Rule struct {
 	// the caller records but does not act.
 	Paused, DryRun bool
 	// Sources names the configured metric source per metric (empty: the
-	// default source). Queries overrides that source's query per metric.
-	Sources map[sample.Metric]string
-	Queries map[sample.Metric]string
+	// default source). Queries overrides that source's query per metric;
+	// InstanceQueries (the `instances:` of a query given as a mapping)
+	// counts the instances its value came from.
+	Sources         map[sample.Metric]string
+	Queries         map[sample.Metric]string
+	InstanceQueries map[sample.Metric]string
 
 	loc *time.Location
+	// queryAt places each query in the file, for errors found later
+	// (Prometheus refusing the query in `garrison rules check`).
+	queryAt map[string]Pos
+}
+
+// Pos is a place in a rules file.
+type Pos struct{ Line, Column int }
+
+// QueryPos is where the rule's query for m (its instance count query
+// when instances) is in the file; zero when it was not parsed from one.
+func (r Rule) QueryPos(m sample.Metric, instances bool) Pos {
+	key := string(m)
+	if instances {
+		key += ".instances"
+	}
+	return r.queryAt[key]
 }
 
 // Location is the rule's time zone (UTC for a Rule not built by Parse).

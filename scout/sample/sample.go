@@ -39,6 +39,10 @@ type App struct {
 	// Query overrides a source's default query per metric (a PromQL
 	// template, an Elasticsearch service name); empty uses the default.
 	Query map[Metric]string
+	// InstancesQuery, beside a Query override, counts the instances its
+	// value came from (so a new instance without data is not divided
+	// into it); without one the autoscaler assumes every ready instance.
+	InstancesQuery map[Metric]string
 }
 
 // Request asks a source for readings of many apps at once: sources answer
@@ -58,6 +62,9 @@ type Value struct {
 	// Instances is how many instances the value was computed from; a new
 	// instance without data yet is not in it.
 	Instances int
+	// Err says why there is no data when the source knows (an app's own
+	// query failed); the autoscaler records it.
+	Err string
 }
 
 // Reading is one app's values. A source fills the metrics it knows.
