@@ -414,6 +414,17 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "a step that grows (40 then 80 req/s) follows in one more step",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(40, 1)), action: autoscale.Up, to: 4, apply: true},
+				{at: 1 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4},
+				{at: 2 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
+				{at: 3 * time.Second, in: in(4, qps(80, 4)), action: autoscale.Up, to: 8, apply: true},
+				{at: 4 * time.Second, in: in(8, qps(80, 8)), action: autoscale.None, to: 8, reason: "within thresholds"},
+			},
+		},
+		{
 			name:  "zero instances with min 0: metrics from instances cannot wake it",
 			rule:  []string{"min: 0"},
 			steps: []step{{in: in(0), action: autoscale.None, to: 0, reason: "cannot wake an app at 0"}},
