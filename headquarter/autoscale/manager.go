@@ -481,7 +481,14 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 	for _, r := range rules {
 		st := statuses[r.App]
 		seen := map[string]bool{}
-		for _, source := range sourcesOf(r, m.cfg.DefaultSource) {
+		of := sourcesOf(r, m.cfg.DefaultSource)
+		metrics := map[string][]sample.Metric{} // per source, the metrics the rule reads from it
+		for _, metric := range sample.Metrics {
+			if source, ok := of[metric]; ok {
+				metrics[source] = append(metrics[source], metric)
+			}
+		}
+		for _, source := range of {
 			if seen[source] {
 				continue
 			}
@@ -492,7 +499,8 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 				req = &sample.Request{Window: r.Window, At: now}
 				requests[k] = req
 			}
-			req.Apps = append(req.Apps, sample.App{ID: r.App, CPUs: st.CPUs, MemMB: st.MemMB, Tasks: st.Tasks, Query: r.Queries, InstancesQuery: r.InstanceQueries})
+			req.Apps = append(req.Apps, sample.App{ID: r.App, CPUs: st.CPUs, MemMB: st.MemMB, Tasks: st.Tasks, Query: r.Queries,
+				InstancesQuery: r.InstanceQueries, Metrics: metrics[source]})
 		}
 	}
 	type result struct {

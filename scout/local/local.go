@@ -319,7 +319,7 @@ func (s *Source) Read(ctx context.Context, req sample.Request) (sample.Readings,
 
 	var jobs []func(context.Context)
 	for _, w := range works {
-		if s.stats != nil {
+		if s.stats != nil && (w.app.Wants(sample.CPU) || w.app.Wants(sample.Mem)) {
 			for i, id := range w.tasks {
 				jobs = append(jobs, func(ctx context.Context) { w.usage[i] = s.readStats(ctx, w.app.ID, id) })
 			}

@@ -543,3 +543,33 @@ func TestFromDriverFitsBothDrivers(t *testing.T) {
 		t.Fatal("adapters missing")
 	}
 }
+
+// A rule on QPS alone costs no task stats: with an evaluation every second
+// they would be a Docker stats call per task per second for nothing.
+func TestNoStatsForARuleWithoutCPUOrMemory(t *testing.T) {
+	var calls atomic.Int64
+	stats := local.StatsFunc(func(context.Context, string) (local.Usage, error) {
+		calls.Add(1)
+		return local.Usage{CPUSeconds: 1, MemBytes: 1 << 20}, nil
+	})
+	src, err := local.New(stats, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	app := sample.App{ID: "/q", CPUs: 1, MemMB: 32, Tasks: []string{"q.1", "q.2"}, Metrics: []sample.Metric{sample.QPS}}
+	if _, err := src.Read(t.Context(), sample.Request{Apps: []sample.App{app}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d stats reads for a QPS-only rule", n)
+	}
+	app.Metrics = append(app.Metrics, sample.Mem)
+	out, err := src.Read(t.Context(), sample.Request{Apps: []sample.App{app}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 || !out["/q"][sample.Mem].OK {
+		t.Fatalf("%d stats reads, mem %+v, with memory in the rule", n, out["/q"][sample.Mem])
+	}
+}

@@ -39,6 +39,10 @@ type App struct {
 	// Query overrides a source's default query per metric (a PromQL
 	// template, an Elasticsearch service name); empty uses the default.
 	Query map[Metric]string
+	// Metrics are the metrics the app's rule votes on; nil: all. A source
+	// may skip the work of the others (the local source reads no task
+	// stats for a rule on QPS alone).
+	Metrics []Metric
 	// InstancesQuery, beside a Query override, counts the instances its
 	// value came from (so a new instance without data is not divided
 	// into it); without one the autoscaler assumes every ready instance.
@@ -79,4 +83,17 @@ type Source interface {
 	// could not be asked at all (Prometheus down): the autoscaler records it
 	// and treats every metric of that source as having no data.
 	Read(ctx context.Context, req Request) (Readings, error)
+}
+
+// Wants reports whether the app's rule uses m.
+func (a App) Wants(m Metric) bool {
+	if a.Metrics == nil {
+		return true
+	}
+	for _, x := range a.Metrics {
+		if x == m {
+			return true
+		}
+	}
+	return false
 }
