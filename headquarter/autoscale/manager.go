@@ -371,8 +371,11 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 			m.mu.Unlock()
 			continue
 		}
+		// Outcomes that change nothing and follow one another (capped, then
+		// held, then capped...) are written at most once per RecordGap;
+		// the first after an acting record always is.
 		m.mu.Lock()
-		quiet := !d.Acts() && now.Sub(m.written[r.App]) < m.cfg.RecordGap
+		quiet := !d.Acts() && last != nil && !last.Acts() && now.Sub(m.written[r.App]) < m.cfg.RecordGap
 		m.mu.Unlock()
 		if quiet {
 			// Kept for GET /api/v1/evaluations, not written.

@@ -325,3 +325,28 @@ func TestManagerRecordsReadyBetweenEvaluations(t *testing.T) {
 		t.Fatalf("ready at %v (marked ready at %v), %v s", rec.ReadyAt, readyAt, rec.ReadySeconds)
 	}
 }
+
+// The write limit on records that change nothing never hides the first one
+// after a change (a dry-run right after a scale-up).
+func TestManagerRecordsADryRunRightAfterAScaleUp(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	src := &scriptedSource{readings: sample.Readings{"/a": {sample.QPS: {Value: 40, OK: true, Instances: 1}}}}
+	target := &memTarget{status: map[string]autoscale.AppStatus{"/a": {Instances: 1, Ready: 1}}}
+	m := autoscale.New(autoscale.Config{Target: target, Sources: map[string]sample.Source{"p": src}, DefaultSource: "p",
+		Now: func() time.Time { return now }})
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    max: 10\n    up: { qps: 10 }\n"))
+	if recs := m.Evaluate(t.Context()); len(recs) != 1 || !recs[0].Acted {
+		t.Fatalf("scale-up: %+v", recs)
+	}
+	target.ready("/a")
+	src.readings["/a"] = sample.Reading{sample.QPS: {Value: 80, OK: true, Instances: 4}}
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    max: 10\n    dryRun: true\n    up: { qps: 10 }\n"))
+	var got []autoscale.Record
+	for range 2 { // the first reading after the rise waits one interval
+		now = now.Add(time.Second)
+		got = append(got, m.Evaluate(t.Context())...)
+	}
+	if len(got) != 1 || !got[0].DryRun || got[0].To != 8 || got[0].Acted {
+		t.Fatalf("dry-run records: %+v", got)
+	}
+}
