@@ -374,8 +374,13 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		floorCap = CapSchedule
 	}
 
+	// Settled holds across evaluations without a vote for want of data (a
+	// source that timed out): only an up, or a reading with data that is
+	// no longer over, clears it.
 	settled := st.Settled
-	st.Settled = false
+	if over < quorum && withData > 0 {
+		st.Settled = false
+	}
 	r := reason{b: make([]byte, 0, 256)}
 	switch {
 	case over >= quorum || desired < floor:
@@ -439,6 +444,9 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			r.i(rule.Max)
 		}
 		d.To, d.Capped = to, capped
+		if d.Why != WhySettling {
+			st.Settled = false
+		}
 		if to > desired {
 			d.Action, d.Why = Up, ""
 		} else if to < desired {

@@ -414,6 +414,16 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "a source that fails every other read does not hold the step forever",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: 1 * time.Second, in: in(1, qps(40, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				{at: 2 * time.Second, in: in(1, none(sample.QPS)), action: autoscale.None, to: 1},
+				{at: 3 * time.Second, in: in(1, qps(40, 1)), action: autoscale.Up, to: 4},
+			},
+		},
+		{
 			name: "a step that grows (40 then 80 req/s) follows in one more step",
 			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
 			steps: []step{

@@ -106,7 +106,8 @@ type Config struct {
 	// writes at most this often (default 1 min), so the log cannot grow
 	// with the evaluation rate.
 	RecordGap time.Duration
-	// SourceTimeout bounds each source's read (default: the interval).
+	// SourceTimeout bounds each source's read (default: the interval, at
+	// least 3 s).
 	SourceTimeout time.Duration
 	// IsLeader says whether this headquarter evaluates: with several
 	// sharing an etcd, only the leader does. nil: always.
@@ -173,7 +174,10 @@ func New(cfg Config) *Manager {
 		cfg.RecordGap = time.Minute
 	}
 	if cfg.SourceTimeout == 0 {
-		cfg.SourceTimeout = cfg.Interval
+		// Not the interval alone: Docker's stats can take most of a second
+		// on a busy machine, and a read cut short is no data for every app
+		// of the source.
+		cfg.SourceTimeout = max(cfg.Interval, 3*time.Second)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
