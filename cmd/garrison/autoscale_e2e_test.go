@@ -479,5 +479,5 @@ func TestAutoscaleWithPrometheusAsDocumented(t *testing.T) {
 		t.Fatalf("%d scale-up steps, want one", ups)
 	}
 	stopLoad()
-	t.Logf("settled at %d (needed 4); load %d requests, %d failed", settled, res.Sent, res.Failed)
+	t.Logf("settled at %d (needed 4); load %d requests, %d failed %s", settled, res.Sent, res.Failed, res.FirstError)
 }
