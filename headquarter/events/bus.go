@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -16,6 +17,17 @@ import (
 // status updates during a large deployment does not force marathon-lb into
 // a reconnect and full re-sync.
 const DefaultBuffer = 1024
+
+// DefaultMaxSubscribers caps concurrent subscribers (SSE clients). A gzip
+// stream costs about 0.8 MB (the deflate state), so the cap bounds what
+// event clients can take.
+const DefaultMaxSubscribers = 256
+
+// ErrTooManySubscribers is returned to a subscriber over the cap.
+var ErrTooManySubscribers = errors.New("too many event subscribers")
+
+// errClosed is returned to a subscriber of a closed bus.
+var errClosed = errors.New("event bus is closed")
 
 // Frame is one encoded event as subscribers receive it. The byte slices are
 // shared by every subscriber: read them, never modify them.
@@ -34,16 +46,23 @@ type Frame struct {
 type Option func(*busConfig)
 
 type busConfig struct {
-	buffer int
-	reg    prometheus.Registerer
-	now    func() time.Time
-	logger *slog.Logger
+	buffer  int
+	maxSubs int
+	reg     prometheus.Registerer
+	now     func() time.Time
+	logger  *slog.Logger
 }
 
 // WithBuffer sets the per-subscriber buffer (DefaultBuffer by default).
 // Values below 1 are taken as 1.
 func WithBuffer(n int) Option {
 	return func(c *busConfig) { c.buffer = max(n, 1) }
+}
+
+// WithMaxSubscribers caps concurrent subscribers (DefaultMaxSubscribers by
+// default); a subscription over it is refused. Values below 1 are taken as 1.
+func WithMaxSubscribers(n int) Option {
+	return func(c *busConfig) { c.maxSubs = max(n, 1) }
 }
 
 // WithRegisterer registers the bus's metrics: garrison_events_published_total
@@ -80,6 +99,7 @@ type Bus struct {
 
 	published *prometheus.CounterVec
 	dropped   prometheus.Counter
+	refused   prometheus.Counter
 }
 
 type subscription struct {
@@ -93,7 +113,7 @@ func (s *subscription) wants(typ string) bool {
 
 // NewBus returns an open bus.
 func NewBus(opts ...Option) *Bus {
-	cfg := busConfig{buffer: DefaultBuffer, now: time.Now}
+	cfg := busConfig{buffer: DefaultBuffer, maxSubs: DefaultMaxSubscribers, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -110,9 +130,13 @@ func NewBus(opts ...Option) *Bus {
 			Name: "garrison_events_subscribers_dropped_total",
 			Help: "Event subscribers (SSE clients) dropped because they fell behind by more than their buffer.",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "garrison_events_subscribers_refused_total",
+			Help: "Event subscriptions (SSE clients) refused because the bus had its maximum of subscribers.",
+		}),
 	}
 	if cfg.reg != nil {
-		cfg.reg.MustRegister(b.published, b.dropped, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		cfg.reg.MustRegister(b.published, b.dropped, b.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "garrison_events_subscribers",
 			Help: "Current event subscribers (SSE clients).",
 		}, func() float64 { return float64(b.Subscribers()) }))
@@ -148,8 +172,9 @@ func (b *Bus) Publish(ev Event) error {
 // Subscribe returns a channel of frames whose type is in types (all types
 // when types is empty) and a cancel func. The channel closes when cancel
 // is called, when ctx ends, when the subscriber falls more than its buffer
-// behind, or when the bus closes; on a closed bus it is closed already.
-// Always call cancel: it releases the ctx watch.
+// behind, or when the bus closes; on a closed bus, or one with its maximum
+// of subscribers, it is closed already. Always call cancel: it releases the
+// ctx watch.
 func (b *Bus) Subscribe(ctx context.Context, types []string) (<-chan Frame, func()) {
 	ch, cancel, _ := b.subscribe(ctx, types, nil)
 	return ch, cancel
@@ -157,8 +182,9 @@ func (b *Bus) Subscribe(ctx context.Context, types []string) (<-chan Frame, func
 
 // subscribe adds a subscriber and, under the same lock, publishes first (if
 // not nil) to everyone, so that when the new subscriber wants it, it is the
-// first frame it receives. ok is false on a closed bus.
-func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-chan Frame, func(), bool) {
+// first frame it receives. The error is errClosed on a closed bus and
+// ErrTooManySubscribers when the bus has its maximum.
+func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-chan Frame, func(), error) {
 	s := &subscription{ch: make(chan Frame, b.cfg.buffer)}
 	for _, t := range types {
 		if t != "" && !slices.Contains(s.types, t) {
@@ -167,10 +193,15 @@ func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-ch
 	}
 
 	b.mu.Lock()
-	if b.closed {
+	if b.closed || len(b.subs) >= b.cfg.maxSubs {
+		err := errClosed
+		if !b.closed {
+			err = ErrTooManySubscribers
+			b.refused.Inc()
+		}
 		b.mu.Unlock()
 		close(s.ch)
-		return s.ch, func() {}, false
+		return s.ch, func() {}, err
 	}
 	b.subs = append(b.subs, s)
 	if first != nil {
@@ -185,7 +216,7 @@ func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-ch
 	return s.ch, func() {
 		stop()
 		b.unsubscribe(s)
-	}, true
+	}, nil
 }
 
 // deliver offers f to each interested subscriber without blocking and

@@ -28,6 +28,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/auth"
 	"github.com/garrisonhq/garrison/headquarter/events"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
@@ -95,16 +96,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Auth is the API's optional authentication: HTTP basic with Username and
-// Password, and/or a static Token sent as "Authorization: Bearer <token>"
-// or, as DC/OS clients (go-marathon's DCOSToken) send it, "token=<token>".
-type Auth struct {
-	Username string
-	Password string
-	Token    string
-}
-
-func (a Auth) enabled() bool { return a.Username != "" || a.Password != "" || a.Token != "" }
+// Auth is the API's optional authentication (see auth.Credentials).
+type Auth = auth.Credentials
 
 // api holds the handlers' shared state.
 type api struct {
@@ -133,8 +126,8 @@ func Register(r gin.IRouter, cfg Config) {
 	a := &api{cfg: cfg, log: cfg.Logger}
 
 	v2 := r.Group("/v2")
-	if cfg.Auth.enabled() {
-		v2.Use(authenticate(cfg.Auth))
+	if cfg.Auth.Enabled() {
+		v2.Use(auth.Middleware(cfg.Auth))
 	}
 	v2.GET("/apps", a.wrap(a.listApps))
 	v2.POST("/apps", a.wrap(a.createApp))
