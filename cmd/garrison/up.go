@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/headquarter/api"
@@ -215,7 +216,13 @@ func listenerHost(l net.Listener) string {
 func checkEtcd(ctx context.Context, cli *clientv3.Client, endpoints []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := cli.Get(ctx, "/garrison/", clientv3.WithCountOnly()); err != nil {
+	_, err := cli.Get(ctx, "/garrison/", clientv3.WithCountOnly())
+	for _, refused := range []error{rpctypes.ErrPermissionDenied, rpctypes.ErrUserEmpty, rpctypes.ErrAuthFailed, rpctypes.ErrInvalidAuthToken} {
+		if errors.Is(err, refused) {
+			return fmt.Errorf("etcd at %v refuses garrison's credentials (--etcd-user/--etcd-password, --etcd-cert): %w", endpoints, err)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("etcd at %v does not answer: %w", endpoints, err)
 	}
 	return nil
