@@ -18,12 +18,10 @@ import (
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 )
 
-// TestEveryRouteNeedsAuth walks every route `garrison up` serves (the
-// router's own list, so a route added later is covered without touching
-// this test): with auth on, each answers 401 without credentials except
-// /ping and /health, and none answers 401 with them. Before, only /v2 was
-// protected: PUT /api/v1/rules scaled apps without credentials.
-func TestEveryRouteNeedsAuth(t *testing.T) {
+// newTestRouter builds the router `garrison up` serves, with its default
+// settings, over an embedded etcd, with creds as its auth.
+func newTestRouter(t *testing.T, creds auth.Credentials) *gin.Engine {
+	t.Helper()
 	var s upSettings
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	s.register(fs)
@@ -46,11 +44,31 @@ func TestEveryRouteNeedsAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stopScaler)
-	creds := auth.Credentials{Username: "ops", Password: "pw", Token: "tok"}
 	gin.SetMode(gin.ReleaseMode)
-	router := newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler, Auth: creds},
+	return newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler, Auth: creds},
 		hq, "127.0.0.1:8080", cli)
+}
 
+// serveOne sends one request to router.
+func serveOne(t *testing.T, router http.Handler, method, path, authz string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/json")
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	w := httptest.NewRecorder()
+	router.ServeHTTP(w, req)
+	return w
+}
+
+// TestEveryRouteNeedsAuth walks every route `garrison up` serves (the
+// router's own list, so a route added later is covered without touching
+// this test): with auth on, each answers 401 without credentials except
+// /ping and /health, and none answers 401 with them. Before, only /v2 was
+// protected: PUT /api/v1/rules scaled apps without credentials.
+func TestEveryRouteNeedsAuth(t *testing.T) {
+	router := newTestRouter(t, auth.Credentials{Username: "ops", Password: "pw", Token: "tok"})
 	routes := router.Routes()
 	seen := map[string]bool{}
 	for _, r := range routes {
@@ -63,20 +81,10 @@ func TestEveryRouteNeedsAuth(t *testing.T) {
 			t.Fatalf("router has no route %s; routes: %v", want, routes)
 		}
 	}
-	do := func(method, path, authz string) *httptest.ResponseRecorder {
-		req := httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader("{}"))
-		req.Header.Set("Content-Type", "application/json")
-		if authz != "" {
-			req.Header.Set("Authorization", authz)
-		}
-		w := httptest.NewRecorder()
-		router.ServeHTTP(w, req)
-		return w
-	}
 	for _, r := range routes {
 		path := samplePath(r.Path)
 		open := slices.Contains(api.OpenRoutes, r.Path)
-		w := do(r.Method, path, "")
+		w := serveOne(t, router, r.Method, path, "")
 		switch {
 		case open && w.Code == http.StatusUnauthorized:
 			t.Errorf("%s %s: 401 on an open route", r.Method, path)
@@ -88,12 +96,33 @@ func TestEveryRouteNeedsAuth(t *testing.T) {
 		if r.Path == "/v2/events" {
 			continue // with credentials it streams (its auth is proven above)
 		}
-		if w := do(r.Method, path, "Bearer tok"); w.Code == http.StatusUnauthorized {
+		if w := serveOne(t, router, r.Method, path, "Bearer tok"); w.Code == http.StatusUnauthorized {
 			t.Errorf("%s %s with the token: 401", r.Method, path)
 		}
 	}
-	if w := do("GET", "/no/such/route", ""); w.Code != http.StatusUnauthorized {
+	if w := serveOne(t, router, "GET", "/no/such/route", ""); w.Code != http.StatusUnauthorized {
 		t.Errorf("unknown route without credentials: %d, want 401", w.Code)
+	}
+}
+
+// TestWrongMethodAnswers405: a known path with a method it does not take
+// answers 405 in Marathon's shape (before: 404), after the auth check.
+func TestWrongMethodAnswers405(t *testing.T) {
+	router := newTestRouter(t, auth.Credentials{Token: "tok"})
+	for _, tc := range []struct{ method, path string }{
+		{"PUT", "/v2/tasks"},
+		{"DELETE", "/v2/info"},
+		{"POST", "/v2/deployments"},
+		{"DELETE", "/api/v1/rules"},
+		{"POST", "/ping"},
+	} {
+		w := serveOne(t, router, tc.method, tc.path, "Bearer tok")
+		if w.Code != http.StatusMethodNotAllowed || !strings.Contains(w.Body.String(), `"message":"HTTP 405 Method Not Allowed"`) {
+			t.Errorf("%s %s: %d %s, want 405", tc.method, tc.path, w.Code, w.Body)
+		}
+	}
+	if w := serveOne(t, router, "PUT", "/v2/tasks", ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("PUT /v2/tasks without credentials: %d, want 401", w.Code)
 	}
 }
 

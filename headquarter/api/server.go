@@ -55,6 +55,12 @@ func NewRouter(cfg Config) *gin.Engine {
 		cfg.Logger = slog.Default()
 	}
 	r := gin.New()
+	// A known path with a wrong method answers 405, as Marathon (Jersey)
+	// does, not 404.
+	r.HandleMethodNotAllowed = true
+	r.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, gin.H{"message": "HTTP 405 Method Not Allowed"})
+	})
 	r.Use(gin.Recovery(), instrument(cfg.Registerer, cfg.Logger), auth.Middleware(cfg.Auth, OpenRoutes...))
 	if cfg.Writes != nil {
 		r.Use(refuseWrites(cfg.Writes))
