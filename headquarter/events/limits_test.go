@@ -75,3 +75,39 @@ func TestSSEOutlivesServerTimeouts(t *testing.T) {
 	publish(t, b, APIPost{ClientIP: "127.0.0.1", URI: "/v2/apps/web"})
 	stream.expect(t, APIPost{ClientIP: "127.0.0.1", URI: "/v2/apps/web"})
 }
+
+// TestStreamBoundedByBytes: an event stream that falls behind by more than
+// WithBufferBytes is dropped long before its count buffer fills (big
+// deployment events would otherwise pin a count buffer's worth of plans),
+// while one that keeps taking its frames is never dropped.
+func TestStreamBoundedByBytes(t *testing.T) {
+	const limit = 16 << 10
+	b, reg := newTestBus(t, WithBuffer(1024), WithBufferBytes(limit))
+	lagging, cancelLagging, err := b.subscribe(t.Context(), nil, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancelLagging()
+	keeping, cancelKeeping, err := b.subscribe(t.Context(), nil, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancelKeeping()
+
+	big := APIPost{ClientIP: "127.0.0.1", URI: "/v2/apps/web", AppDefinition: json.RawMessage(`{"id":"/web","cmd":"` + strings.Repeat("x", 4<<10) + `"}`)}
+	for range 64 {
+		publish(t, b, big)
+		f := recv(t, keeping.ch)
+		keeping.took(f)
+	}
+	n := waitClosed(t, lagging.ch)
+	if n == 0 || n >= 64 || int64(n-1)*(4<<10) > limit {
+		t.Fatalf("lagging stream held %d frames of 4 KiB under a %d-byte bound", n, limit)
+	}
+	if got := metricValue(t, reg, "garrison_events_subscribers_dropped_total", ""); got != 1 {
+		t.Fatalf("dropped = %v, want 1 (the lagging stream only)", got)
+	}
+	if b.Subscribers() != 1 {
+		t.Fatalf("Subscribers() = %d, want the keeping stream", b.Subscribers())
+	}
+}

@@ -109,7 +109,7 @@ func serveStream(c *gin.Context, bus *Bus, cfg handlerConfig) {
 		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"message": err.Error()})
 		return
 	}
-	frames, cancel, err := bus.subscribe(c.Request.Context(), c.QueryArray("event_type"), &attached)
+	sub, cancel, err := bus.subscribe(c.Request.Context(), c.QueryArray("event_type"), &attached, true)
 	switch {
 	case errors.Is(err, ErrTooManySubscribers):
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"message": fmt.Sprintf(
@@ -149,6 +149,7 @@ func serveStream(c *gin.Context, bus *Bus, cfg handlerConfig) {
 		return
 	}
 
+	frames := sub.ch
 	ctx := c.Request.Context()
 	tick := time.NewTicker(cfg.heartbeat)
 	defer tick.Stop()
@@ -166,6 +167,7 @@ func serveStream(c *gin.Context, bus *Bus, cfg handlerConfig) {
 			}
 			// Write what is queued, then flush once.
 			for n := 0; ; n++ {
+				sub.took(f)
 				if s.frame(f, light) != nil {
 					return
 				}
