@@ -104,7 +104,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		go server.Serve(l)
 		defer server.Close()
 	}
-	logger.Info("agent running", "docker", dcli.DaemonHost(), "etcd", s.etcd)
+	logger.Info("agent running", "docker", dcli.DaemonHost(), "etcd", s.etcd.endpoints)
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

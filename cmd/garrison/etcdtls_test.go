@@ -168,4 +168,13 @@ func TestUpWithExternalEtcdOverTLSAndAuth(t *testing.T) {
 	if body := waitHTTP(t, base+"/api/v1/services/vault", 10*time.Second); !strings.Contains(body, "127.0.0.1:4100") {
 		t.Fatalf("registry over TLS: %s", body)
 	}
+
+	// `garrison agent` takes the same settings: its /metrics answers once
+	// it has read garrison's cluster id from etcd.
+	metrics := freeAddrs(t, 1)[0]
+	agent := startGarrison(t, append([]string{"agent", "--metrics-addr", metrics, "--etcd-user", "garrison", "--etcd-password", "gpw"}, tlsArgs...)...)
+	waitHTTP(t, "http://"+metrics+"/metrics", 60*time.Second)
+	if strings.Contains(agent.stderr.String(), "gpw") {
+		t.Fatalf("the agent logs the etcd password:\n%s", agent.stderr.String())
+	}
 }
