@@ -98,7 +98,8 @@ func TestUpFailsWhenDataDirCannotHoldWAL(t *testing.T) {
 // TestUpRefusesWritesNearEtcdQuota: once etcd's database passes 90% of its
 // quota (lowered here with --etcd-quota-bytes, which the embedded server
 // is given), API writes get 507 and reads go on; compacting and
-// defragmenting etcd lets writes in again.
+// defragmenting etcd (its quota counts free pages until a defragment) lets
+// writes in again.
 func TestUpRefusesWritesNearEtcdQuota(t *testing.T) {
 	const quota = 32 << 20
 	addrs := freeAddrs(t, 2)
@@ -131,7 +132,7 @@ func TestUpRefusesWritesNearEtcdQuota(t *testing.T) {
 	}
 	poll.Until(t, 30*time.Second, "writes refused with 507", func() (bool, string) {
 		code, body := call(t, http0, "POST", base+"/v2/apps", fmt.Sprintf(newApp, 2), "")
-		return code == 507 && strings.Contains(body, "of its 32 MiB quota (--etcd-quota-bytes)"), fmt.Sprint(code, body)
+		return code == 507 && strings.Contains(body, "of its 32 MiB quota (--etcd-quota-bytes)") && strings.Contains(body, "etcdctl compact"), fmt.Sprint(code, body)
 	})
 	if code, body := call(t, http0, "GET", base+"/v2/apps", "", ""); code != 200 || !strings.Contains(body, "/space/1") {
 		t.Fatalf("read while writes are refused: %d %s", code, body)

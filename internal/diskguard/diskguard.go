@@ -62,6 +62,7 @@ type Guard struct {
 
 	free    prometheus.Gauge
 	dbSize  prometheus.Gauge
+	dbInUse prometheus.Gauge
 	refused prometheus.Gauge
 }
 
@@ -78,7 +79,9 @@ func New(cfg Config) *Guard {
 		free: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "garrison_data_dir_free_bytes", Help: "Free space of garrison's data directory, for an unprivileged user."}),
 		dbSize: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "garrison_etcd_db_size_bytes", Help: "Size of etcd's database file (the largest over the endpoints), which its quota limits."}),
+			Name: "garrison_etcd_db_size_bytes", Help: "Size of etcd's database (the largest over the endpoints), which etcd's quota limits; it shrinks only when etcd is defragmented."}),
+		dbInUse: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garrison_etcd_db_size_in_use_bytes", Help: "Bytes of etcd's database in use (the largest over the endpoints); a defragment shrinks the file to about this."}),
 		refused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "garrison_api_writes_refused", Help: "1 while API writes are refused for lack of disk space or etcd quota."}),
 	}
@@ -88,7 +91,7 @@ func New(cfg Config) *Guard {
 			cfg.Registerer.MustRegister(g.free)
 		}
 		if cfg.Etcd != nil {
-			cfg.Registerer.MustRegister(g.dbSize, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			cfg.Registerer.MustRegister(g.dbSize, g.dbInUse, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "garrison_etcd_quota_bytes", Help: "etcd's database quota (--etcd-quota-bytes) as garrison knows it."},
 				func() float64 { return float64(cfg.Quota) }))
 		}
@@ -196,21 +199,30 @@ func (g *Guard) checkEtcd(ctx context.Context) (error, bool) {
 			}
 		}
 	}
-	var size int64
+	// etcd measures its quota against the database's high-water mark
+	// (DbSize), free pages included, not the part in use: after a
+	// compaction only a defragment brings it down.
+	var size, inUse int64
 	for _, ep := range g.cfg.Endpoints {
 		st, err := g.cfg.Etcd.Status(ctx, ep)
 		if err != nil {
 			continue
 		}
 		size = max(size, st.DbSize)
+		used := st.DbSizeInUse
+		if used == 0 {
+			used = st.DbSize // an etcd that does not report it
+		}
+		inUse = max(inUse, used)
 	}
 	if size == 0 {
 		return nil, false
 	}
 	g.dbSize.Set(float64(size))
+	g.dbInUse.Set(float64(inUse))
 	if g.cfg.Quota > 0 && float64(size) >= QuotaFraction*float64(g.cfg.Quota) {
-		return etcdError{fmt.Errorf("garrison refuses writes: etcd's database is %s of its %s quota (--etcd-quota-bytes); compact and defragment etcd (etcdctl defrag) or raise the quota",
-			Bytes(uint64(size)), Bytes(uint64(g.cfg.Quota)))}, true
+		return etcdError{fmt.Errorf("garrison refuses writes: etcd's database is %s (%s in use) of its %s quota (--etcd-quota-bytes); compact etcd's history (etcdctl compact) and defragment it (etcdctl defrag), or raise the quota",
+			Bytes(uint64(size)), Bytes(uint64(inUse)), Bytes(uint64(g.cfg.Quota)))}, true
 	}
 	return nil, true
 }
