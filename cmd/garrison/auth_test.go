@@ -15,6 +15,7 @@ import (
 
 	"github.com/garrisonhq/garrison/headquarter/api"
 	"github.com/garrisonhq/garrison/headquarter/auth"
+	"github.com/garrisonhq/garrison/headquarter/ui"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 )
 
@@ -45,8 +46,12 @@ func newTestRouter(t *testing.T, creds auth.Credentials) *gin.Engine {
 	}
 	t.Cleanup(stopScaler)
 	gin.SetMode(gin.ReleaseMode)
-	return newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler, Auth: creds},
+	router, err := newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler, Auth: creds},
 		hq, "127.0.0.1:8080", cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return router
 }
 
 // serveOne sends one request to router.
@@ -65,7 +70,8 @@ func serveOne(t *testing.T, router http.Handler, method, path, authz string) *ht
 // TestEveryRouteNeedsAuth walks every route `garrison up` serves (the
 // router's own list, so a route added later is covered without touching
 // this test): with auth on, each answers 401 without credentials except
-// /ping and /health, and none answers 401 with them. Before, only /v2 was
+// /ping, /health and the console's static assets, and none answers 401
+// with them. Before, only /v2 was
 // protected: PUT /api/v1/rules scaled apps without credentials.
 func TestEveryRouteNeedsAuth(t *testing.T) {
 	router := newTestRouter(t, auth.Credentials{Username: "ops", Password: "pw", Token: "tok"})
@@ -76,14 +82,14 @@ func TestEveryRouteNeedsAuth(t *testing.T) {
 	}
 	// The walk must reach the routes the issue names; if one moved, this
 	// test must be told.
-	for _, want := range []string{"/api/v1/rules", "/api/v1/decisions", "/api/v1/services", "/api/v1/prometheus/sd", "/metrics", "/v2/apps", "/v2/events", "/ping", "/health"} {
+	for _, want := range []string{"/api/v1/rules", "/api/v1/decisions", "/api/v1/services", "/api/v1/prometheus/sd", "/metrics", "/v2/apps", "/v2/events", "/ping", "/health", "/ui/*filepath"} {
 		if !seen[want] {
 			t.Fatalf("router has no route %s; routes: %v", want, routes)
 		}
 	}
 	for _, r := range routes {
 		path := samplePath(r.Path)
-		open := slices.Contains(api.OpenRoutes, r.Path)
+		open := slices.Contains(api.OpenRoutes, r.Path) || slices.Contains(ui.Routes, r.Path)
 		w := serveOne(t, router, r.Method, path, "")
 		switch {
 		case open && w.Code == http.StatusUnauthorized:

@@ -13,8 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/internal/certtest"
-	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/etcdtest"
 )
 
 // startEtcdTLS runs Debian's etcd serving clients over TLS only, requiring
@@ -33,7 +33,7 @@ func startEtcdTLS(t *testing.T, certs *certtest.Files) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(etcdtest.EtcdBinary, "--name", "tls", "--data-dir", filepath.Join(dir, "etcd"),
+		cmd := exec.Command(etcdtest.Binary(), "--name", "tls", "--data-dir", filepath.Join(dir, "etcd"),
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "tls="+peer,
 			"--cert-file", certs.ServerCert, "--key-file", certs.ServerKey, "--trusted-ca-file", certs.CA, "--client-cert-auth",
@@ -41,7 +41,7 @@ func startEtcdTLS(t *testing.T, certs *certtest.Files) string {
 		cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH=")
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", etcdtest.EtcdBinary, err)
+			t.Fatalf("start %s: %v", etcdtest.Binary(), err)
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); log.Close(); close(exited) }()

@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/headquarter/api"
+	"github.com/garrisonhq/garrison/headquarter/ui"
 	"github.com/garrisonhq/garrison/internal/diskguard"
 	"github.com/garrisonhq/garrison/internal/etcdembed"
 )
@@ -162,8 +163,11 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { stopGuard(); <-guardDone }()
 
 	gin.SetMode(gin.ReleaseMode)
-	router := newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler,
+	router, err := newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler,
 		Auth: s.hq.auth, Writes: guard}, hq, listener.Addr().String(), cli)
+	if err != nil {
+		return err
+	}
 	hq.exportTaskStats(reg, logger)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() {
 		if !s.hq.auth.Enabled() {
@@ -196,12 +200,19 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// newRouter is the API with every route garrison serves; the auth and
-// write gate of cfg cover them all.
-func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Client) *gin.Engine {
+// newRouter is the API and console with every route garrison serves; the
+// auth and write gate of cfg cover them all but the console's assets,
+// which carry no data.
+func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Client) (*gin.Engine, error) {
+	console, err := ui.New()
+	if err != nil {
+		return nil, err
+	}
+	cfg.OpenRoutes = append(cfg.OpenRoutes, ui.Routes...)
 	router := api.NewRouter(cfg)
 	hq.routes(router, addr, cli, cfg.Logger)
-	return router
+	console.Register(router)
+	return router, nil
 }
 
 func listenerHost(l net.Listener) string {

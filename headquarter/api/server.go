@@ -8,6 +8,7 @@ package api
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,9 +32,13 @@ type Config struct {
 	// Autoscale serves /api/v1/rules and /api/v1/decisions; nil leaves
 	// them out.
 	Autoscale Autoscale
-	// Auth, when enabled, is required on every route but OpenRoutes:
-	// writes and everything that shows apps, tasks, services or metrics.
+	// Auth, when enabled, is required on every route but OpenRoutes and
+	// the routes of cfg.OpenRoutes: writes and everything that shows apps,
+	// tasks, services or metrics.
 	Auth auth.Credentials
+	// OpenRoutes are more route patterns (gin's) that need no credentials,
+	// such as the console's static assets.
+	OpenRoutes []string
 	// Writes, when set, can refuse every write (any method but GET, HEAD
 	// and OPTIONS) with 507, e.g. while the disk or etcd's quota is nearly
 	// full; reads go on.
@@ -61,7 +66,7 @@ func NewRouter(cfg Config) *gin.Engine {
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"message": "HTTP 405 Method Not Allowed"})
 	})
-	r.Use(gin.Recovery(), instrument(cfg.Registerer, cfg.Logger), auth.Middleware(cfg.Auth, OpenRoutes...))
+	r.Use(gin.Recovery(), instrument(cfg.Registerer, cfg.Logger), auth.Middleware(cfg.Auth, slices.Concat(OpenRoutes, cfg.OpenRoutes)...))
 	if cfg.Writes != nil {
 		r.Use(refuseWrites(cfg.Writes))
 	}

@@ -59,7 +59,12 @@ func Middleware(cred Credentials, open ...string) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		c.Header("WWW-Authenticate", challenge)
+		// A browser answers a Basic challenge to a script's request with its
+		// own password prompt, which the console's sign-in form replaces:
+		// scripts that say so get the 401 without the challenge.
+		if c.GetHeader("X-Requested-With") != "XMLHttpRequest" {
+			c.Header("WWW-Authenticate", challenge)
+		}
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"message": "Unauthorized: missing or invalid credentials"})
 	}
 }
