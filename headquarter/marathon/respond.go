@@ -2,8 +2,6 @@ package marathon
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +50,7 @@ type deploymentResult struct {
 type httpError struct {
 	status  int
 	message string
+	allow   string // the Allow header of a 405
 }
 
 func (e *httpError) Error() string { return e.message }
@@ -121,7 +120,12 @@ func (a *api) errorBody(c *gin.Context, err error) (int, any) {
 		notFoundErr *scheduler.NotFoundError
 		httpErr     *httpError
 		tooLarge    *http.MaxBytesError
+		tooMany     *scheduler.TooManyChangesError
+		txnTooLarge *tooLargeError
 	)
+	if status, body, ok := storeLimitError(err); ok {
+		return status, body
+	}
 	switch {
 	case errors.As(err, &decodeErr):
 		return http.StatusBadRequest, decodeErr
@@ -141,9 +145,18 @@ func (a *api) errorBody(c *gin.Context, err error) (int, any) {
 		return http.StatusUnprocessableEntity, &app.ValidationError{Details: []app.FieldError{
 			{Path: "/container/docker/image", Errors: []string{scheduler.ErrNoDocker.Error()}}}}
 	case errors.As(err, &httpErr):
+		if httpErr.allow != "" {
+			c.Header("Allow", httpErr.allow)
+		}
 		return httpErr.status, message{httpErr.message}
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, message{fmt.Sprintf("request body larger than %d bytes", tooLarge.Limit)}
+		return http.StatusRequestEntityTooLarge, detailed(fmt.Sprintf("request body larger than %d bytes, garrison's limit (one app this large still fits etcd's transaction once stored with its version copy and its previous definition)", tooLarge.Limit))
+	case errors.As(err, &txnTooLarge):
+		return http.StatusRequestEntityTooLarge, detailed(txnTooLarge.msg)
+	case errors.As(err, &tooMany):
+		var ve *app.ValidationError
+		errors.As(tooManyChanges(tooMany.Count), &ve)
+		return http.StatusUnprocessableEntity, ve
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, message{err.Error()}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -176,38 +189,6 @@ func boolParam(c *gin.Context, name string, def bool) (bool, error) {
 		return false, nil
 	}
 	return false, badRequest("query parameter %s: %q is not true or false", name, v)
-}
-
-// authenticate answers 401 with WWW-Authenticate unless the request carries
-// the configured basic credentials or token.
-func authenticate(cfg Auth) gin.HandlerFunc {
-	equal := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-	challenge := `Basic realm="garrison"`
-	if cfg.Username == "" && cfg.Password == "" {
-		challenge = `Bearer realm="garrison"`
-	}
-	return func(c *gin.Context) {
-		h := c.GetHeader("Authorization")
-		scheme, cred, _ := strings.Cut(h, " ")
-		ok := false
-		switch {
-		case strings.EqualFold(scheme, "Basic") && (cfg.Username != "" || cfg.Password != ""):
-			if raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred)); err == nil {
-				u, p, _ := strings.Cut(string(raw), ":")
-				ok = equal(u, cfg.Username) && equal(p, cfg.Password)
-			}
-		case strings.EqualFold(scheme, "Bearer") && cfg.Token != "":
-			ok = equal(strings.TrimSpace(cred), cfg.Token)
-		case strings.HasPrefix(h, "token=") && cfg.Token != "":
-			ok = equal(strings.TrimPrefix(h, "token="), cfg.Token)
-		}
-		if ok {
-			c.Next()
-			return
-		}
-		c.Header("WWW-Authenticate", challenge)
-		c.AbortWithStatusJSON(http.StatusUnauthorized, message{"Unauthorized: missing or invalid credentials"})
-	}
 }
 
 // rawJSON marshals v, for bodies spliced together by hand.
