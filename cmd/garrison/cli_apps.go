@@ -73,16 +73,16 @@ func (x *cli) appsLs() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if x.structured() {
+				raw, err := c.AppsJSON(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return x.printData(false, raw...)
+			}
 			apps, err := c.Apps(cmd.Context())
 			if err != nil {
 				return err
-			}
-			if x.structured() {
-				raw := make([]json.RawMessage, len(apps))
-				for i := range apps {
-					raw[i] = apps[i].Raw
-				}
-				return x.printData(false, raw...)
 			}
 			now := time.Now()
 			t := newTable(x.stdout, "ID", "STATUS", "RUNNING", "HEALTHY", "STAGED", "CPUS", "MEM", "UPDATED")

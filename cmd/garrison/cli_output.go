@@ -13,6 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+var cellBreaks = strings.NewReplacer("\t", " ", "\n", " ")
+
 // table writes aligned columns under UPPERCASE headers.
 type table struct {
 	tw *tabwriter.Writer
@@ -30,7 +32,10 @@ func (t *table) row(cells ...string) {
 			io.WriteString(t.tw, "\t")
 		}
 		// A tab or line break inside a cell would break the columns.
-		io.WriteString(t.tw, strings.NewReplacer("\t", " ", "\n", " ").Replace(c))
+		if strings.ContainsAny(c, "\t\n") {
+			c = cellBreaks.Replace(c)
+		}
+		io.WriteString(t.tw, c)
 	}
 	io.WriteString(t.tw, "\n")
 }

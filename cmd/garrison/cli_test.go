@@ -30,7 +30,7 @@ import (
 // cliStack is a `garrison up` (process driver apps, auth by token) for the
 // command-line client to talk to.
 type cliStack struct {
-	t       *testing.T
+	t       testing.TB
 	addr    string // host:port of the API
 	etcd    string // client URL of the embedded etcd
 	token   string
@@ -45,7 +45,7 @@ var upLine = regexp.MustCompile(`msg="garrison is up" addr=(\S+)`)
 // startCLIStack starts garrison with its API on port 0 (read back from the
 // log). The embedded etcd needs a port pair of its own: a start that loses
 // that port to another process is retried.
-func startCLIStack(t *testing.T, extraArgs ...string) *cliStack {
+func startCLIStack(t testing.TB, extraArgs ...string) *cliStack {
 	t.Helper()
 	server, cleanup, err := testbin.Build(dockertest.TestServerPackage, false)
 	if err != nil {

@@ -53,7 +53,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startGarrison(t *testing.T, args ...string) *garrisonProc {
+func startGarrison(t testing.TB, args ...string) *garrisonProc {
 	t.Helper()
 	p := &garrisonProc{cmd: exec.Command(garrisonBinary, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
@@ -85,7 +85,7 @@ func (p *garrisonProc) waitExit(t *testing.T, within time.Duration) error {
 
 // freeAddrs returns n loopback addresses whose port and the next one are
 // free: an embedded etcd listening on one takes the next for its peers.
-func freeAddrs(t *testing.T, n int) []string {
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var held []net.Listener
 	defer func() {
