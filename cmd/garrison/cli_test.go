@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -251,6 +254,7 @@ func TestCLI(t *testing.T) {
 	s := startCLIStack(t, "--autoscale-interval", "300ms")
 	t.Run("Apps", func(t *testing.T) { s.t = t; testCLIApps(t, s) })
 	t.Run("WaitOnFailingDeployment", func(t *testing.T) { s.t = t; testCLIWaitFails(t, s) })
+	t.Run("WaitByPolling", func(t *testing.T) { s.t = t; testCLIWaitByPolling(t, s) })
 	t.Run("Errors", func(t *testing.T) { s.t = t; testCLIErrors(t, s) })
 	t.Run("Registry", func(t *testing.T) { s.t = t; testCLIRegistry(t, s) })
 	t.Run("RulesAndDecisions", func(t *testing.T) { s.t = t; testCLIRulesDecisions(t, s) })
@@ -499,6 +503,61 @@ func testCLIWaitFails(t *testing.T, s *cliStack) {
 		t.Fatalf("deployments cancel --wait (a rollback that cannot finish): %s", r)
 	}
 	s.ok("apps", "rm", id, "--force", "--wait")
+}
+
+// Without the event stream (a proxy refuses /v2/events), --wait polls
+// /v2/deployments and judges the end from the apps.
+func testCLIWaitByPolling(t *testing.T, s *cliStack) {
+	target, _ := url.Parse("http://" + s.addr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/events" {
+			http.Error(w, `{"message":"no event stream here"}`, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	env := s.env("GARRISON_ADDR=" + front.URL)
+
+	r := s.runEnv("id: /cli/poll\ncmd: sleep 600\ninstances: 2\ncpus: 0.01\nmem: 16\n", env, "apps", "create", "-f", "-", "--wait")
+	if r.code != 0 || !strings.Contains(r.stderr, "following the deployment by polling") || !strings.Contains(r.stdout, "finished in") {
+		t.Fatalf("create --wait by polling: %s", r)
+	}
+	var a cliApp
+	s.okJSON(&a, "apps", "show", "/cli/poll")
+	if a.TasksRunning != 2 {
+		t.Fatalf("after create --wait by polling: %+v", a)
+	}
+
+	// A cancelled deployment, seen only by polling, fails: the app runs
+	// fewer tasks than it should.
+	const id = "/cli/pollcrash"
+	def := fmt.Sprintf(`{"id":%q,"cmd":"exit 3","instances":1,"cpus":0.01,"mem":16,
+		"healthChecks":[{"protocol":"HTTP","path":"/health","gracePeriodSeconds":1,"intervalSeconds":2,"timeoutSeconds":1}]}`, id)
+	if r := s.runEnv(def, s.env(), "apps", "create", "-f", "-"); r.code != 0 {
+		t.Fatal(r)
+	}
+	cmd, _, stderr := s.command("", env, "apps", "scale", id, "2", "--force", "--wait", "--timeout", "2m")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var depID string
+	poll.Until(t, 30*time.Second, "the scale deployment", func() (bool, string) {
+		m := regexp.MustCompile(`waiting for deployment ([0-9a-f-]+)`).FindStringSubmatch(stderr.String())
+		if m != nil {
+			depID = m[1]
+		}
+		return m != nil, stderr.String()
+	})
+	s.ok("deployments", "cancel", depID, "--force")
+	err := cmd.Wait()
+	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 ||
+		!strings.Contains(stderr.String(), "deployment "+depID+" failed after ") || !strings.Contains(stderr.String(), "app "+id+" runs ") {
+		t.Fatalf("scale --wait by polling of a cancelled deployment: %v\n%s", err, stderr.String())
+	}
+	s.ok("apps", "rm", id, "--force", "--wait")
+	s.ok("apps", "rm", "/cli/poll", "--wait")
 }
 
 func testCLIErrors(t *testing.T, s *cliStack) {
