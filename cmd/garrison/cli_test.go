@@ -45,9 +45,8 @@ const cliToken = "cli-test-token"
 
 var upLine = regexp.MustCompile(`msg="garrison is up" addr=(\S+)`)
 
-// startCLIStack starts garrison with its API on port 0 (read back from the
-// log). The embedded etcd needs a port pair of its own: a start that loses
-// that port to another process is retried.
+// startCLIStack starts garrison with its API on port 0 (read back from
+// the log) and its embedded etcd on a port pair testport reserved.
 func startCLIStack(t testing.TB, extraArgs ...string) *cliStack {
 	t.Helper()
 	server, cleanup, err := testbin.Build(dockertest.TestServerPackage, false)
@@ -55,42 +54,26 @@ func startCLIStack(t testing.TB, extraArgs ...string) *cliStack {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	s := &cliStack{t: t, token: cliToken, dataDir: t.TempDir(), server: server}
+	s := &cliStack{t: t, token: cliToken, dataDir: t.TempDir(), server: server, etcd: "http://" + freeAddrs(t, 1)[0]}
 	// Registered before garrison starts, so it runs after garrison is
 	// killed: process tasks outlive garrison by design.
 	t.Cleanup(func() { killTasksUnder(s.dataDir) })
-	for attempt := 1; ; attempt++ {
-		s.etcd = "http://" + freeAddrs(t, 1)[0]
-		args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd-listen", s.etcd, "--data-dir", s.dataDir,
-			"--task-ports", "45000-45199", "--drain-delay", "50ms", "--auth-token", cliToken}, extraArgs...)
-		p := startGarrison(t, args...)
-		deadline := time.Now().Add(60 * time.Second)
-		for s.addr == "" {
-			if m := upLine.FindStringSubmatch(p.stderr.String()); m != nil {
-				s.addr = m[1]
-				break
-			}
-			select {
-			case <-p.exited:
-				if attempt < 3 && strings.Contains(p.stderr.String(), "cannot listen") {
-					t.Logf("etcd port taken, retrying:\n%s", p.stderr.String())
-					deadline = time.Time{}
-				} else {
-					t.Fatalf("garrison up exited: %v\n%s", p.err, p.stderr.String())
-				}
-			case <-time.After(poll.Interval):
-			}
-			if deadline.IsZero() {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("garrison up not up within 60s:\n%s", p.stderr.String())
-			}
+	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd-listen", s.etcd, "--data-dir", s.dataDir,
+		"--task-ports", "15000-15199", "--drain-delay", "50ms", "--auth-token", cliToken}, extraArgs...)
+	p := startGarrison(t, args...)
+	poll.Until(t, 60*time.Second, "garrison up", func() (bool, string) {
+		select {
+		case <-p.exited:
+			t.Fatalf("garrison up exited: %v\n%s", p.err, p.stderr.String())
+		default:
 		}
-		if s.addr != "" {
-			return s
+		m := upLine.FindStringSubmatch(p.stderr.String())
+		if m != nil {
+			s.addr = m[1]
 		}
-	}
+		return m != nil, p.stderr.String()
+	})
+	return s
 }
 
 // killTasksUnder kills the task processes whose sandbox is under dir.
