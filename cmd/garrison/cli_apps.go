@@ -359,10 +359,11 @@ func (x *cli) deploy(ctx context.Context, wf waitFlags, what string, apps []stri
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, wf.timeout)
 	defer cancel()
+	ids := make([]string, len(apps))
 	for i, a := range apps {
-		apps[i] = "/" + strings.Trim(a, "/")
+		ids[i] = "/" + strings.Trim(a, "/")
 	}
-	out, err := waiter.Wait(wctx, w.DeploymentID, apps)
+	out, err := waiter.Wait(wctx, w.DeploymentID, ids)
 	took := time.Since(start).Round(10 * time.Millisecond)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:

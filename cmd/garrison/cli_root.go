@@ -141,6 +141,8 @@ JSON or YAML with -o. Exit status: 0 done, 1 the API refused or a --wait failed,
 func serverCommand(use, short string, run func(ctx context.Context, args []string) error) *cobra.Command {
 	return &cobra.Command{
 		Use: use + " [flags]", Short: short, GroupID: "server",
+		Long: short + ".\n\nRun \"garrison " + use + " -h\" for its settings. Every setting can also come from\n" +
+			"the environment (GARRISON_<SETTING>) or a YAML file (--config).",
 		DisableFlagParsing: true,
 		// The flag set prints its own help; cobra's would repeat it.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
