@@ -150,26 +150,46 @@ func formatAge(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-// readDefinition reads FILE, or stdin for "-", and returns JSON: a YAML
-// file is converted, with its line in any syntax error.
-func (x *cli) readDefinition(file string) ([]byte, error) {
+// maxInputBytes bounds what -f reads: far above what the API takes (its
+// 413 says so), low enough that a wrong file cannot exhaust memory.
+const maxInputBytes = 16 << 20
+
+// readInput reads FILE, or stdin for "-", up to maxInputBytes; name is
+// what errors call it.
+func (x *cli) readInput(file string) (data []byte, name string, err error) {
 	if file == "" {
-		return nil, usageError{"-f FILE is required (- reads stdin)"}
+		return nil, "", usageError{"-f FILE is required (- reads stdin)"}
 	}
-	var data []byte
-	var err error
-	if file == "-" {
-		data, err = io.ReadAll(x.stdin)
-		file = "stdin"
-	} else {
-		data, err = os.ReadFile(file)
+	var r io.Reader = x.stdin
+	name = "stdin"
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, file, fmt.Errorf("read %s: %w", file, err)
+		}
+		defer f.Close()
+		r, name = f, file
 	}
+	data, err = io.ReadAll(io.LimitReader(r, maxInputBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", file, err)
+		return nil, name, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(data) > maxInputBytes {
+		return nil, name, fmt.Errorf("%s is larger than %d MiB", name, maxInputBytes>>20)
+	}
+	return data, name, nil
+}
+
+// readDefinition reads an app definition and returns JSON: a YAML file is
+// converted, with its line in any syntax error.
+func (x *cli) readDefinition(file string) ([]byte, error) {
+	data, name, err := x.readInput(file)
+	if err != nil {
+		return nil, err
 	}
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
-		return nil, fmt.Errorf("%s is empty", file)
+		return nil, fmt.Errorf("%s is empty", name)
 	}
 	if trimmed[0] == '{' || trimmed[0] == '[' {
 		// JSON goes as is: the API names the fields it refuses.
@@ -177,11 +197,11 @@ func (x *cli) readDefinition(file string) ([]byte, error) {
 	}
 	var v any
 	if err := yaml.Unmarshal(data, &v); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return out, nil
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -151,19 +149,9 @@ func (x *cli) rulesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if file == "" {
-				return usageError{"rules apply: -f FILE is required (- reads stdin)"}
-			}
-			var doc []byte
-			name := file
-			if file == "-" {
-				doc, err = io.ReadAll(x.stdin)
-				name = "stdin"
-			} else {
-				doc, err = os.ReadFile(file)
-			}
+			doc, name, err := x.readInput(file)
 			if err != nil {
-				return fmt.Errorf("read %s: %w", name, err)
+				return err
 			}
 			rules, err := c.PutRules(cmd.Context(), doc)
 			var apiErr *client.APIError

@@ -59,7 +59,8 @@ func startCLIStack(t testing.TB, extraArgs ...string) *cliStack {
 	// killed: process tasks outlive garrison by design.
 	t.Cleanup(func() { killTasksUnder(s.dataDir) })
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd-listen", s.etcd, "--data-dir", s.dataDir,
-		"--task-ports", "15000-15199", "--drain-delay", "50ms", "--auth-token", cliToken}, extraArgs...)
+		"--task-ports", "15000-15199", "--drain-delay", "50ms",
+		"--auth-token", cliToken, "--auth-user", "ops", "--auth-password", "s3cret"}, extraArgs...)
 	p := startGarrison(t, args...)
 	poll.Until(t, 60*time.Second, "garrison up", func() (bool, string) {
 		select {
@@ -565,6 +566,11 @@ func testCLIErrors(t *testing.T, s *cliStack) {
 	if r.code != 1 || !strings.Contains(r.stderr, "422 Rules are not valid\n  stdin:3:10: rules[0].min: ") {
 		t.Fatalf("422 on rules apply: %s", r)
 	}
+	huge := writeFile(t, "huge.json", `{"id":"/cli/huge","cmd":"`+strings.Repeat("x", 17<<20)+`"}`)
+	r = s.run("apps", "apply", "-f", huge)
+	if r.code != 1 || !strings.Contains(r.stderr, "huge.json is larger than 16 MiB") {
+		t.Fatalf("a file over the -f limit: %s", r)
+	}
 	r = s.run("apps", "show", "/cli/nothing")
 	if r.code != 1 || !strings.Contains(r.stderr, "404") {
 		t.Fatalf("404: %s", r)
@@ -772,6 +778,16 @@ func testCLIAuthVersionCompletion(t *testing.T, s *cliStack) {
 	}
 	if r := s.runEnv("", noToken, "--token", cliToken, "apps", "ls"); r.code != 0 {
 		t.Fatalf("with --token: %s", r)
+	}
+	// Basic auth, from the environment or flags.
+	if r := s.runEnv("", append(noToken, "GARRISON_USER=ops", "GARRISON_PASSWORD=s3cret"), "apps", "ls"); r.code != 0 {
+		t.Fatalf("with GARRISON_USER and GARRISON_PASSWORD: %s", r)
+	}
+	if r := s.runEnv("", noToken, "--user", "ops", "--password", "s3cret", "apps", "ls"); r.code != 0 {
+		t.Fatalf("with --user and --password: %s", r)
+	}
+	if r := s.runEnv("", noToken, "--user", "ops", "--password", "wrong", "apps", "ls"); r.code != 1 || !strings.Contains(r.stderr, "401") {
+		t.Fatalf("with a wrong password: %s", r)
 	}
 	// GARRISON_ADDR as a URL works as well as host:port.
 	if r := s.runEnv("", s.env("GARRISON_ADDR=http://"+s.addr+"/"), "apps", "ls"); r.code != 0 {
