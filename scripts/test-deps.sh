@@ -17,6 +17,11 @@ missing=()
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+# The pipeline's tests: git repositories, the post-receive hook's curl, and
+# a static busybox for build images made FROM scratch.
+command -v git >/dev/null || missing+=(git)
+command -v curl >/dev/null || missing+=(curl)
+[ -x /bin/busybox ] || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test-deps: installing ${missing[*]}"
 	need_root apt-get update -qq
