@@ -43,16 +43,7 @@ func standardWebhook(secret, id, timestamp, signatures string, body []byte, now 
 	if d := now.Sub(time.Unix(ts, 0)); d > StandardWindow || d < -StandardWindow {
 		return false, "webhook-timestamp is too far from the clock"
 	}
-	key := []byte(secret)
-	if k, ok := strings.CutPrefix(secret, "whsec_"); ok {
-		if dec, err := base64.StdEncoding.DecodeString(k); err == nil {
-			key = dec
-		}
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "." + timestamp + "."))
-	mac.Write(body)
-	want := mac.Sum(nil)
+	want := standardMAC(secret, id, timestamp, body)
 	for _, s := range strings.Fields(signatures) {
 		v, sig, ok := strings.Cut(s, ",")
 		if !ok || v != "v1" {
@@ -70,6 +61,10 @@ func standardWebhook(secret, id, timestamp, signatures string, body []byte, now 
 // sender computes it (the post-receive script, garrison's own
 // notifications, tests).
 func SignStandard(secret, id, timestamp string, body []byte) string {
+	return "v1," + base64.StdEncoding.EncodeToString(standardMAC(secret, id, timestamp, body))
+}
+
+func standardMAC(secret, id, timestamp string, body []byte) []byte {
 	key := []byte(secret)
 	if k, ok := strings.CutPrefix(secret, "whsec_"); ok {
 		if dec, err := base64.StdEncoding.DecodeString(k); err == nil {
@@ -79,5 +74,5 @@ func SignStandard(secret, id, timestamp string, body []byte) string {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id + "." + timestamp + "."))
 	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	return mac.Sum(nil)
 }
