@@ -179,8 +179,8 @@ func (h *Handler) serve(r *http.Request, provider, projectName string) (int, Res
 	if err != nil {
 		release()
 		status := http.StatusServiceUnavailable
-		var le *LimitError
-		if errors.As(err, &le) {
+		var le interface{ LimitReached() bool }
+		if errors.As(err, &le) && le.LimitReached() {
 			status = http.StatusTooManyRequests
 		}
 		return status, Response{Message: "queueing the run: " + err.Error()}
@@ -191,9 +191,13 @@ func (h *Handler) serve(r *http.Request, provider, projectName string) (int, Res
 
 // LimitError is a Trigger's refusal because a limit is reached (runs
 // queued for the project); the hook answers 429 so the sender retries.
+// Any error with a LimitReached method returning true counts as one.
 type LimitError struct{ Msg string }
 
 func (e *LimitError) Error() string { return e.Msg }
+
+// LimitReached marks the error as a limit.
+func (e *LimitError) LimitReached() bool { return true }
 
 type kind int
 
