@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/client"
@@ -26,18 +27,14 @@ var busyboxDockerfile []byte
 // the base of garrison's build and test images (images/busybox/build.sh
 // builds the same with the docker command).
 func BuildBusybox(ctx context.Context, cli client.APIClient, tag string, log io.Writer) error {
-	f, err := os.Open(BusyboxBinary)
-	if err != nil {
+	if _, err := os.Stat(BusyboxBinary); err != nil {
 		return fmt.Errorf("busybox image needs a static busybox (apt-get install busybox-static): %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("busybox image: %w", err)
 	}
 	c := NewContext()
 	c.Add("Dockerfile", 0o644, busyboxDockerfile)
-	c.AddReader("busybox", 0o755, st.Size(), f)
+	if err := c.AddFS("busybox", os.DirFS(filepath.Dir(BusyboxBinary)), filepath.Base(BusyboxBinary)); err != nil {
+		return err
+	}
 	if err := c.Build(ctx, cli, build.ImageBuildOptions{Tags: []string{tag}}, log); err != nil {
 		return fmt.Errorf("build %s: %w", tag, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/push"
 )
 
@@ -299,4 +300,13 @@ func Watch(ctx context.Context, w clientv3.Watcher) <-chan struct{} {
 		}
 	}()
 	return out
+}
+
+// Trigger queues a run of p for ev: the webhook's Trigger.
+func (s *Store) Trigger(ctx context.Context, p project.Project, ev push.Push) (string, error) {
+	r, err := s.Create(ctx, p.Name, ev)
+	if err != nil {
+		return "", err
+	}
+	return r.ID, nil
 }
