@@ -171,7 +171,9 @@ func (r *Runner) stopAll(cause error) {
 func (r *Runner) recover(ctx context.Context) {
 	running, err := r.cfg.Runs.List(ctx, run.Filter{State: run.Running})
 	if err != nil {
-		r.cfg.Logger.Error("runner: cannot list runs in flight", "error", err)
+		if ctx.Err() == nil {
+			r.cfg.Logger.Error("runner: cannot list runs in flight", "error", err)
+		}
 		return
 	}
 	for _, lost := range running {
@@ -348,8 +350,11 @@ func (r *Runner) execute(ctx context.Context, x *run.Run, p project.Project) {
 	fmt.Fprintf(log, "*** run %s of %s: %s at %s (%s)\n", x.ID, p.Name, x.Push.Ref, x.Push.After, x.Push.Committer.Name)
 
 	ws := r.workspace(x.ID)
-	defer os.RemoveAll(ws)
 	state, reason := r.stages(ctx, x, p, ws, log)
+	// Before the end is recorded: a finished run has no workspace left.
+	if err := os.RemoveAll(ws); err != nil {
+		r.cfg.Logger.Warn("runner: removing a workspace", "run", x.ID, "error", err)
+	}
 	if cause := context.Cause(ctx); ctx.Err() != nil {
 		state, reason = run.Failed, cause.Error()
 		if errors.Is(cause, errCancelled) {
@@ -469,12 +474,15 @@ func checkout(ctx context.Context, repo, rev, dir string, log io.Writer) error {
 		"GIT_ALLOW_PROTOCOL=file:git:http:https:ssh")
 	for _, args := range [][]string{
 		{"clone", "--quiet", "--no-checkout", "--", repo, dir},
-		{"-C", dir, "checkout", "--quiet", "--detach", rev},
+		{"checkout", "--quiet", "--detach", rev},
 	} {
 		cmd := exec.CommandContext(ctx, "git", args...)
+		if args[0] == "checkout" {
+			cmd.Dir = dir
+		}
 		cmd.Env, cmd.Stdout, cmd.Stderr = gitEnv, log, log
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("git %s: %w", args[0], err)
+			return fmt.Errorf("git %s (its output is in the log): %w", args[0], err)
 		}
 	}
 	return nil
