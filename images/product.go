@@ -171,4 +171,3 @@ func (b *Builder) Build(ctx context.Context, p Product, log io.Writer) (Result, 
 	}
 	return res, nil
 }
-
