@@ -16,7 +16,7 @@ import (
 
 	"github.com/garrisonhq/garrison/ci/executor"
 	"github.com/garrisonhq/garrison/ci/internal/citest"
-	"github.com/garrisonhq/garrison/ci/internal/gittest"
+	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/push"
 	"github.com/garrisonhq/garrison/ci/run"

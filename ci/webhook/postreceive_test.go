@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/garrisonhq/garrison/ci/internal/gittest"
+	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/ci/push"
 )
 

@@ -32,6 +32,7 @@ type upSettings struct {
 	logLevel   string
 	hq         hqSettings
 	autoscale  autoscaleSettings
+	ci         ciSettings
 }
 
 func (s *upSettings) register(fs *flag.FlagSet) {
@@ -42,6 +43,7 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	s.hq.register(fs)
 	s.autoscale.register(fs)
+	s.ci.register(fs)
 }
 
 // runUp runs everything garrison needs on one machine until ctx ends.
@@ -121,6 +123,11 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler})
 	hq.routes(router, listener.Addr().String(), s.hq.auth, cli, logger)
 	hq.exportTaskStats(reg, logger)
+	stopCI, err := startCI(ctx, router, cli, hq, s.dataDir, s.ci, nil, logger)
+	if err != nil {
+		return err
+	}
+	defer stopCI()
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() && s.hq.auth == (marathon.Auth{}) {
 		logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())
 	}
