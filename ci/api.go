@@ -272,4 +272,3 @@ func (a *api) deleteProject(c *gin.Context) {
 	}
 	c.Status(http.StatusNoContent)
 }
-

@@ -20,10 +20,10 @@ import (
 
 	"github.com/garrisonhq/garrison/ci"
 	"github.com/garrisonhq/garrison/ci/internal/citest"
-	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/internal/registrytest"
 )

@@ -16,7 +16,6 @@ import (
 
 	"github.com/garrisonhq/garrison/ci/executor"
 	"github.com/garrisonhq/garrison/ci/internal/citest"
-	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/push"
 	"github.com/garrisonhq/garrison/ci/run"
@@ -24,6 +23,7 @@ import (
 	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/internal/registrytest"
 )

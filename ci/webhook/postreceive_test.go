@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/ci/push"
+	"github.com/garrisonhq/garrison/internal/gittest"
 )
 
 // TestPostReceiveHookPostsPushes installs ci/hooks/post-receive in a real
