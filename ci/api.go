@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -19,6 +20,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/ci/runner"
 	"github.com/garrisonhq/garrison/ci/webhook"
+	"github.com/garrisonhq/garrison/deploy"
 )
 
 // Limits of the API, stated in the README.
@@ -33,6 +35,8 @@ type api struct {
 	runs     *run.Store
 	projects *project.Store
 	hooks    *webhook.Handler
+	// releases is nil when garrison deploys nothing.
+	releases *deploy.Manager
 	dataDir  string
 	log      *slog.Logger
 	// followers holds a slot per open log stream.
@@ -61,6 +65,9 @@ func mount(r *gin.Engine, a *api, auth gin.HandlerFunc) {
 	g.GET("/projects/:name", a.getProject)
 	g.PUT("/projects/:name", a.putProject)
 	g.DELETE("/projects/:name", a.deleteProject)
+	g.GET("/releases", a.listReleases)
+	g.POST("/releases/promote", a.promote)
+	g.POST("/releases/rollback", a.rollback)
 }
 
 type message struct {
@@ -81,7 +88,7 @@ type fieldDetail struct {
 func (a *api) fail(c *gin.Context, err error) {
 	var inv *project.InvalidError
 	switch {
-	case errors.Is(err, run.ErrNotFound), errors.Is(err, project.ErrNotFound):
+	case errors.Is(err, run.ErrNotFound), errors.Is(err, project.ErrNotFound), errors.Is(err, deploy.ErrNotFound):
 		c.JSON(http.StatusNotFound, message{err.Error()})
 	case errors.As(err, &inv):
 		body := fieldErrors{Message: "Object is not valid"}
@@ -89,6 +96,8 @@ func (a *api) fail(c *gin.Context, err error) {
 			body.Details = append(body.Details, fieldDetail{Path: "/" + fe.Path, Errors: []string{fe.Msg}})
 		}
 		c.JSON(http.StatusUnprocessableEntity, body)
+	case deploy.IsRefused(err):
+		c.JSON(http.StatusConflict, message{err.Error()})
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		c.JSON(http.StatusServiceUnavailable, message{err.Error()})
 	default:
@@ -271,4 +280,109 @@ func (a *api) deleteProject(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+func (a *api) noReleases(c *gin.Context) bool {
+	if a.releases == nil {
+		c.JSON(http.StatusNotFound, message{"this garrison deploys no releases (no Marathon target configured)"})
+		return true
+	}
+	return false
+}
+
+// listReleases answers an app's releases, newest first, and what each
+// environment runs with its history.
+func (a *api) listReleases(c *gin.Context) {
+	if a.noReleases(c) {
+		return
+	}
+	app := c.Query("app")
+	if app == "" {
+		c.JSON(http.StatusUnprocessableEntity, fieldErrors{Message: "Object is not valid",
+			Details: []fieldDetail{{Path: "/app", Errors: []string{"required: ?app=/ktv/account"}}}})
+		return
+	}
+	rs, err := a.releases.Store().List(c.Request.Context(), app)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	envs, err := a.releases.Store().Environments(c.Request.Context(), app)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"releases": rs, "environments": envs})
+}
+
+type releaseChange struct {
+	App         string `json:"app"`
+	Version     string `json:"version"`
+	Environment string `json:"environment"`
+	By          string `json:"by"`
+}
+
+func (a *api) readChange(c *gin.Context, needVersion bool) (releaseChange, bool) {
+	var rc releaseChange
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxProjectBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rc); err != nil {
+		c.JSON(http.StatusBadRequest, message{"invalid JSON: " + err.Error()})
+		return rc, false
+	}
+	var details []fieldDetail
+	if rc.App == "" {
+		details = append(details, fieldDetail{Path: "/app", Errors: []string{"required"}})
+	}
+	if rc.Environment == "" {
+		details = append(details, fieldDetail{Path: "/environment", Errors: []string{"required"}})
+	}
+	if needVersion && rc.Version == "" {
+		details = append(details, fieldDetail{Path: "/version", Errors: []string{"required"}})
+	}
+	if len(details) > 0 {
+		c.JSON(http.StatusUnprocessableEntity, fieldErrors{Message: "Object is not valid", Details: details})
+		return rc, false
+	}
+	if rc.By == "" {
+		rc.By = "api"
+	}
+	return rc, true
+}
+
+// promote deploys a release to an environment and answers once it runs
+// there (deployments of garrison's apps take seconds).
+func (a *api) promote(c *gin.Context) {
+	if a.noReleases(c) {
+		return
+	}
+	rc, ok := a.readChange(c, true)
+	if !ok {
+		return
+	}
+	var log strings.Builder
+	if err := a.releases.Promote(c.Request.Context(), rc.App, rc.Version, rc.Environment, rc.By, &log); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"app": rc.App, "version": rc.Version, "environment": rc.Environment, "log": log.String()})
+}
+
+// rollback deploys to an environment the release it ran before (or the
+// version given, which it must have run).
+func (a *api) rollback(c *gin.Context) {
+	if a.noReleases(c) {
+		return
+	}
+	rc, ok := a.readChange(c, false)
+	if !ok {
+		return
+	}
+	var log strings.Builder
+	v, err := a.releases.Rollback(c.Request.Context(), rc.App, rc.Environment, rc.Version, rc.By, &log)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"app": rc.App, "version": v, "environment": rc.Environment, "log": log.String()})
 }

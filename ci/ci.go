@@ -22,6 +22,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/ci/runner"
 	"github.com/garrisonhq/garrison/ci/webhook"
+	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/images"
 )
 
@@ -37,6 +38,10 @@ type Config struct {
 	Node      string
 	// Registry (host:port) receives product images; empty builds none.
 	Registry string
+	// Marathon is the base URL of the Marathon API runs deploy through
+	// (garrison's own); empty deploys nothing and runs no tests.
+	Marathon     string
+	MarathonAuth deploy.Auth
 	// ProjectsFile, when set, is loaded into etcd at start (projects
 	// there keep any other projects configured through the API).
 	ProjectsFile string
@@ -73,7 +78,11 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 	runs := run.NewStore(cfg.Etcd)
 	hooks := webhook.New(webhook.Config{Projects: projects, Trigger: runs,
 		Claims: webhook.NewEtcdClaims(cfg.Etcd, 0), Logger: logger})
-	mount(r, &api{runs: runs, projects: projects, hooks: hooks, dataDir: cfg.DataDir, log: logger}, cfg.Auth)
+	var releases *deploy.Manager
+	if cfg.Marathon != "" {
+		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), deploy.NewMarathon(cfg.Marathon, cfg.MarathonAuth))
+	}
+	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger}, cfg.Auth)
 
 	if cfg.Docker == nil {
 		logger.Warn("no Docker engine: pipeline runs are queued but not run")
@@ -83,6 +92,9 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 		Watcher: cfg.Etcd, DataDir: cfg.DataDir, Node: cfg.Node, IsLeader: cfg.IsLeader, Poll: cfg.Poll, Logger: logger}
 	if cfg.Registry != "" {
 		rcfg.Products = images.NewBuilder(cfg.Docker, cfg.Registry)
+	}
+	if releases != nil {
+		rcfg.Releases = releases
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

@@ -24,13 +24,24 @@
 //	  entrypoint: [/account]       # optional
 //	  cmd: [--port, "8080"]        # optional
 //	  env: {MODE: production}      # optional
-//	tests:                         # optional: run against the alpha deployment
+//	deploy:                        # optional: the Marathon app definition of the
+//	  instances: 2                 # product in every environment (as YAML; garrison
+//	  cpus: 0.1                    # sets id and container.docker.image); without it
+//	  mem: 64                      # nothing is deployed and no test runs
+//	  portDefinitions: [{port: 0}]
+//	  healthChecks: [{protocol: HTTP, path: /ping}]
+//	tests:                         # optional: run against the run's alpha deployment,
+//	                               # with ALPHA_URL (http://host:port), ALPHA_HOST,
+//	                               # ALPHA_PORT and ALPHA_APP in their env
 //	  - name: smoke                # required, unique: [a-z0-9-]
 //	    image: garrison/test:busybox
 //	    commands: [wget -qO- "$ALPHA_URL/ping"]
 //	    env: {}
 //	    timeout: 5m
-//	environments:                  # optional: promotion order; default alpha, qa, production
+//	environments:                  # optional: promotion order; default alpha, qa,
+//	                               # production. alpha is each run's own deployment
+//	                               # (/alpha/<run>/<app>), destroyed after the tests;
+//	                               # production runs as <app>, others as /<env><app>
 //	  - alpha                      # a name alone, or:
 //	  - name: qa
 //	    auto: true                 # promote here on green without a call

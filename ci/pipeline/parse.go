@@ -263,6 +263,7 @@ func (d *decoder) pipeline(root *yaml.Node) *Pipeline {
 			})
 		},
 		"environments": func(v *yaml.Node, fp string) { envNode = v; p.Environments = d.environments(v, fp) },
+		"deploy":       func(v *yaml.Node, fp string) { p.Deploy = d.deploy(v, fp) },
 		"notify": func(v *yaml.Node, fp string) {
 			d.list(v, fp, MaxNotify, func(item *yaml.Node, ip string) { p.Notify = append(p.Notify, d.notify(item, ip)) })
 		},
@@ -371,6 +372,40 @@ func (d *decoder) environments(n *yaml.Node, p string) []Environment {
 		d.errf(n, p, "needs at least one environment")
 	}
 	return out
+}
+
+// deploy reads the app definition: any Marathon app JSON, as YAML, but the
+// id and the image, which garrison sets per environment and release. The
+// Marathon API checks the rest when it is deployed.
+func (d *decoder) deploy(n *yaml.Node, p string) map[string]any {
+	if n.Kind != yaml.MappingNode {
+		d.errf(n, p, "must be a mapping (a Marathon app definition), not %s", describe(n))
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		switch k.Value {
+		case "id":
+			d.errf(k, join(p, "id"), "set by garrison for each environment: leave it out")
+		case "container":
+			if v.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(v.Content); j += 2 {
+					if dk, dv := v.Content[j], resolve(v.Content[j+1]); dk.Value == "docker" && dv.Kind == yaml.MappingNode {
+						for l := 0; l+1 < len(dv.Content); l += 2 {
+							if dv.Content[l].Value == "image" {
+								d.errf(dv.Content[l], p+".container.docker.image", "set by garrison to the run's product image: leave it out")
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	var m map[string]any
+	if err := n.Decode(&m); err != nil {
+		d.errf(n, p, "%v", err)
+	}
+	return m
 }
 
 func (d *decoder) notify(n *yaml.Node, p string) Notify {

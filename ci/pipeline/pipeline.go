@@ -32,7 +32,11 @@ type Pipeline struct {
 	Image        Image
 	Tests        []Step
 	Environments []Environment
-	Notify       []Notify
+	// Deploy is the app definition (Marathon's app JSON, without id and
+	// image) the release runs with in alpha and every environment; nil
+	// deploys nothing and runs no tests.
+	Deploy map[string]any
+	Notify []Notify
 }
 
 // Step is a container that runs shell commands in the workspace.

@@ -71,7 +71,7 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 			"bad-fields.yml:17:23: environments[1]: duplicate environment \"alpha\"",
 			"bad-fields.yml:19:10: notify[0].url: must be an http:// or https:// URL",
 			"bad-fields.yml:20:10: notify[0].on[0]: must be passed, failed or cancelled",
-			"bad-fields.yml:21:1: extra: unknown field (known: app, build, environments, image, notify, tests)",
+			"bad-fields.yml:21:1: extra: unknown field (known: app, build, deploy, environments, image, notify, tests)",
 		}},
 	}
 	for _, c := range cases {
@@ -119,5 +119,21 @@ func TestScriptEchoesAndQuotes(t *testing.T) {
 	want := "set -e\nprintf '+ %s\\n' 'echo '\\''a b'\\'''\necho 'a b'\nprintf '+ %s\\n' 'false'\nfalse\n"
 	if got := s.Script(); got != want {
 		t.Errorf("script:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestParseDeploy(t *testing.T) {
+	p, err := pipeline.Parse([]byte("app: /a\nbuild: {image: b, commands: [x]}\nimage: {files: [{from: o, to: /o}]}\n"+
+		"deploy:\n  instances: 2\n  healthChecks: [{protocol: HTTP, path: /ping}]\n  container: {docker: {parameters: []}}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Deploy["instances"] != 2 || p.Deploy["healthChecks"].([]any)[0].(map[string]any)["path"] != "/ping" {
+		t.Errorf("deploy = %#v", p.Deploy)
+	}
+	_, err = pipeline.Parse([]byte("app: /a\nbuild: {image: b, commands: [x]}\nimage: {files: [{from: o, to: /o}]}\n"+
+		"deploy:\n  id: /x\n  container: {docker: {image: y}}\n"), "f")
+	if err == nil || !strings.Contains(err.Error(), "f:5:3: deploy.id: set by garrison") || !strings.Contains(err.Error(), "f:6:24: deploy.container.docker.image: set by garrison") {
+		t.Errorf("err = %v", err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/pipeline"
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/run"
+	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/images"
 )
 
@@ -45,6 +46,14 @@ type Products interface {
 	Build(ctx context.Context, p images.Product, log io.Writer) (images.Result, error)
 }
 
+// Releases deploys a run's alpha, records its release and promotes it.
+type Releases interface {
+	DeployAlpha(ctx context.Context, id string, def map[string]any, image string, log io.Writer) (string, error)
+	Destroy(ctx context.Context, id string) error
+	Record(ctx context.Context, r deploy.Release) error
+	Promote(ctx context.Context, app, version, env, by string, log io.Writer) error
+}
+
 // Config is what the runner needs.
 type Config struct {
 	Runs     *run.Store
@@ -52,6 +61,8 @@ type Config struct {
 	Steps    Steps
 	// Products is nil when no image is built (runs end after the build).
 	Products Products
+	// Releases is nil when nothing is deployed (runs end after the image).
+	Releases Releases
 	Watcher  clientv3.Watcher
 	// DataDir holds logs (ci/logs) and workspaces (ci/workspaces).
 	DataDir string
@@ -350,7 +361,7 @@ func (r *Runner) execute(ctx context.Context, x *run.Run, p project.Project) {
 	fmt.Fprintf(log, "*** run %s of %s: %s at %s (%s)\n", x.ID, p.Name, x.Push.Ref, x.Push.After, x.Push.Committer.Name)
 
 	ws := r.workspace(x.ID)
-	state, reason := r.stages(ctx, x, p, ws, log)
+	state, reason, pl := r.stages(ctx, x, p, ws, log)
 	// Before the end is recorded: a finished run has no workspace left.
 	if err := os.RemoveAll(ws); err != nil {
 		r.cfg.Logger.Warn("runner: removing a workspace", "run", x.ID, "error", err)
@@ -368,34 +379,43 @@ func (r *Runner) execute(ctx context.Context, x *run.Run, p project.Project) {
 	fmt.Fprintln(log)
 	r.finish(ctx, x.ID, state, reason)
 	r.cfg.Logger.Info("run ended", "run", x.ID, "state", state, "reason", reason)
+	if pl != nil {
+		r.notify(ctx, x.ID, p, pl.Notify)
+	}
 	r.prune(ctx, p)
 }
 
-// stages runs checkout, build and image, stopping at the first failure.
-func (r *Runner) stages(ctx context.Context, x *run.Run, p project.Project, ws string, log io.Writer) (run.State, string) {
+// stages runs checkout, build, image and release, stopping at the first
+// failure. It returns the pipeline once the file was read.
+func (r *Runner) stages(ctx context.Context, x *run.Run, p project.Project, ws string, log io.Writer) (run.State, string, *pipeline.Pipeline) {
+	pl, state, reason := r.build(ctx, x, p, ws, log)
+	return state, reason, pl
+}
+
+func (r *Runner) build(ctx context.Context, x *run.Run, p project.Project, ws string, log io.Writer) (*pipeline.Pipeline, run.State, string) {
 	fmt.Fprintf(log, "*** checkout %s\n", x.Push.After)
 	if err := checkout(ctx, p.Repo, x.Push.After, ws, log); err != nil {
-		return run.Failed, "checkout: " + err.Error()
+		return nil, run.Failed, "checkout: " + err.Error()
 	}
 	data, err := os.ReadFile(filepath.Join(ws, p.Pipeline))
 	if err != nil {
-		return run.Failed, fmt.Sprintf("the repository has no pipeline file %s at %s", p.Pipeline, x.Push.After)
+		return nil, run.Failed, fmt.Sprintf("the repository has no pipeline file %s at %s", p.Pipeline, x.Push.After)
 	}
 	pl, err := pipeline.Parse(data, p.Pipeline)
 	if err != nil {
 		fmt.Fprintf(log, "%s\n", err)
-		return run.Failed, "pipeline file: " + strings.SplitN(err.Error(), "\n", 2)[0]
+		return nil, run.Failed, "pipeline file: " + strings.SplitN(err.Error(), "\n", 2)[0]
 	}
-	code, err := r.step(ctx, x, p, pl.Build, ws, log)
+	code, err := r.step(ctx, x, p, pl.Build, ws, nil, log)
 	if err != nil {
-		return run.Failed, "build step: " + err.Error()
+		return pl, run.Failed, "build step: " + err.Error()
 	}
 	if code != 0 {
-		return run.Failed, fmt.Sprintf("build step exited with code %d", code)
+		return pl, run.Failed, fmt.Sprintf("build step exited with code %d", code)
 	}
 	if r.cfg.Products == nil {
 		fmt.Fprintln(log, "*** no image registry configured: the run ends after the build")
-		return run.Passed, ""
+		return pl, run.Passed, ""
 	}
 	version := x.Push.After
 	if len(version) > 12 {
@@ -414,13 +434,20 @@ func (r *Runner) stages(ctx context.Context, x *run.Run, p project.Project, ws s
 	fmt.Fprintf(log, "*** image %s:%s\n", prod.Name, prod.Version)
 	res, err := r.cfg.Products.Build(ctx, prod, log)
 	if err != nil {
-		return run.Failed, "product image: " + err.Error()
+		return pl, run.Failed, "product image: " + err.Error()
 	}
 	if _, err := r.cfg.Runs.Update(ctx, x.ID, func(y *run.Run) error { y.Version, y.Image = version, res.Ref; return nil }); err != nil {
-		return run.Failed, "recording the image: " + err.Error()
+		return pl, run.Failed, "recording the image: " + err.Error()
 	}
 	fmt.Fprintf(log, "*** pushed %s (%s)\n", res.Ref, res.Digest)
-	return run.Passed, ""
+	if pl.Deploy == nil || r.cfg.Releases == nil {
+		if len(pl.Tests) > 0 {
+			fmt.Fprintln(log, "*** nothing to deploy the tests against (no deploy section, or no Marathon target): tests skipped")
+		}
+		return pl, run.Passed, ""
+	}
+	state, reason := r.release(ctx, x, p, pl, prod, res.Ref, ws, log)
+	return pl, state, reason
 }
 
 func firstOf(s ...string) string {
@@ -432,8 +459,9 @@ func firstOf(s ...string) string {
 	return ""
 }
 
-// step runs one step, recording its start and end in the run.
-func (r *Runner) step(ctx context.Context, x *run.Run, p project.Project, st pipeline.Step, ws string, log io.Writer) (int, error) {
+// step runs one step, recording its start and end in the run; extra is
+// added to the step's environment.
+func (r *Runner) step(ctx context.Context, x *run.Run, p project.Project, st pipeline.Step, ws string, extra map[string]string, log io.Writer) (int, error) {
 	now := time.Now().UTC()
 	idx := -1
 	if _, err := r.cfg.Runs.Update(ctx, x.ID, func(y *run.Run) error {
@@ -444,7 +472,11 @@ func (r *Runner) step(ctx context.Context, x *run.Run, p project.Project, st pip
 		return -1, err
 	}
 	fmt.Fprintf(log, "*** step %s in %s\n", st.Name, st.Image)
-	code, err := r.cfg.Steps.Run(ctx, executor.Spec{RunID: x.ID, Step: st, Workspace: ws, Env: env(x, p)}, log)
+	e := env(x, p)
+	for k, v := range extra {
+		e[k] = v
+	}
+	code, err := r.cfg.Steps.Run(ctx, executor.Spec{RunID: x.ID, Step: st, Workspace: ws, Env: e}, log)
 	end := time.Now().UTC()
 	state := run.Passed
 	if err != nil || code != 0 {

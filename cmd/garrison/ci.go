@@ -9,6 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/ci"
+	"github.com/garrisonhq/garrison/deploy"
+	"github.com/garrisonhq/garrison/headquarter/marathon"
 )
 
 type ciSettings struct {
@@ -23,13 +25,15 @@ func (s *ciSettings) register(fs *flag.FlagSet) {
 
 // startCI mounts the pipeline's routes and starts its runner, which runs
 // pipelines only while isLeader says so (nil: always, a single garrison).
-func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headquarter, dataDir string, s ciSettings, isLeader func() bool, logger *slog.Logger) (func(), error) {
+// Runs deploy through this garrison's own Marathon API at addr.
+func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headquarter, addr string, auth marathon.Auth, dataDir string, s ciSettings, isLeader func() bool, logger *slog.Logger) (func(), error) {
 	namespace, err := hq.store.ClusterID(ctx)
 	if err != nil {
 		return nil, err
 	}
 	cfg := ci.Config{Etcd: cli, Namespace: namespace, DataDir: dataDir, Node: hq.env.Hostname,
-		Registry: s.registry, ProjectsFile: s.projects, IsLeader: isLeader, Logger: logger}
+		Registry: s.registry, ProjectsFile: s.projects, IsLeader: isLeader, Logger: logger,
+		Marathon: "http://" + addr, MarathonAuth: deploy.Auth{Token: auth.Token, Username: auth.Username, Password: auth.Password}}
 	if hq.docker != nil {
 		cfg.Docker = hq.docker
 	}

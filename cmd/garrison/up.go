@@ -123,7 +123,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler})
 	hq.routes(router, listener.Addr().String(), s.hq.auth, cli, logger)
 	hq.exportTaskStats(reg, logger)
-	stopCI, err := startCI(ctx, router, cli, hq, s.dataDir, s.ci, nil, logger)
+	stopCI, err := startCI(ctx, router, cli, hq, listener.Addr().String(), s.hq.auth, s.dataDir, s.ci, nil, logger)
 	if err != nil {
 		return err
 	}
