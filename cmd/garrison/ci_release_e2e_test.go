@@ -54,7 +54,7 @@ func TestPushToProduction(t *testing.T) {
 	addrs := freeAddrs(t, 2)
 	base := "http://" + addrs[0]
 	startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", filepath.Join(dir, "data"),
-		"--task-ports", "46000-46999", "--ci-projects", projects, "--ci-registry", reg)
+		"--task-ports", "18000-18199", "--ci-projects", projects, "--ci-registry", reg)
 	waitHTTP(t, base+"/ping", 30*time.Second)
 	const app = "/e2e/shop"
 	t.Cleanup(func() {
