@@ -143,7 +143,10 @@ func (b *Builder) Build(ctx context.Context, p Product, log io.Writer) (Result, 
 	}
 	local := p.Name + ":" + p.Version
 	ref := b.registry + "/" + local
-	if err := c.Build(ctx, b.cli, build.ImageBuildOptions{Tags: []string{local, ref}, Labels: p.Labels()}, log); err != nil {
+	// No build cache: the classic builder's cache reuses a COPY layer whose
+	// symbolic links pointed elsewhere (seen in TestProductFilesNeverLeaveTheWorkspace),
+	// and a product image is a handful of COPYs anyway.
+	if err := c.Build(ctx, b.cli, build.ImageBuildOptions{Tags: []string{local, ref}, Labels: p.Labels(), NoCache: true}, log); err != nil {
 		return Result{}, fmt.Errorf("build %s: %w", local, err)
 	}
 	img, err := b.cli.ImageInspect(ctx, ref)
