@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -146,6 +149,52 @@ func TestPushToImage(t *testing.T) {
 		d.ImageRemove(context.Background(), "ktv/account:"+x.Version, image.RemoveOptions{Force: true})
 	})
 
+	// The same project hears from a GitHub-format webhook too, signed with
+	// its secret; a forged copy is refused and runs nothing.
+	sha2 := s.repo.Commit("second", map[string]string{"CHANGES": "2"})
+	// Pushed with the post-receive hook unconfigured: GitHub tells this time.
+	gittest.Git(t, s.repo.Bare, "config", "--unset", "garrison.token")
+	gittest.Git(t, s.repo.Work, "push", "-q", "origin", "main")
+	gittest.Git(t, s.repo.Bare, "config", "garrison.token", "hook-secret")
+	payload, _ := json.Marshal(map[string]any{
+		"ref": "refs/heads/main", "before": sha, "after": sha2, "deleted": false,
+		"repository": map[string]any{"full_name": "ktv/account", "clone_url": s.repo.Bare},
+		"pusher":     map[string]any{"name": "mei", "email": "mei@ktv.example"},
+		"head_commit": map[string]any{"id": sha2, "message": "second",
+			"committer": map[string]any{"name": "Mei", "email": "mei@ktv.example"}},
+		"commits": []any{map[string]any{"id": sha2, "modified": []string{"CHANGES"}}},
+	})
+	mac := hmac.New(sha256.New, []byte("hook-secret"))
+	mac.Write(payload)
+	post := func(sig string) (int, string) {
+		req, _ := http.NewRequest("POST", s.url+"/api/v1/hooks/github?project=account", bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", "6b1c0a2e-0000-11f0-9e6a-0242ac120002")
+		req.Header.Set("X-Hub-Signature-256", "sha256="+sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(strings.Repeat("0", 64)); code != http.StatusUnauthorized {
+		t.Errorf("forged GitHub delivery: %d %s", code, body)
+	}
+	if code, body := post(hex.EncodeToString(mac.Sum(nil))); code != http.StatusAccepted || !strings.Contains(body, `"run":"account.2"`) {
+		t.Fatalf("GitHub delivery: %d %s", code, body)
+	}
+	if x2 := s.wait("account.2", run.Passed); x2.Push.Provider != "github" || x2.Push.After != sha2 {
+		t.Errorf("run 2 = %+v", x2)
+	} else {
+		t.Cleanup(func() {
+			d.ImageRemove(context.Background(), x2.Image, image.RemoveOptions{Force: true})
+			d.ImageRemove(context.Background(), "ktv/account:"+x2.Version, image.RemoveOptions{Force: true})
+		})
+	}
+
 	// A branch the project does not build starts nothing.
 	gittest.Git(t, s.repo.Work, "checkout", "-q", "-b", "feature")
 	s.repo.Commit("feature", map[string]string{"f": "f"})
@@ -156,7 +205,7 @@ func TestPushToImage(t *testing.T) {
 	code, b := s.do("GET", "/api/v1/runs?project=account&state=passed", "")
 	var list struct{ Runs []run.Run }
 	json.Unmarshal(b, &list)
-	if code != http.StatusOK || len(list.Runs) != 1 || list.Runs[0].ID != "account.1" {
+	if code != http.StatusOK || len(list.Runs) != 2 || list.Runs[0].ID != "account.2" {
 		t.Errorf("list: %d %s", code, b)
 	}
 	code, b = s.do("GET", "/api/v1/runs?state=failed", "")
