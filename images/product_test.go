@@ -75,9 +75,9 @@ func TestProductImageIsLabelledTaggedAndPushed(t *testing.T) {
 		Name: name, Version: "7-0d1a26e67d8f", Base: base, Workspace: ws,
 		Files:      []images.File{{From: "out/hello.txt", To: "/app/hello.txt"}, {From: "out/static", To: "/app/static"}},
 		Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"cat /app/hello.txt /app/static/index.html; echo $MODE"},
-		Env:      map[string]string{"MODE": `prod "quoted"`},
+		Env:      map[string]string{"MODE": `prod "quoted" $PATH \n`, "B": "2"},
 		Revision: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Source: "/srv/git/account.git", RunID: "account.7",
-		Committer: "Mei <mei@ktv.example>", Created: created,
+		Committer: "Mei $HOME <mei@ktv.example>", Created: created,
 	}
 	b := images.NewBuilder(cli, reg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -98,14 +98,14 @@ func TestProductImageIsLabelledTaggedAndPushed(t *testing.T) {
 	want := map[string]string{
 		"org.opencontainers.image.revision": p.Revision, "org.opencontainers.image.source": p.Source,
 		"org.opencontainers.image.version": "7-0d1a26e67d8f", "org.opencontainers.image.created": "2026-11-29T09:00:00Z",
-		"garrison.run": "account.7", "garrison.committer": "Mei <mei@ktv.example>",
+		"garrison.run": "account.7", "garrison.committer": "Mei $HOME <mei@ktv.example>",
 	}
 	for k, v := range want {
 		if img.Config.Labels[k] != v {
 			t.Errorf("label %s = %q, want %q", k, img.Config.Labels[k], v)
 		}
 	}
-	if out := runOutput(t, cli, res.Ref); out != "hello from the build\n<p>hi</p>\nprod \"quoted\"\n" {
+	if out := runOutput(t, cli, res.Ref); out != "hello from the build\n<p>hi</p>\nprod \"quoted\" $PATH \\n\n" {
 		t.Errorf("the image runs and prints %q", out)
 	}
 	// The registry holds it: its tag list, and a pull after removing the
