@@ -2,10 +2,15 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +25,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/push"
 	"github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/ci/runner"
+	"github.com/garrisonhq/garrison/ci/webhook"
 	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
@@ -304,5 +310,75 @@ func TestRetentionDropsOldRunsAndLogs(t *testing.T) {
 	}
 	if _, err := os.Stat(runner.LogPath(r.dataDir, ids[3])); err != nil {
 		t.Errorf("log of a kept run: %v", err)
+	}
+}
+
+// TestOnlyTheLeaderRuns: a runner that does not lead leaves runs queued;
+// once it leads it runs them, and losing the lead stops a run in flight
+// with the reason.
+func TestOnlyTheLeaderRuns(t *testing.T) {
+	r := newRig(t, project.Project{})
+	var leader atomic.Bool
+	var asked atomic.Int64
+	r.cfg.IsLeader = func() bool { asked.Add(1); return leader.Load() }
+	x := r.commitAndQueue(map[string]string{".garrison.yml": r.pipelineFile("echo started", "sleep 600")})
+	r.start()
+	poll.True(t, time.Minute, "the runner asked for leadership a few times", func() bool { return asked.Load() >= 5 })
+	if got, _ := r.runs.Get(context.Background(), x.ID); got.State != run.Queued {
+		t.Fatalf("a runner that does not lead took the run: %s", got.State)
+	}
+	leader.Store(true)
+	poll.True(t, 2*time.Minute, "step started", func() bool { return strings.Contains(r.log(x.ID), "started") })
+	leader.Store(false)
+	got := r.waitState(x.ID, run.Failed)
+	if got.Reason != "this garrison stopped being the leader while the run was in flight" {
+		t.Errorf("reason %q", got.Reason)
+	}
+	if n := r.containersOf(x.ID); n != 0 {
+		t.Errorf("%d containers remain", n)
+	}
+}
+
+// TestNotificationsAreSigned: a run's end is posted to the pipeline's
+// notification URLs, signed per Standard Webhooks with the project secret.
+func TestNotificationsAreSigned(t *testing.T) {
+	r := newRig(t, project.Project{})
+	got := make(chan *http.Request, 4)
+	bodies := make(chan []byte, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		got <- req
+		bodies <- b
+	}))
+	defer srv.Close()
+	file := r.pipelineFile("exit 1") + "notify:\n  - url: " + srv.URL + "/failed\n    on: [failed]\n  - url: " + srv.URL + "/passed\n    on: [passed]\n"
+	x := r.commitAndQueue(map[string]string{".garrison.yml": file})
+	r.start()
+	r.waitState(x.ID, run.Failed)
+	var req *http.Request
+	select {
+	case req = <-got:
+	case <-time.After(time.Minute):
+		t.Fatal("no notification")
+	}
+	body := <-bodies
+	if req.URL.Path != "/failed" || req.Header.Get("webhook-id") != x.ID+".failed" {
+		t.Errorf("notification %s %v", req.URL.Path, req.Header)
+	}
+	want := webhook.SignStandard("s", req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp"), body)
+	if req.Header.Get("webhook-signature") != want {
+		t.Errorf("signature %q, want %q", req.Header.Get("webhook-signature"), want)
+	}
+	var msg struct {
+		Type string
+		Run  run.Run
+	}
+	if err := json.Unmarshal(body, &msg); err != nil || msg.Type != "run.failed" || msg.Run.ID != x.ID || msg.Run.Reason != "build step exited with code 1" {
+		t.Errorf("body %s", body)
+	}
+	select {
+	case req := <-got:
+		t.Errorf("notified %s too", req.URL.Path)
+	default:
 	}
 }
