@@ -19,11 +19,11 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/events"
 	"github.com/garrisonhq/garrison/headquarter/health"
 	"github.com/garrisonhq/garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/promsd"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/agent"
 	"github.com/garrisonhq/garrison/internal/driverstats"
-	"github.com/garrisonhq/garrison/registrar/agent"
-	"github.com/garrisonhq/garrison/registrar/promsd"
 	"github.com/garrisonhq/garrison/scout/taskstats"
 	"github.com/garrisonhq/garrison/signalman/docker"
 	"github.com/garrisonhq/garrison/signalman/process"
@@ -31,11 +31,13 @@ import (
 
 // headquarter is the running scheduler with what it drives.
 type headquarter struct {
-	sched  *scheduler.Scheduler
-	store  *store.Store
-	bus    *events.Bus
-	env    app.Environment
-	docker *client.Client // nil when no engine answers
+	sched *scheduler.Scheduler
+	store *store.Store
+	bus   *events.Bus
+	env   app.Environment
+	// maxTotal bounds the instances of all apps together.
+	maxTotal int
+	docker   *client.Client // nil when no engine answers
 	// dockerDriver is nil when no engine answers.
 	dockerDriver *docker.Driver
 	proc         *process.Driver
@@ -48,6 +50,10 @@ type hqSettings struct {
 	drainDelay time.Duration
 	startup    time.Duration
 	auth       marathon.Auth
+	// maxInstances and maxTotal bound one app's and all apps' instances.
+	maxInstances, maxTotal int
+	// fetchFile lets apps fetch file:// URIs into their sandboxes.
+	fetchFile bool
 }
 
 func (s *hqSettings) register(fs *flag.FlagSet) {
@@ -58,6 +64,9 @@ func (s *hqSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.auth.Username, "auth-user", "", "HTTP basic auth user for the /v2 API (with --auth-password); empty leaves it open")
 	fs.StringVar(&s.auth.Password, "auth-password", "", "HTTP basic auth password for the /v2 API")
 	fs.StringVar(&s.auth.Token, "auth-token", "", "bearer token accepted by the /v2 API (Authorization: Bearer <token>)")
+	fs.IntVar(&s.maxInstances, "max-instances-per-app", app.DefaultMaxInstances, "most instances one app may have (422 above)")
+	fs.BoolVar(&s.fetchFile, "fetch-allow-file", false, "let apps' fetch/uris copy file:// URIs (any file garrison can read) into their sandboxes")
+	fs.IntVar(&s.maxTotal, "max-instances-total", marathon.DefaultMaxInstancesTotal, "most instances all apps together may have (422 above)")
 }
 
 // startHeadquarter starts the scheduler, its drivers, health checks and
@@ -69,7 +78,8 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		return nil, usageError{fmt.Sprintf("--task-ports %q: want FIRST-LAST, e.g. 31000-32000", s.portRange)}
 	}
 	hostname, _ := os.Hostname()
-	hq := &headquarter{store: store.New(cli), env: app.Environment{Hostname: hostname},
+	hq := &headquarter{store: store.New(cli), maxTotal: s.maxTotal,
+		env: app.Environment{Hostname: hostname, MaxInstances: s.maxInstances, CheckUser: process.CheckUser, AllowFileFetch: s.fetchFile},
 		bus: events.NewBus(events.WithRegisterer(reg), events.WithLogger(logger))}
 
 	namespace, err := hq.store.ClusterID(ctx)
@@ -93,7 +103,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 			logger.Warn("no Docker engine answers: apps with a container image are refused", "error", derr)
 		}
 	}
-	proc, err := process.New(filepath.Join(dataDir, "tasks"), process.WithLogger(logger))
+	proc, err := process.New(filepath.Join(dataDir, "tasks"), process.WithLogger(logger), process.WithFileFetch(s.fetchFile))
 	if err != nil {
 		return nil, fmt.Errorf("process driver: %w", err)
 	}
@@ -106,6 +116,8 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	}
 	if dockerDriver != nil {
 		cfg.Docker = dockerDriver
+		// COMMAND checks of containers run in them (docker exec).
+		cfg.HealthOptions = append(cfg.HealthOptions, health.WithContainerExec(hq.dockerDriver))
 	}
 	hq.sched = scheduler.New(cfg)
 
@@ -173,7 +185,7 @@ func (hq *headquarter) exportTaskStats(reg prometheus.Registerer, logger *slog.L
 func (hq *headquarter) routes(r *gin.Engine, addr string, auth marathon.Auth, cli *clientv3.Client, logger *slog.Logger) {
 	r.GET("/api/v1/prometheus/sd", gin.WrapH(promsd.New(cli, promsd.WithLogger(logger))))
 	marathon.Register(r, marathon.Config{
-		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env,
+		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env, MaxInstancesTotal: hq.maxTotal,
 		Leader: addr, Version: version, Hostname: hq.env.Hostname, Auth: auth, Logger: logger,
 	})
 }

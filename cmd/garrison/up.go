@@ -20,6 +20,7 @@ import (
 
 	"github.com/garrisonhq/garrison/headquarter/api"
 	"github.com/garrisonhq/garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/ui"
 	"github.com/garrisonhq/garrison/internal/etcdembed"
 	"github.com/garrisonhq/garrison/registrar"
 )
@@ -121,6 +122,11 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler})
 	hq.routes(router, listener.Addr().String(), s.hq.auth, cli, logger)
 	hq.exportTaskStats(reg, logger)
+	console, err := ui.New()
+	if err != nil {
+		return err
+	}
+	console.Register(router)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() && s.hq.auth == (marathon.Auth{}) {
 		logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())
 	}

@@ -161,8 +161,13 @@ type Fetch struct {
 	URI        string
 	Extract    bool
 	Executable bool
-	Cache      bool
-	DestPath   string
+	// Cache is Mesos' fetcher cache: garrison downloads every time, which
+	// gives the same sandbox.
+	Cache    bool
+	DestPath string
+	// Checksum is garrison's addition: "sha256:<hex>" that the download
+	// must match; "" checks nothing.
+	Checksum string
 }
 
 // PortDefinition is one port of a host-networked app. Port is the service

@@ -425,6 +425,7 @@ func (d *decoder) fetch(v any, p string) []Fetch {
 			Executable: d.boolOr(o, "executable", p, false),
 			Cache:      d.boolOr(o, "cache", p, false),
 			DestPath:   d.strOr(o, "destPath", p, ""),
+			Checksum:   d.strOr(o, "checksum", p, ""),
 		}
 	})
 }

@@ -51,6 +51,7 @@ type fetchJSON struct {
 	Executable bool   `json:"executable"`
 	Cache      bool   `json:"cache"`
 	DestPath   string `json:"destPath,omitempty"`
+	Checksum   string `json:"checksum,omitempty"`
 }
 
 type containerJSON struct {

@@ -10,7 +10,7 @@ import (
 func current(t *testing.T) *App {
 	t.Helper()
 	a, err := Parse([]byte(`{"id":"/ktv/account","instances":2,"cpus":0.5,"env":{"A":"1"},"labels":{"team":"ktv"},
-		"container":{"docker":{"image":"reg/account:1","forcePullImage":true,"parameters":[{"key":"log-driver","value":"journald"}]}},
+		"container":{"docker":{"image":"reg/account:1","privileged":true,"parameters":[{"key":"log-driver","value":"journald"}]}},
 		"portDefinitions":[{"port":0,"name":"http"}],"healthChecks":[{"path":"/health"}],"version":"2026-01-02T03:04:05.000Z"}`), box1)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func TestMergeKeepsUntouchedFields(t *testing.T) {
 		t.Errorf("instances %d", got.Instances)
 	}
 	if got.CPUs != 0.5 || got.Env["A"] != "1" || got.Image() != "reg/account:1" || got.PortDefinitions[0].Port != 10000 ||
-		got.HealthChecks[0].Path != "/health" || !got.Container.Docker.ForcePullImage || got.Version != cur.Version {
+		got.HealthChecks[0].Path != "/health" || !got.Container.Docker.Privileged || got.Version != cur.Version {
 		t.Errorf("untouched fields changed: %+v", got)
 	}
 	if IsUpgrade(cur, got) || !IsScale(cur, got) {
@@ -56,7 +56,7 @@ func TestMergeReplacesTopLevelFieldsWholesale(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = Normalize(got)
-	if got.Image() != "reg/account:2" || got.Container.Docker.ForcePullImage || len(got.Container.Docker.Parameters) != 0 {
+	if got.Image() != "reg/account:2" || got.Container.Docker.Privileged || len(got.Container.Docker.Parameters) != 0 {
 		t.Errorf("container %+v", got.Container.Docker)
 	}
 	if _, ok := got.Env["A"]; ok || got.Env["B"] != "2" {

@@ -27,6 +27,19 @@ func ToSpec(a *App, taskID string, hostPorts []int, host string) task.Spec {
 		DiskMB:    a.Disk,
 		Host:      host,
 		KillGrace: time.Duration(a.TaskKillGracePeriodSeconds) * time.Second,
+		User:      a.User,
+	}
+	for _, f := range a.Fetch {
+		s.Fetch = append(s.Fetch, task.Artifact{URI: f.URI, Extract: f.Extract, Executable: f.Executable, DestPath: f.DestPath, Checksum: f.Checksum})
+	}
+	if c := a.Container; c != nil && a.Image() != "" {
+		s.Privileged = c.Docker.Privileged
+		for _, p := range c.Docker.Parameters {
+			s.Parameters = append(s.Parameters, task.Parameter{Key: p.Key, Value: p.Value})
+		}
+		for _, v := range c.Volumes {
+			s.Volumes = append(s.Volumes, task.Volume{HostPath: v.HostPath, ContainerPath: v.ContainerPath, ReadOnly: v.Mode == "RO"})
+		}
 	}
 	if !a.Version.IsZero() {
 		s.Version = FormatVersion(a.Version)

@@ -2,10 +2,15 @@ package app
 
 import (
 	"encoding/json"
+	"errors"
+	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/garrisonhq/garrison/signalman/docker/dockerparam"
 )
 
 // Environment is where an app is to run. Validate accepts only what can be
@@ -18,7 +23,36 @@ type Environment struct {
 	Hostname string
 	// Cluster is true when a driver places instances across machines.
 	Cluster bool
+	// MaxInstances bounds one app's instances; 0 means
+	// DefaultMaxInstances.
+	MaxInstances int
+	// AllowFileFetch lets fetch take file:// URIs, which copy any file
+	// garrison can read into a task's sandbox; off by default.
+	AllowFileFetch bool
+	// CheckUser says whether a process app (no image) may run as user on
+	// this machine; nil accepts any user and leaves the check to launch.
+	// A container's user is resolved in its image, so it is not asked.
+	CheckUser func(user string) error
 }
+
+// DefaultMaxInstances is the per-app instance limit when the environment
+// sets none: Marathon has no limit, but every instance is a process or a
+// container on garrison's machines, and an unbounded count would make the
+// reconciler's work (and memory) unbounded.
+const DefaultMaxInstances = 1000
+
+func (e Environment) maxInstances() int {
+	if e.MaxInstances > 0 {
+		return e.MaxInstances
+	}
+	return DefaultMaxInstances
+}
+
+// MaxIDLength is the longest app id garrison can run. A task id is the id
+// without its leading "/" plus "." and a 36-character UUID, and the process
+// driver names each task's directory after it with at most 200 characters
+// (Docker container names and etcd keys take longer ones).
+const MaxIDLength = 200 - 37 + 1
 
 var (
 	portNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -37,7 +71,13 @@ const (
 // Validate checks a normalized app (see Normalize) as Marathon's
 // AppValidation and SchedulingValidation do, narrowed to what garrison
 // runs: host networking only, no secrets, GPUs, persistent volumes or
-// custom executors, and constraints that make sense in env. It returns
+// custom executors, and constraints that make sense in env. Every rule
+// Marathon lacks says why garrison needs it; fields garrison cannot honour
+// (readinessChecks, dependencies, storeUrls, forcePullImage, fetch of a
+// container, docker parameters outside dockerparam's allow-list) are
+// refused by name
+// rather than accepted and dropped. Instances and the id's length are
+// bounded (env.MaxInstances, MaxIDLength). It returns
 // every violation with Marathon's path ("/" for rules on the whole app,
 // "(i)" for array elements); none means valid. Wrap them in a
 // ValidationError for the 422 body.
@@ -45,6 +85,7 @@ func Validate(a *App, env Environment) []FieldError {
 	v := validator{a: a, env: env}
 	v.id()
 	v.command()
+	v.user()
 	v.resources()
 	v.envAndLabels()
 	v.container()
@@ -80,6 +121,9 @@ func (v *validator) id() {
 		v.add("/id", "error.path.missing")
 		return
 	}
+	if len(a.ID) > MaxIDLength {
+		v.addf("/id", "is %d characters long, more than garrison's %d: task ids (the id, \".\" and a UUID) must fit the process driver's 200-character task names", len(a.ID), MaxIDLength)
+	}
 	for _, e := range idErrors(a.ID) {
 		v.add("/id", e)
 	}
@@ -92,7 +136,7 @@ func (v *validator) id() {
 
 func (v *validator) command() {
 	a := v.a
-	if a.present.has(fCmd) && strings.TrimSpace(a.Cmd) == "" {
+	if a.present.has(fCmd) && a.Cmd == "" {
 		v.add("/cmd", "must not be an empty string")
 	}
 	cmd, args := a.Cmd != "", len(a.Args) > 0
@@ -101,21 +145,34 @@ func (v *validator) command() {
 		v.add("/", msgCmdArgsContainer)
 	}
 	if a.Executor != "" && a.Executor != "//cmd" {
-		v.add("/executor", `custom executors are not supported by garrison: use "" or "//cmd"`)
+		v.add("/executor", `custom executors are not supported by garrison, which has no Mesos executors: use "" or "//cmd"`)
 	}
 }
 
 func (v *validator) resources() {
 	a := v.a
 	v.atLeast("/instances", float64(a.Instances), 0)
+	if limit := v.env.maxInstances(); a.Instances > limit {
+		v.addf("/instances", "got %d, expected %d or less: garrison's per-app instance limit (--max-instances-per-app), as every instance is a process or container it runs and watches", a.Instances, limit)
+	}
 	v.atLeast("/cpus", a.CPUs, 0.001)
 	v.atLeast("/mem", a.Mem, 0)
 	v.atLeast("/disk", a.Disk, 0)
 	if a.GPUs != 0 {
-		v.addf("/gpus", "GPU resources are not supported by garrison: gpus must be 0, got %d", a.GPUs)
+		v.addf("/gpus", "GPU resources are not supported by garrison, whose drivers hand out no GPUs: gpus must be 0, got %d", a.GPUs)
 	}
 	if a.Labels[LabelSingleInstance] == "true" && a.Instances > 1 {
 		v.add("/", "Single instance app may only have one instance")
+	}
+}
+
+func (v *validator) user() {
+	a := v.a
+	if a.User == "" || a.Image() != "" || v.env.CheckUser == nil {
+		return
+	}
+	if err := v.env.CheckUser(a.User); err != nil {
+		v.addf("/user", "cannot run a process app as %q here: %v", a.User, err)
 	}
 }
 
@@ -127,10 +184,10 @@ func (v *validator) envAndLabels() {
 		}
 	}
 	for _, k := range sortedKeys(a.EnvSecrets) {
-		v.addf("/env/"+k, "secrets are not supported by garrison (references secret %q)", a.EnvSecrets[k])
+		v.addf("/env/"+k, "secrets are not supported by garrison, which has no secret store (references secret %q)", a.EnvSecrets[k])
 	}
 	if len(a.Secrets) > 0 {
-		v.add("/secrets", "secrets are not supported by garrison")
+		v.add("/secrets", "secrets are not supported by garrison, which has no secret store")
 	}
 	for _, k := range sortedKeys(a.Labels) {
 		if k == "" {
@@ -171,9 +228,18 @@ func (v *validator) container() {
 		default:
 			v.add("/container/docker/network", "is not one of (HOST,BRIDGE,USER,NONE)")
 		}
+		if d.ForcePullImage {
+			v.add("/container/docker/forcePullImage", "garrison never pulls images: put the image on the Docker engine (docker push to its registry and pull there, or docker load) and leave forcePullImage false")
+		}
+		var opts dockerparam.Options
 		for i, p := range d.Parameters {
 			if p.Key == "" {
 				v.add(idx("/container/docker/parameters", i)+"/key", "must not be empty")
+				continue
+			}
+			var pe *dockerparam.Error
+			if err := opts.Add(p.Key, p.Value); errors.As(err, &pe) {
+				v.add(idx("/container/docker/parameters", i)+"/"+pe.Field, pe.Msg)
 			}
 		}
 		if len(d.PortMappings) > 0 && len(c.PortMappings) > 0 {
@@ -188,13 +254,19 @@ func (v *validator) container() {
 		case vol.External:
 			v.add(p+"/external", "external volumes are not supported by garrison")
 		case vol.Secret:
-			v.add(p+"/secret", "secrets are not supported by garrison")
+			v.add(p+"/secret", "secrets are not supported by garrison, which has no secret store")
+		case a.Image() == "":
+			v.add(p, "host volumes need a container image: garrison runs an app without one as a plain process on the host, which sees host paths directly")
 		default:
 			if vol.ContainerPath == "" {
 				v.add(p+"/containerPath", "must not be empty")
+			} else if !strings.HasPrefix(vol.ContainerPath, "/") {
+				v.add(p+"/containerPath", "must be an absolute path: garrison's containers have no Mesos sandbox to resolve a relative path in")
 			}
 			if vol.HostPath == "" {
 				v.add(p+"/hostPath", "must not be empty")
+			} else if !strings.HasPrefix(vol.HostPath, "/") {
+				v.add(p+"/hostPath", "must be an absolute path: garrison's tasks have no Mesos sandbox to resolve a relative path in (Docker would take it for a named volume)")
 			}
 			if vol.Mode != "RO" && vol.Mode != "RW" {
 				v.add(p+"/mode", "is not one of (RO,RW)")
@@ -269,6 +341,9 @@ func (v *validator) ports() {
 	if len(a.PortDefinitions) > 0 && slices.ContainsFunc(a.Networks, func(n Network) bool { return n.Mode != NetworkHost }) {
 		v.add("/", "portDefinitions are only allowed with host-networking")
 	}
+	if a.RequirePorts && len(a.PortDefinitions) > 0 && a.Instances > 1 && !v.env.Cluster {
+		v.addf("/requirePorts", "with %d instances on one machine: requirePorts makes every instance take the same host ports, so only one can run here; use requirePorts false (ports from $PORT0...) or one instance", a.Instances)
+	}
 }
 
 func (v *validator) healthChecks() {
@@ -294,19 +369,23 @@ func (v *validator) healthChecks() {
 			switch {
 			case h.Port != nil:
 				if *h.Port < 1 || *h.Port > 65535 {
-					v.addf(p+"/port", "got %d, expected between 1 and 65535", *h.Port)
+					v.addf(p+"/port", "got %d, expected between 1 and 65535: no task can listen on port %d, so the check could never pass", *h.Port, *h.Port)
 				}
 			case h.PortIndex == nil || *h.PortIndex < 0 || *h.PortIndex >= len(a.PortDefinitions):
 				v.add(p, msgPortIndex)
 			}
 		}
 		if isHTTPCheck(h.Protocol) && !strings.HasPrefix(h.Path, "/") {
-			v.add(p+"/path", `must start with "/"`)
+			v.add(p+"/path", `must start with "/": the path follows http://host:port, so without it the URL names another port and the check could never pass`)
 		}
-		v.atLeast(p+"/intervalSeconds", float64(h.IntervalSeconds), 1)
-		v.atLeast(p+"/timeoutSeconds", float64(h.TimeoutSeconds), 1)
-		if h.TimeoutSeconds >= h.IntervalSeconds && h.IntervalSeconds >= 1 {
-			v.addf(p+"/timeoutSeconds", "got %d, expected less than intervalSeconds (%d)", h.TimeoutSeconds, h.IntervalSeconds)
+		// Marathon's RAML allows 0 for both; garrison refuses it with a
+		// reason (there is no timeout < interval rule for health checks:
+		// Marathon has it only for readiness checks).
+		if h.IntervalSeconds < 1 {
+			v.addf(p+"/intervalSeconds", "got %d, expected 1 or more: an interval of 0 would run the check without pause", h.IntervalSeconds)
+		}
+		if h.TimeoutSeconds < 1 {
+			v.addf(p+"/timeoutSeconds", "got %d, expected 1 or more: a check with no time to answer could never pass", h.TimeoutSeconds)
 		}
 		v.atLeast(p+"/gracePeriodSeconds", float64(h.GracePeriodSeconds), 0)
 		v.atLeast(p+"/maxConsecutiveFailures", float64(h.MaxConsecutiveFailures), 0)
@@ -328,6 +407,9 @@ func (v *validator) healthChecks() {
 
 func (v *validator) readinessChecks() {
 	a := v.a
+	if len(a.ReadinessChecks) > 0 {
+		v.add("/readinessChecks", "readiness checks are not supported by garrison yet: it would not hold deployments for them; use healthChecks, which garrison's deployments wait for")
+	}
 	if len(a.ReadinessChecks) > 1 {
 		v.addf("/readinessChecks", "got %d, expected 1 or less", len(a.ReadinessChecks))
 	}
@@ -401,10 +483,53 @@ func (v *validator) misc() {
 	if len(a.URIs) > 0 && len(a.Fetch) > 0 {
 		v.add("/uris", "may not be set in conjunction with fetch")
 	}
+	field := "/fetch"
+	if a.present.has(fURIs) {
+		field = "/uris"
+	}
+	if len(a.Fetch) > 0 && a.Image() != "" {
+		v.add(field, "garrison fetches artifacts only into the sandbox of process apps: its containers have no Mesos sandbox; build them into the image instead")
+	}
 	for i, f := range a.Fetch {
-		if strings.TrimSpace(f.URI) == "" {
-			v.add(idx("/fetch", i)+"/uri", "must not be empty")
+		v.fetch(idx(field, i), f)
+	}
+	if len(a.StoreURLs) > 0 {
+		v.add("/storeUrls", "the artifact store is not supported by garrison: it would start the task without resolving them")
+	}
+	if len(a.Dependencies) > 0 {
+		v.add("/dependencies", "dependencies are not supported by garrison: it would not order the start, stop and upgrade of these apps; deploy them in order instead")
+	}
+}
+
+var checksumRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// fetch checks one artifact: a URI garrison can download (http, https, and
+// file when allowed), a destPath inside the sandbox, a well-formed checksum.
+func (v *validator) fetch(p string, f Fetch) {
+	if strings.TrimSpace(f.URI) == "" {
+		v.add(p+"/uri", "must not be empty")
+		return
+	}
+	u, err := url.Parse(f.URI)
+	switch {
+	case err != nil:
+		v.addf(p+"/uri", "is not a URI: %v", err)
+	case u.Scheme == "http" || u.Scheme == "https":
+		if u.Host == "" {
+			v.add(p+"/uri", "has no host")
 		}
+	case u.Scheme == "file":
+		if !v.env.AllowFileFetch {
+			v.add(p+"/uri", "file:// URIs are off: they copy any file garrison can read into the task's sandbox (turn them on with --fetch-allow-file)")
+		}
+	default:
+		v.addf(p+"/uri", "scheme %q is not supported: garrison fetches http, https and (when allowed) file URIs", u.Scheme)
+	}
+	if d := f.DestPath; d != "" && (path.IsAbs(d) || d != path.Clean(d) || d == ".." || strings.HasPrefix(d, "../")) {
+		v.add(p+"/destPath", "must be a clean relative path inside the sandbox")
+	}
+	if f.Checksum != "" && !checksumRE.MatchString(f.Checksum) {
+		v.add(p+"/checksum", "must be sha256:<64 lower-case hex digits>")
 	}
 }
 
@@ -454,7 +579,7 @@ func (v *validator) constraints() {
 			}
 			var err error
 			if re, err = regexp.Compile(`^(?:` + value + `)$`); err != nil {
-				v.addf(p, "'%s' is not a valid regular expression", value)
+				v.addf(p, "'%s' is not a valid regular expression (garrison matches with Go's RE2 syntax, which has no look-around or back-references)", value)
 				continue
 			}
 		case "IS":

@@ -62,6 +62,11 @@ type Check struct {
 	Command string
 	// Env is the task's environment, KEY=value (task.Spec.Environ).
 	Env []string
+	// Task, when set, runs a COMMAND check inside that task's container
+	// (docker exec, as Mesos runs it in the task's namespaces) through the
+	// monitor's ContainerExec; the container's own environment applies and
+	// Env is unused. "" runs it on this host.
+	Task string
 	// GracePeriod: failures before the first success and within this long
 	// of the task's start are ignored (not counted, not recorded).
 	GracePeriod time.Duration
@@ -161,7 +166,7 @@ func (c Check) String() string {
 
 func (c Check) equal(o Check) bool {
 	return c.Protocol == o.Protocol && c.Host == o.Host && c.Path == o.Path &&
-		c.Port == o.Port && c.Command == o.Command && slices.Equal(c.Env, o.Env) &&
+		c.Port == o.Port && c.Command == o.Command && slices.Equal(c.Env, o.Env) && c.Task == o.Task &&
 		c.GracePeriod == o.GracePeriod && c.Interval == o.Interval &&
 		c.Timeout == o.Timeout && c.MaxConsecutiveFailures == o.MaxConsecutiveFailures &&
 		c.Delay == o.Delay && c.IgnoreHTTP1xx == o.IgnoreHTTP1xx

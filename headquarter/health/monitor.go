@@ -55,6 +55,11 @@ func WithConcurrency(n int) Option {
 // scale-up should count its new instances as soon as they answer.
 func WithStartupInterval(d time.Duration) Option { return func(m *Monitor) { m.startup = d } }
 
+// WithContainerExec runs COMMAND checks of containerized tasks (Check.Task)
+// through e, inside their containers. Without it such checks fail with a
+// cause that says so.
+func WithContainerExec(e ContainerExec) Option { return func(m *Monitor) { m.exec = e } }
+
 // WithOnChange sets the function told about every flip of a check's alive.
 // WithOnUnhealthy sets the one told when a task must be replaced. Both are
 // called one at a time, in order, from one goroutine of Run, never from a
@@ -84,6 +89,7 @@ type Monitor struct {
 	reg         prometheus.Registerer
 	metrics     metrics
 	prober      *prober
+	exec        ContainerExec
 	slots       chan struct{} // one token per running check
 
 	mu       sync.Mutex
@@ -134,6 +140,7 @@ func NewMonitor(opts ...Option) *Monitor {
 	}
 	m.slots = make(chan struct{}, m.concurrency)
 	m.prober = newProber(m.concurrency)
+	m.prober.exec = m.exec
 	m.metrics = newMetrics(m.reg)
 	return m
 }

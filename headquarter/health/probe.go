@@ -59,6 +59,13 @@ type prober struct {
 	transport *http.Transport
 	dialer    net.Dialer
 	path      string // PATH given to COMMAND checks whose Env has none
+	exec      ContainerExec
+}
+
+// ContainerExec runs a command inside a task's container and returns its
+// exit code and (the start of) its output. The Docker driver satisfies it.
+type ContainerExec interface {
+	Exec(ctx context.Context, taskID string, argv []string, maxOutput int) (exitCode int, output string, err error)
 }
 
 func newProber(idlePerHost int) *prober {
@@ -100,7 +107,11 @@ func (p *prober) probe(ctx context.Context, c Check) (outcome, string) {
 	case TCP:
 		o, cause = p.tcp(ctx, c)
 	case Command:
-		o, cause = p.command(ctx, c)
+		if c.Task != "" {
+			o, cause = p.containerCommand(ctx, c)
+		} else {
+			o, cause = p.command(ctx, c)
+		}
 	default:
 		return fail, fmt.Sprintf("unknown protocol %q", c.Protocol)
 	}
@@ -189,6 +200,24 @@ func (p *prober) command(ctx context.Context, c Check) (outcome, string) {
 		return fail, fmt.Sprintf("%s: %v: %s", c, err, text)
 	}
 	return fail, fmt.Sprintf("%s: %v", c, err)
+}
+
+// containerCommand runs a COMMAND check in the task's container, with the
+// container's shell as Mesos' command checks use it.
+func (p *prober) containerCommand(ctx context.Context, c Check) (outcome, string) {
+	if p.exec == nil {
+		return fail, fmt.Sprintf("%s: task %s runs in a container and this garrison has no Docker exec to run the check in it", c, c.Task)
+	}
+	code, out, err := p.exec.Exec(ctx, c.Task, []string{"/bin/sh", "-c", c.Command}, maxCommandOutput)
+	switch {
+	case err != nil:
+		return fail, fmt.Sprintf("%s: in container of %s: %v", c, c.Task, err)
+	case code == 0:
+		return pass, ""
+	case strings.TrimSpace(out) != "":
+		return fail, fmt.Sprintf("%s: in container of %s: exit status %d: %s", c, c.Task, code, strings.TrimSpace(out))
+	}
+	return fail, fmt.Sprintf("%s: in container of %s: exit status %d", c, c.Task, code)
 }
 
 func hasPath(env []string) bool {

@@ -61,7 +61,14 @@ func parseAppPath(p string) appRoute {
 	return appRoute{kind: routeApp, id: id(n)}
 }
 
-var errMethod = &httpError{status: http.StatusMethodNotAllowed, message: "HTTP 405 Method Not Allowed"}
+// notAllowed answers 405 with the methods the path takes.
+func notAllowed(allowed []string) handler {
+	return func(*gin.Context) (any, error) { return nil, methodNotAllowed(allowed...) }
+}
+
+func methodNotAllowed(allowed ...string) error {
+	return &httpError{status: http.StatusMethodNotAllowed, message: "HTTP 405 Method Not Allowed", allow: strings.Join(allowed, ", ")}
+}
 
 // appPath dispatches /v2/apps/*path.
 func (a *api) appPath(c *gin.Context) (any, error) {
@@ -118,7 +125,24 @@ func (a *api) appPath(c *gin.Context) (any, error) {
 			return a.version(c, r.id, r.arg)
 		}
 	}
-	return nil, errMethod
+	return nil, methodNotAllowed(allowedOn(r.kind)...)
+}
+
+// allowedOn lists the methods a /v2/apps/<path> route takes.
+func allowedOn(k routeKind) []string {
+	switch k {
+	case routeList:
+		return []string{"GET", "PATCH", "POST", "PUT"}
+	case routeApp:
+		return []string{"DELETE", "GET", "PATCH", "PUT"}
+	case routeRestart:
+		return []string{"POST"}
+	case routeTasks:
+		return []string{"DELETE", "GET"}
+	case routeTask:
+		return []string{"DELETE"}
+	}
+	return []string{"GET"}
 }
 
 // listApps is GET /v2/apps: counts and deployments always, the rest by
@@ -238,7 +262,7 @@ func (a *api) createApp(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.cfg.Scheduler.Deploy(c.Request.Context(), []scheduler.Change{{App: def, Create: true}}, force, "api")
+	res, err := a.deployChecked(c.Request.Context(), []scheduler.Change{{App: def, Create: true}}, force, "/instances")
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +302,7 @@ func (a *api) updateApp(c *gin.Context, id string, patch bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.cfg.Scheduler.Deploy(c.Request.Context(), []scheduler.Change{change}, force, "api")
+	res, err := a.deployChecked(c.Request.Context(), []scheduler.Change{change}, force, "/instances")
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +330,9 @@ func (a *api) updateApps(patch bool) handler {
 				return nil, &app.DecodeError{Details: []app.FieldError{{Path: "/", Errors: []string{"error.expected.jsarray"}}}}
 			}
 			return nil, &app.DecodeError{Syntax: err.Error()}
+		}
+		if len(items) > scheduler.MaxChanges {
+			return nil, tooManyChanges(len(items))
 		}
 		changes := make([]scheduler.Change, 0, len(items))
 		seen := map[string]bool{}
@@ -337,7 +364,7 @@ func (a *api) updateApps(patch bool) handler {
 		if len(changes) == 0 {
 			return nil, &app.ValidationError{Details: []app.FieldError{{Path: "/", Errors: []string{"no apps given"}}}}
 		}
-		res, err := a.cfg.Scheduler.Deploy(c.Request.Context(), changes, force, "api")
+		res, err := a.deployChecked(c.Request.Context(), changes, force, "/")
 		if err != nil {
 			return nil, err
 		}

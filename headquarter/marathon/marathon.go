@@ -22,6 +22,9 @@ package marathon
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,8 +72,17 @@ type Config struct {
 	Events *events.Bus
 	// EventOptions tune the SSE handler (heartbeat, gzip).
 	EventOptions []events.HandlerOption
-	// Environment is what apps are validated against.
+	// Environment is what apps are validated against; its MaxInstances is
+	// the per-app instance limit (app.DefaultMaxInstances when 0).
 	Environment app.Environment
+	// MaxInstancesTotal bounds the instances of all apps together
+	// (DefaultMaxInstancesTotal when 0).
+	MaxInstancesTotal int
+	// EtcdRequestBytes is the largest transaction the etcd behind the
+	// store accepts, its --max-request-bytes (DefaultEtcdRequestBytes, etcd's
+	// default, when 0). Deployments that would write more are refused with
+	// 413, and the default body limit derives from it.
+	EtcdRequestBytes int64
 
 	// Leader is this headquarter's address as host:port (GET /v2/leader,
 	// /v2/info). "" answers GET /v2/leader with 404 "There is no leader".
@@ -89,7 +101,9 @@ type Config struct {
 
 	// Auth protects /v2 when set; the zero value leaves it open.
 	Auth Auth
-	// MaxBodyBytes bounds request bodies (default 8 MiB).
+	// MaxBodyBytes bounds request bodies; the default is what etcd takes
+	// once an app is written three times (about 490 KiB with etcd's
+	// default 1.5 MiB).
 	MaxBodyBytes int64
 	Logger       *slog.Logger
 	// Now is the clock for task lifetimes and queue delays (time.Now).
@@ -115,6 +129,8 @@ type api struct {
 	// listSize is the length of the last GET /v2/apps answer, to size the
 	// next one's buffer at once.
 	listSize atomic.Int64
+	// writeMu makes the limit checks and deploys of app writes take turns.
+	writeMu sync.Mutex
 }
 
 // Register adds the Marathon v2 routes to r.
@@ -125,8 +141,14 @@ func Register(r gin.IRouter, cfg Config) {
 	if cfg.FrameworkName == "" {
 		cfg.FrameworkName = "garrison"
 	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 8 << 20
+	if cfg.MaxInstancesTotal <= 0 {
+		cfg.MaxInstancesTotal = DefaultMaxInstancesTotal
+	}
+	if cfg.EtcdRequestBytes <= 0 {
+		cfg.EtcdRequestBytes = DefaultEtcdRequestBytes
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = bodyLimit(cfg.EtcdRequestBytes)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -137,32 +159,43 @@ func Register(r gin.IRouter, cfg Config) {
 	if cfg.Auth.enabled() {
 		v2.Use(authenticate(cfg.Auth))
 	}
-	v2.GET("/apps", a.wrap(a.listApps))
-	v2.POST("/apps", a.wrap(a.createApp))
-	v2.PUT("/apps", a.wrap(a.updateApps(false)))
-	v2.PATCH("/apps", a.wrap(a.updateApps(true)))
-	for _, m := range []string{"GET", "PUT", "PATCH", "DELETE", "POST"} {
-		v2.Handle(m, "/apps/*path", a.wrap(a.appPath))
+	// Every path answers the methods it lacks with 405 and an Allow
+	// header, as Marathon's JAX-RS resources do (gin alone would answer
+	// 404, or redirect DELETE /v2/apps to /v2/apps/ with 307).
+	routes := []struct {
+		path     string
+		handlers map[string]gin.HandlerFunc
+	}{
+		{"/apps", map[string]gin.HandlerFunc{"GET": a.wrap(a.listApps), "POST": a.wrap(a.createApp),
+			"PUT": a.wrap(a.updateApps(false)), "PATCH": a.wrap(a.updateApps(true))}},
+		{"/apps/*path", map[string]gin.HandlerFunc{"GET": a.wrap(a.appPath), "PUT": a.wrap(a.appPath),
+			"PATCH": a.wrap(a.appPath), "DELETE": a.wrap(a.appPath), "POST": a.wrap(a.appPath)}},
+		{"/tasks", map[string]gin.HandlerFunc{"GET": a.wrap(a.listTasks)}},
+		{"/tasks/delete", map[string]gin.HandlerFunc{"POST": a.wrap(a.deleteTasks)}},
+		{"/deployments", map[string]gin.HandlerFunc{"GET": a.wrap(a.listDeployments)}},
+		{"/deployments/:id", map[string]gin.HandlerFunc{"DELETE": a.wrap(a.cancelDeployment)}},
+		{"/queue", map[string]gin.HandlerFunc{"GET": a.wrap(a.queue)}},
+		{"/queue/*path", map[string]gin.HandlerFunc{"DELETE": a.wrap(a.resetDelay)}},
+		{"/groups", map[string]gin.HandlerFunc{"GET": a.wrap(a.group)}},
+		{"/groups/*path", map[string]gin.HandlerFunc{"GET": a.wrap(a.group)}},
+		{"/info", map[string]gin.HandlerFunc{"GET": a.wrap(a.info)}},
+		{"/leader", map[string]gin.HandlerFunc{"GET": a.wrap(a.leader), "DELETE": a.wrap(a.abdicate)}},
 	}
-
-	v2.GET("/tasks", a.wrap(a.listTasks))
-	v2.POST("/tasks/delete", a.wrap(a.deleteTasks))
-
-	v2.GET("/deployments", a.wrap(a.listDeployments))
-	v2.DELETE("/deployments/:id", a.wrap(a.cancelDeployment))
-
-	v2.GET("/queue", a.wrap(a.queue))
-	v2.DELETE("/queue/*path", a.wrap(a.resetDelay))
-
-	v2.GET("/groups", a.wrap(a.group))
-	v2.GET("/groups/*path", a.wrap(a.group))
-
-	v2.GET("/info", a.wrap(a.info))
-	v2.GET("/leader", a.wrap(a.leader))
-	v2.DELETE("/leader", a.wrap(a.abdicate))
-
 	if cfg.Events != nil {
-		v2.GET("/events", events.Handler(cfg.Events, cfg.EventOptions...))
+		routes = append(routes, struct {
+			path     string
+			handlers map[string]gin.HandlerFunc
+		}{"/events", map[string]gin.HandlerFunc{"GET": events.Handler(cfg.Events, cfg.EventOptions...)}})
+	}
+	for _, r := range routes {
+		allowed := slices.Sorted(maps.Keys(r.handlers))
+		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+			h, ok := r.handlers[m]
+			if !ok {
+				h = a.wrap(notAllowed(allowed))
+			}
+			v2.Handle(m, r.path, h)
+		}
 	}
 
 	noPods := a.wrap(func(*gin.Context) (any, error) {

@@ -52,6 +52,7 @@ type deploymentResult struct {
 type httpError struct {
 	status  int
 	message string
+	allow   string // the Allow header of a 405
 }
 
 func (e *httpError) Error() string { return e.message }
@@ -121,7 +122,12 @@ func (a *api) errorBody(c *gin.Context, err error) (int, any) {
 		notFoundErr *scheduler.NotFoundError
 		httpErr     *httpError
 		tooLarge    *http.MaxBytesError
+		tooMany     *scheduler.TooManyChangesError
+		txnTooLarge *tooLargeError
 	)
+	if status, body, ok := storeLimitError(err); ok {
+		return status, body
+	}
 	switch {
 	case errors.As(err, &decodeErr):
 		return http.StatusBadRequest, decodeErr
@@ -141,9 +147,18 @@ func (a *api) errorBody(c *gin.Context, err error) (int, any) {
 		return http.StatusUnprocessableEntity, &app.ValidationError{Details: []app.FieldError{
 			{Path: "/container/docker/image", Errors: []string{scheduler.ErrNoDocker.Error()}}}}
 	case errors.As(err, &httpErr):
+		if httpErr.allow != "" {
+			c.Header("Allow", httpErr.allow)
+		}
 		return httpErr.status, message{httpErr.message}
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, message{fmt.Sprintf("request body larger than %d bytes", tooLarge.Limit)}
+		return http.StatusRequestEntityTooLarge, detailed(fmt.Sprintf("request body larger than %d bytes, garrison's limit (one app this large still fits etcd's transaction once stored with its version copy and its previous definition)", tooLarge.Limit))
+	case errors.As(err, &txnTooLarge):
+		return http.StatusRequestEntityTooLarge, detailed(txnTooLarge.msg)
+	case errors.As(err, &tooMany):
+		var ve *app.ValidationError
+		errors.As(tooManyChanges(tooMany.Count), &ve)
+		return http.StatusUnprocessableEntity, ve
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, message{err.Error()}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -205,7 +220,12 @@ func authenticate(cfg Auth) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		c.Header("WWW-Authenticate", challenge)
+		// A browser answers a Basic challenge to a script's request with its
+		// own password prompt, which the console's sign-in form replaces:
+		// scripts that say so get the 401 without the challenge.
+		if c.GetHeader("X-Requested-With") != "XMLHttpRequest" {
+			c.Header("WWW-Authenticate", challenge)
+		}
 		c.AbortWithStatusJSON(http.StatusUnauthorized, message{"Unauthorized: missing or invalid credentials"})
 	}
 }

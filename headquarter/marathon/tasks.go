@@ -5,11 +5,13 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // listTasks is GET /v2/tasks[?status=running|staging...]; status and
@@ -18,9 +20,16 @@ func (a *api) listTasks(c *gin.Context) (any, error) {
 	want := map[string]bool{}
 	for _, s := range append(c.QueryArray("status"), c.QueryArray("status[]")...) {
 		for _, one := range strings.Split(s, ",") {
-			if one = strings.TrimSpace(one); one != "" {
-				want["TASK_"+strings.ToUpper(strings.TrimPrefix(strings.ToLower(one), "task_"))] = true
+			if one = strings.TrimSpace(one); one == "" {
+				continue
 			}
+			st := task.State("TASK_" + strings.ToUpper(strings.TrimPrefix(strings.ToLower(one), "task_")))
+			if !slices.Contains(taskStates(), st) {
+				// Marathon ignores what it does not know (and then lists
+				// every task): a typo must not pass for a filter.
+				return nil, badRequest("unknown status %q: give running or staging (Marathon's), or starting, killing, finished, failed, killed or lost", one)
+			}
+			want[string(st)] = true
 		}
 	}
 	tasks := a.cfg.Scheduler.Tasks("")
@@ -34,6 +43,11 @@ func (a *api) listTasks(c *gin.Context) (any, error) {
 		tasks = kept
 	}
 	return gin.H{"tasks": tasks}, nil
+}
+
+// taskStates are the states a task filter may name.
+func taskStates() []task.State {
+	return []task.State{task.Staging, task.Starting, task.Running, task.Killing, task.Finished, task.Failed, task.Killed, task.Lost}
 }
 
 // deleteTasks is POST /v2/tasks/delete {"ids":[...]}: kill tasks of any

@@ -52,7 +52,7 @@ func dockerSchedulerWith(t *testing.T, wrap func(scheduler.Driver) scheduler.Dri
 		d = wrap(drv)
 	}
 	sched := scheduler.New(scheduler.Config{Store: store.New(etcd), Docker: d, Process: proc, Registry: etcd, ResyncInterval: resync,
-		Events: events.NewBus(), PortRange: [2]int{46000, 46999},
+		Events: events.NewBus(), PortRange: [2]int{16000, 16999},
 		DrainDelay: 500 * time.Millisecond, Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

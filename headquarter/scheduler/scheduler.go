@@ -717,7 +717,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		}
 		if t.status.State == task.Running && !t.healthAdded && as != nil {
 			spec := app.ToSpec(as.app, t.record.ID, t.record.Ports, s.cfg.Host)
-			checks := healthChecks(as.app, t.record.Ports, s.cfg.Host, spec.Environ())
+			checks := healthChecks(as.app, spec.ID, t.record.Ports, s.cfg.Host, spec.Environ())
 			t.healthChecks = len(checks)
 			t.healthAdded = true
 			if len(checks) > 0 {
@@ -790,8 +790,8 @@ func serviceName(a *app.App) string {
 }
 
 // healthChecks turns the app's Marathon health checks into checks on the
-// task's host ports.
-func healthChecks(a *app.App, ports []int, host string, env []string) []health.Check {
+// task's host ports; a COMMAND check of a container runs in it.
+func healthChecks(a *app.App, taskID string, ports []int, host string, env []string) []health.Check {
 	var out []health.Check
 	for _, hc := range a.HealthChecks {
 		c := health.Check{
@@ -819,6 +819,9 @@ func healthChecks(a *app.App, ports []int, host string, env []string) []health.C
 		if hc.Command != nil {
 			c.Command = hc.Command.Value
 			c.Env = env
+			if a.Image() != "" {
+				c.Task = taskID
+			}
 		}
 		out = append(out, c)
 	}

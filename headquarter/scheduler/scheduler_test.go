@@ -72,7 +72,7 @@ func (h *harness) start() {
 	}
 	cfg := scheduler.Config{
 		Store: h.store, Process: proc, Registry: h.cli, Events: h.bus,
-		Hostname: "test-host", PortRange: [2]int{42000, 42999}, DrainDelay: 200 * time.Millisecond,
+		Hostname: "test-host", PortRange: [2]int{12000, 12999}, DrainDelay: 200 * time.Millisecond,
 		Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second,
 	}
 	if h.wrap != nil {

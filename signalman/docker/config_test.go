@@ -27,7 +27,10 @@ func TestContainerConfigFollowsMarathon(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := base
 			spec.Cmd, spec.Args = tc.cmd, tc.args
-			cfg, host := containerConfig(spec)
+			cfg, host, err := containerConfig(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !slices.Equal(cfg.Entrypoint, tc.entrypoint) || !slices.Equal(cfg.Cmd, tc.argv) {
 				t.Errorf("entrypoint %q cmd %q, want %q %q", cfg.Entrypoint, cfg.Cmd, tc.entrypoint, tc.argv)
 			}

@@ -41,6 +41,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/garrisonhq/garrison/signalman/docker/dockerparam"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
 
@@ -85,6 +86,9 @@ type DockerAPI interface {
 	ContainerStop(ctx context.Context, containerID string, options container.StopOptions) error
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
+	ContainerExecAttach(ctx context.Context, execID string, config container.ExecAttachOptions) (types.HijackedResponse, error)
+	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ContainerStatsOneShot(ctx context.Context, containerID string) (container.StatsResponseReader, error)
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
@@ -189,7 +193,11 @@ func (d *Driver) Launch(ctx context.Context, spec task.Spec) (task.Status, error
 	if spec.Cmd != "" && len(spec.Args) > 0 {
 		return st, fmt.Errorf("docker: task %s: both cmd and args given; Marathon allows one", spec.ID)
 	}
-	cfg, host := containerConfig(spec)
+	cfg, host, err := containerConfig(spec)
+	if err != nil {
+		st.State, st.Message = task.Failed, err.Error()
+		return st, fmt.Errorf("docker: task %s: %w", spec.ID, err)
+	}
 	if d.namespace != "" {
 		cfg.Labels[LabelNamespace] = d.namespace
 	}
@@ -223,10 +231,19 @@ func (d *Driver) Launch(ctx context.Context, spec task.Spec) (task.Status, error
 	return st, nil
 }
 
-// containerConfig translates spec into Docker's create request.
-func containerConfig(spec task.Spec) (*container.Config, *container.HostConfig) {
-	labels := make(map[string]string, len(spec.Labels)+6)
+// containerConfig translates spec into Docker's create request: user,
+// privileged, host volumes as binds, and the docker parameters of
+// dockerparam's allow-list onto their API fields.
+func containerConfig(spec task.Spec) (*container.Config, *container.HostConfig, error) {
+	var opts dockerparam.Options
+	for _, p := range spec.Parameters {
+		if err := opts.Add(p.Key, p.Value); err != nil {
+			return nil, nil, err
+		}
+	}
+	labels := make(map[string]string, len(spec.Labels)+len(opts.Labels)+7)
 	maps.Copy(labels, spec.Labels)
+	maps.Copy(labels, opts.Labels) // dockerparam refuses garrison's own keys
 	labels[LabelMesosTaskID] = spec.ID
 	labels[LabelTask] = spec.ID
 	labels[LabelApp] = spec.AppID
@@ -239,9 +256,12 @@ func containerConfig(spec task.Spec) (*container.Config, *container.HostConfig) 
 	labels[LabelPorts] = strings.Join(ports, ",")
 
 	cfg := &container.Config{
-		Image:  spec.Image,
-		Env:    spec.Environ(),
-		Labels: labels,
+		Image:      spec.Image,
+		Env:        append(spec.Environ(), opts.Env...),
+		Labels:     labels,
+		User:       spec.User,
+		WorkingDir: opts.WorkDir,
+		StopSignal: opts.StopSignal,
 	}
 	switch {
 	case spec.Cmd != "":
@@ -256,12 +276,58 @@ func containerConfig(spec task.Spec) (*container.Config, *container.HostConfig) 
 	}
 	host := &container.HostConfig{
 		NetworkMode: network.NetworkHost,
+		Privileged:  spec.Privileged,
 		Resources: container.Resources{
-			NanoCPUs: int64(math.Round(spec.CPUs * 1e9)),
-			Memory:   int64(math.Round(spec.MemMB * (1 << 20))),
+			NanoCPUs:   int64(math.Round(spec.CPUs * 1e9)),
+			Memory:     int64(math.Round(spec.MemMB * (1 << 20))),
+			MemorySwap: opts.MemorySwap,
+			PidsLimit:  opts.PidsLimit,
 		},
+		CapAdd:         opts.CapAdd,
+		CapDrop:        opts.CapDrop,
+		SecurityOpt:    opts.SecurityOpt,
+		ExtraHosts:     opts.ExtraHosts,
+		DNS:            opts.DNS,
+		Tmpfs:          opts.Tmpfs,
+		ShmSize:        opts.ShmSize,
+		ReadonlyRootfs: opts.ReadOnly,
+		Init:           opts.Init,
+		LogConfig:      container.LogConfig{Type: opts.LogDriver, Config: opts.LogOpts},
 	}
-	return cfg, host
+	for _, v := range spec.Volumes {
+		mode := "rw"
+		if v.ReadOnly {
+			mode = "ro"
+		}
+		host.Binds = append(host.Binds, v.HostPath+":"+v.ContainerPath+":"+mode)
+	}
+	for _, u := range opts.Ulimits {
+		host.Ulimits = append(host.Ulimits, &container.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
+	for _, d := range opts.Devices {
+		dm, err := deviceMapping(d)
+		if err != nil {
+			return nil, nil, err
+		}
+		host.Devices = append(host.Devices, dm)
+	}
+	return cfg, host, nil
+}
+
+// deviceMapping reads docker's --device host[:container[:permissions]].
+func deviceMapping(v string) (container.DeviceMapping, error) {
+	parts := strings.Split(v, ":")
+	dm := container.DeviceMapping{PathOnHost: parts[0], PathInContainer: parts[0], CgroupPermissions: "rwm"}
+	switch len(parts) {
+	case 1:
+	case 2:
+		dm.PathInContainer = parts[1]
+	case 3:
+		dm.PathInContainer, dm.CgroupPermissions = parts[1], parts[2]
+	default:
+		return dm, fmt.Errorf("docker parameter device %q: want host[:container[:permissions]]", v)
+	}
+	return dm, nil
 }
 
 // graceSeconds rounds a grace period up to Docker's whole seconds.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,7 +20,7 @@ import (
 
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
-	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/signalman/docker"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -63,11 +65,7 @@ func newSpec(t testing.TB, nPorts int) task.Spec {
 		Labels:    map[string]string{dockertest.LabelTest: t.Name()},
 	}
 	if nPorts > 0 {
-		ports, err := registrar.FreePorts(nPorts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range ports {
+		for _, p := range testport.Take(t, nPorts) {
 			s.Ports = append(s.Ports, task.Port{Host: p})
 		}
 	}
@@ -497,10 +495,7 @@ func TestNamespacesKeepGarrisonsApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := registrar.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testport.Take(t, 1)
 	id := "ns_test." + strings.ReplaceAll(dockertest.UniqueName("x"), "-", "")
 	spec := task.Spec{ID: id, AppID: "/ns/test", Image: taskServerImage, Ports: []task.Port{{Host: ports[0]}}, KillGrace: time.Second}
 	if _, err := a.Launch(ctx, spec); err != nil {
@@ -527,5 +522,69 @@ func TestNamespacesKeepGarrisonsApart(t *testing.T) {
 	}
 	if !has(a) {
 		t.Fatal("another namespace's Kill removed the container")
+	}
+}
+
+// Issue 10: user, privileged, host volumes and docker parameters were
+// accepted and dropped; the container now runs with them.
+func TestLaunchHonoursContainerFields(t *testing.T) {
+	t.Parallel()
+	d, cli := newDriver(t)
+	image(t, cli)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte("from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := newSpec(t, 1)
+	spec.User = "65534:65534"
+	spec.Privileged = true
+	spec.Volumes = []task.Volume{{HostPath: dir, ContainerPath: "/etc/app", ReadOnly: true}}
+	spec.Parameters = []task.Parameter{
+		{Key: "label", Value: "team=ktv"}, {Key: "cap-add", Value: "NET_ADMIN"}, {Key: "read-only", Value: "true"},
+		{Key: "shm-size", Value: "8m"}, {Key: "ulimit", Value: "nofile=512:1024"}, {Key: "env", Value: "FROM_PARAM=1"},
+	}
+	launch(t, d, cli, spec)
+
+	var self struct {
+		UID, GID   int
+		Read       string
+		ReadError  string
+		WriteError string
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d/self", spec.Ports[0].Host)
+	getJSON(t, base+"?read=/etc/app/config&write=/etc/app/new", &self)
+	if self.UID != 65534 || self.GID != 65534 {
+		t.Errorf("runs as %d:%d, want 65534:65534", self.UID, self.GID)
+	}
+	if self.Read != "from the host" || self.ReadError != "" {
+		t.Errorf("read the host volume: %q, %s", self.Read, self.ReadError)
+	}
+	if self.WriteError == "" {
+		t.Error("wrote into a read-only volume")
+	}
+	c, err := cli.ContainerInspect(t.Context(), docker.ContainerName(spec.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.HostConfig
+	if !h.Privileged || !h.ReadonlyRootfs || h.ShmSize != 8<<20 || !slices.ContainsFunc(h.CapAdd, func(c string) bool { return strings.TrimPrefix(c, "CAP_") == "NET_ADMIN" }) ||
+		len(h.Ulimits) != 1 || h.Ulimits[0].Name != "nofile" || h.Ulimits[0].Hard != 1024 || c.Config.Labels["team"] != "ktv" ||
+		!slices.Contains(c.Config.Env, "FROM_PARAM=1") || c.Config.Labels[docker.LabelTask] != spec.ID {
+		t.Errorf("host config %+v, labels %v", h, c.Config.Labels)
+	}
+}
+
+func TestLaunchRefusesUnmappedParameter(t *testing.T) {
+	t.Parallel()
+	d, cli := newDriver(t)
+	image(t, cli)
+	spec := newSpec(t, 0)
+	spec.Parameters = []task.Parameter{{Key: "net", Value: "bridge"}}
+	cleanup(t, cli, spec.ID)
+	if st, err := d.Launch(t.Context(), spec); err == nil || st.State != task.Failed {
+		t.Fatalf("launch with --net: %+v, %v; want a failure", st, err)
+	}
+	if _, err := cli.ContainerInspect(t.Context(), docker.ContainerName(spec.ID)); !cerrdefs.IsNotFound(err) {
+		t.Errorf("a container was created: %v", err)
 	}
 }

@@ -65,6 +65,8 @@ type config struct {
 	defaultGrace time.Duration
 	logger       *slog.Logger
 	noPidfd      bool // tests: exercise the /proc polling path
+	fetchLimit   int64
+	fileFetch    bool
 }
 
 // WithPollInterval sets how often /proc is polled for a task's process when
@@ -128,7 +130,7 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$`)
 // adopts the tasks recorded there whose processes still run; the others are
 // reported ended. Only one Driver may use a directory at a time.
 func New(dir string, opts ...Option) (*Driver, error) {
-	cfg := config{pollInterval: 250 * time.Millisecond, cgroupParent: "/sys/fs/cgroup/garrison", defaultGrace: 3 * time.Second}
+	cfg := config{pollInterval: 250 * time.Millisecond, cgroupParent: "/sys/fs/cgroup/garrison", defaultGrace: 3 * time.Second, fetchLimit: DefaultFetchLimit}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -292,7 +294,7 @@ func (d *Driver) Launch(ctx context.Context, spec task.Spec) (task.Status, error
 	d.tasks[spec.ID] = e // reserve the id
 	d.mu.Unlock()
 
-	rec, err := d.start(spec, rec)
+	rec, err := d.start(ctx, spec, rec)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
@@ -331,8 +333,12 @@ func (d *Driver) checkSpec(spec task.Spec) error {
 
 // start creates the sandbox, starts the process and records it. On error
 // nothing is left running and the task's directory is gone.
-func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
+func (d *Driver) start(ctx context.Context, spec task.Spec, rec record) (_ record, err error) {
 	tdir, sandbox := d.taskDir(spec.ID), d.Sandbox(spec.ID)
+	cred, err := credential(spec.User)
+	if err != nil {
+		return rec, fmt.Errorf("launch task %s: %w", spec.ID, err)
+	}
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
 		return rec, fmt.Errorf("launch task %s: %w", spec.ID, err)
 	}
@@ -341,6 +347,15 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 			os.RemoveAll(tdir)
 		}
 	}()
+	if cred != nil {
+		// The sandbox is the task's home and working directory.
+		if err := os.Chown(sandbox, int(cred.Uid), int(cred.Gid)); err != nil {
+			return rec, fmt.Errorf("launch task %s: sandbox for user %s: %w", spec.ID, spec.User, err)
+		}
+	}
+	if err := d.fetch(ctx, sandbox, spec.Fetch, cred); err != nil {
+		return rec, fmt.Errorf("launch task %s: %w", spec.ID, err)
+	}
 	// Not synced: it is there for a garrison that crashes while the process
 	// starts (see findOrphan), and the Running record below is synced.
 	if err := writeRecordSync(tdir, rec, false); err != nil {
@@ -362,7 +377,7 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 			rec.Cgroup, rec.Limits, cgroupFD = dir, limits, fd
 		}
 	}
-	cmd := command(spec, sandbox, stdout, stderr, cgroupFD)
+	cmd := command(spec, sandbox, stdout, stderr, cgroupFD, cred)
 	err = cmd.Start()
 	if err != nil && cgroupFD != nil {
 		// clone3 into a cgroup needs Linux 5.7: run without limits instead.
@@ -370,7 +385,7 @@ func (d *Driver) start(spec task.Spec, rec record) (_ record, err error) {
 			d.cfg.logger.Error("remove cgroup of task", "task", spec.ID, "err", rerr)
 		}
 		rec.Cgroup, rec.Limits = "", "limits not enforced: "+err.Error()
-		cmd = command(spec, sandbox, stdout, stderr, nil)
+		cmd = command(spec, sandbox, stdout, stderr, nil, cred)
 		err = cmd.Start()
 	}
 	if err != nil {
@@ -421,7 +436,7 @@ func openLogs(sandbox string) (stdout, stderr *os.File, err error) {
 
 // command builds the task's process: its own session, the sandbox as
 // working directory, and the task environment.
-func command(spec task.Spec, sandbox string, stdout, stderr, cgroup *os.File) *exec.Cmd {
+func command(spec task.Spec, sandbox string, stdout, stderr, cgroup *os.File, cred *syscall.Credential) *exec.Cmd {
 	var cmd *exec.Cmd
 	if spec.Cmd != "" {
 		cmd = exec.Command("/bin/sh", "-c", spec.Cmd)
@@ -434,7 +449,7 @@ func command(spec task.Spec, sandbox string, stdout, stderr, cgroup *os.File) *e
 	cmd.Env = append([]string{"PATH=" + defaultPath, "HOME=" + sandbox}, spec.Environ()...)
 	cmd.Env = append(cmd.Env, sandboxEnv+"="+sandbox)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	if cgroup != nil {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgroup.Fd())
 	}

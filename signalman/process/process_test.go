@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
 
@@ -136,19 +138,9 @@ func stopAll(t testing.TB, d *Driver) {
 	}
 }
 
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
+// freePorts reserves ports that the task binds later (testport: no one
+// else takes them in between).
+func freePorts(t testing.TB, n int) []int { return testport.Take(t, n) }
 
 // waitState reads w until task id reaches state.
 func waitState(t testing.TB, w <-chan task.Status, id string, state task.State) task.Status {
@@ -803,5 +795,42 @@ func TestCrashWhileLaunching(t *testing.T) {
 	}
 	if processRunning(pid) {
 		t.Error("orphan still runs after Kill")
+	}
+}
+
+// Issue 10: `user` was accepted and dropped; as root the driver now runs
+// the task as that user, with its sandbox owned by it.
+func TestTaskRunsAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if err := CheckUser("nobody"); err == nil {
+			t.Fatal("CheckUser(nobody) accepted by a driver that is not root")
+		}
+		return // the refusal is what a non-root garrison can do
+	}
+	dir := t.TempDir()
+	for _, p := range []string{filepath.Dir(dir), dir} { // nobody must reach its sandbox
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := openDriver(t, dir)
+	w := watch(t, d)
+	spec := task.Spec{ID: "user.1", AppID: "/user", Cmd: "id -u; id -g; touch in-home", User: "nobody"}
+	launch(t, d, spec)
+	if st := waitState(t, w, spec.ID, task.Finished); st.ExitCode != 0 {
+		t.Fatalf("task as nobody: %+v; stderr %s", st, readFile(t, filepath.Join(d.Sandbox(spec.ID), "stderr")))
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(d.Sandbox(spec.ID), "stdout")); got != u.Uid+"\n"+u.Gid+"\n" {
+		t.Errorf("task ran as %q, want uid %s gid %s", got, u.Uid, u.Gid)
+	}
+	if err := CheckUser("no-such-user-here"); err == nil {
+		t.Error("CheckUser accepted a user that does not exist")
+	}
+	if _, err := d.Launch(t.Context(), task.Spec{ID: "user.2", AppID: "/user", Cmd: "true", User: "no-such-user-here"}); err == nil {
+		t.Error("launched a task as a user that does not exist")
 	}
 }

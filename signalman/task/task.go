@@ -71,6 +71,51 @@ type Spec struct {
 	Host string
 	// KillGrace is how long a task has between SIGTERM and SIGKILL.
 	KillGrace time.Duration
+	// User runs the task as this user (Marathon's `user`); "" is the
+	// driver's own user. A container resolves it in its image, a process
+	// on the host.
+	User string
+	// Fetch are artifacts to download into a process task's sandbox
+	// before it starts (Marathon's fetch).
+	Fetch []Artifact
+
+	// Container-only fields (Marathon's container.docker and volumes).
+
+	// Privileged runs the container privileged.
+	Privileged bool
+	// Volumes are host paths mounted into the container.
+	Volumes []Volume
+	// Parameters are container.docker.parameters, which the Docker driver
+	// maps through signalman/docker/dockerparam.
+	Parameters []Parameter
+}
+
+// Artifact is one download into the sandbox (Mesos' fetcher).
+type Artifact struct {
+	URI string
+	// Extract unpacks a .tar, .tar.gz, .tgz or .zip into the sandbox.
+	Extract bool
+	// Executable makes the file executable.
+	Executable bool
+	// DestPath is where it goes, relative to the sandbox; "" is the URI's
+	// base name.
+	DestPath string
+	// Checksum is "sha256:<hex>" the download must match; "" checks
+	// nothing.
+	Checksum string
+}
+
+// Volume is a host path mounted into a container.
+type Volume struct {
+	HostPath      string
+	ContainerPath string
+	ReadOnly      bool
+}
+
+// Parameter is one `docker run --key=value` option.
+type Parameter struct {
+	Key   string
+	Value string
 }
 
 // Status is what a driver knows about one task.

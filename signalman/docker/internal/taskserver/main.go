@@ -27,7 +27,15 @@ import (
 func main() {
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM: only SIGKILL stops the server")
 	flag.String("marker", "", "a word /args reports with the rest of argv; lets tests see how argv arrived")
+	exists := flag.String("exists", "", "exit 0 when this path exists, else 1: a command tests run inside the container with docker exec")
 	flag.Parse()
+	if *exists != "" {
+		if _, err := os.Stat(*exists); err != nil {
+			fmt.Println("missing:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
@@ -60,6 +68,19 @@ func main() {
 		writeJSON(w, env)
 	})
 	mux.HandleFunc("GET /args", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, os.Args[1:]) })
+	// /self reports who the process runs as and what it can see: tests of
+	// user, volumes and read-only roots read it.
+	mux.HandleFunc("GET /self", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{"uid": os.Getuid(), "gid": os.Getgid()}
+		if p := r.URL.Query().Get("read"); p != "" {
+			b, err := os.ReadFile(p)
+			out["read"], out["readError"] = string(b), errString(err)
+		}
+		if p := r.URL.Query().Get("write"); p != "" {
+			out["writeError"] = errString(os.WriteFile(p, []byte("x"), 0o644))
+		}
+		writeJSON(w, out)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	if err := srv.Serve(ln); err != nil {
 		fmt.Fprintln(os.Stderr, "taskserver:", err)
@@ -72,4 +93,11 @@ func writeJSON(w http.ResponseWriter, v any) {
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		fmt.Fprintln(os.Stderr, "taskserver: write response:", err)
 	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
