@@ -45,6 +45,10 @@ type api struct {
 	logPoll time.Duration
 }
 
+// OpenRoutes are the routes that need no API credentials: a webhook proves
+// itself with its provider's signature or token instead.
+var OpenRoutes = []string{"/api/v1/hooks/:provider"}
+
 func mount(r *gin.Engine, a *api, auth gin.HandlerFunc) {
 	a.followers = make(chan struct{}, MaxLogFollowers)
 	if a.logPoll == 0 {

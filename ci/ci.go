@@ -27,10 +27,6 @@ import (
 	"github.com/garrisonhq/garrison/images"
 )
 
-// OpenRoutes need no API credentials: each delivery is checked against
-// its project's secret instead.
-var OpenRoutes = []string{"/api/v1/hooks/:provider"}
-
 // Config is what the pipeline needs from garrison.
 type Config struct {
 	Etcd *clientv3.Client

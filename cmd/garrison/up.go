@@ -171,12 +171,12 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hq.exportTaskStats(reg, logger)
 	stopCI, err := startCI(ctx, router, cli, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
 	if err != nil {
 		return err
 	}
 	defer stopCI()
+	hq.exportTaskStats(reg, logger)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() {
 		if !s.hq.auth.Enabled() {
 			logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())
@@ -217,6 +217,7 @@ func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Clien
 		return nil, err
 	}
 	cfg.OpenRoutes = append(cfg.OpenRoutes, ui.Routes...)
+	// Webhooks prove themselves with their own signatures or tokens.
 	cfg.OpenRoutes = append(cfg.OpenRoutes, ci.OpenRoutes...)
 	router := api.NewRouter(cfg)
 	hq.routes(router, addr, cli, cfg.Logger)
