@@ -39,7 +39,7 @@ type autoscaleSettings struct {
 
 func (s *autoscaleSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.rules, "rules", "", "autoscale rules file (YAML), watched for changes; rules can also be PUT to /api/v1/rules")
-	fs.DurationVar(&s.interval, "autoscale-interval", 5*time.Second, "how often every autoscale rule is evaluated")
+	fs.DurationVar(&s.interval, "autoscale-interval", autoscale.DefaultInterval, "how often every autoscale rule is evaluated (with the local source, also the window of a scale-up's rates)")
 	fs.StringVar(&s.source, "metrics-source", "", "default metric source of rules: local, prometheus or elasticsearch (default: prometheus when --prometheus is set, else local)")
 	fs.StringVar(&s.prometheus, "prometheus", "", "URL of a Prometheus server to read QPS, CPU and memory from, e.g. http://127.0.0.1:9090")
 	fs.StringVar(&s.esAddresses, "elasticsearch", "", "comma-separated Elasticsearch URLs to count access-log documents in for QPS")
@@ -154,6 +154,12 @@ func (a *autoscaleService) Rules() []rulefmt.Rule { return a.manager.Rules() }
 func (a *autoscaleService) Put(ctx context.Context, data []byte, origin string) ([]rulefmt.Rule, error) {
 	return a.rules.Put(ctx, data, origin)
 }
+
+func (a *autoscaleService) Check(data []byte, origin string) ([]rulefmt.Rule, error) {
+	return a.rules.Check(data, origin)
+}
+
+func (a *autoscaleService) Evaluations(app string) any { return a.manager.Evaluations(app) }
 
 func (a *autoscaleService) Decisions(ctx context.Context, app string, limit int) ([]json.RawMessage, error) {
 	recs, err := a.store.Decisions(ctx, app, limit)

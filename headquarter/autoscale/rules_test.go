@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +71,53 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no gauge %s", name)
 	return 0
+}
+
+// Issue 10: min: 4, max: 4 through the API scaled an app past what an app
+// definition may have. The rules take the same per-app limit.
+func TestRulesTakeTheInstanceLimit(t *testing.T) {
+	srv := etcdtest.New(t)
+	m := autoscale.New(autoscale.Config{Target: &memTarget{}})
+	rules := autoscale.NewRules(m, store.New(srv.Client(t)), nil, nil)
+	rules.SetInstanceLimit(20)
+	if _, err := rules.Put(t.Context(), []byte("rules:\n  - app: /a\n    min: 30\n    max: 30\n    up: { qps: 10 }\n"), "request"); err == nil ||
+		!strings.Contains(err.Error(), "rules[0].max: must be at most 20") {
+		t.Fatalf("max above the limit: %v", err)
+	}
+	if len(m.Rules()) != 0 {
+		t.Fatalf("refused rules in force: %v", m.Rules())
+	}
+	if _, err := rules.Put(t.Context(), []byte("rules:\n  - app: /a\n    min: 20\n    max: 20\n    up: { qps: 10 }\n"), "request"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Check is what an editor calls as the user types: the same verdict as Put,
+// with nothing stored or applied.
+func TestRulesCheckAppliesNothing(t *testing.T) {
+	srv := etcdtest.New(t)
+	st := store.New(srv.Client(t))
+	m := autoscale.New(autoscale.Config{Target: &memTarget{}})
+	rules := autoscale.NewRules(m, st, nil, nil)
+	rules.SetInstanceLimit(10)
+	good := []byte("rules:\n  - app: /a\n    min: 1\n    max: 3\n    up: { cpu: 0.8, mem: 0.8 }\n")
+	got, err := rules.Check(good, "editor")
+	if err != nil || len(got) != 1 || got[0].App != "/a" {
+		t.Fatalf("Check(good) = %v, %v", got, err)
+	}
+	if len(m.Rules()) != 0 || len(rules.Document()) != 0 {
+		t.Fatalf("Check applied the rules: %d in force, document %q", len(m.Rules()), rules.Document())
+	}
+	stored, err := st.Rules(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.Data) != 0 {
+		t.Fatalf("Check stored the rules: %q", stored.Data)
+	}
+	// Above the instance limit Put would refuse: so does Check, with the line.
+	_, err = rules.Check([]byte("rules:\n  - app: /a\n    min: 1\n    max: 30\n    up: { cpu: 0.8, mem: 0.8 }\n"), "editor")
+	if err == nil || !strings.Contains(err.Error(), "editor:4:") || !strings.Contains(err.Error(), "max") {
+		t.Fatalf("Check over the instance limit = %v, want a line-4 error on max", err)
+	}
 }
