@@ -155,6 +155,10 @@ func (a *autoscaleService) Put(ctx context.Context, data []byte, origin string) 
 	return a.rules.Put(ctx, data, origin)
 }
 
+func (a *autoscaleService) Check(data []byte, origin string) ([]rulefmt.Rule, error) {
+	return a.rules.Check(data, origin)
+}
+
 func (a *autoscaleService) Evaluations(app string) any { return a.manager.Evaluations(app) }
 
 func (a *autoscaleService) Decisions(ctx context.Context, app string, limit int) ([]json.RawMessage, error) {
