@@ -171,6 +171,15 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 	// callbacks go on while etcd is slow.
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
+	res, err := s.deploy(ctx, changes, force, source)
+	if err == nil && s.cfg.Cluster != nil {
+		s.applyCluster(ctx, res)
+	}
+	return res, err
+}
+
+// deploy is Deploy with deployMu held.
+func (s *Scheduler) deploy(ctx context.Context, changes []Change, force bool, source string) (*DeployResult, error) {
 	s.mu.Lock()
 	p, err := s.planDeployLocked(changes, force, source)
 	s.mu.Unlock()
@@ -271,7 +280,7 @@ func (s *Scheduler) planDeployLocked(changes []Change, force bool, source string
 			res.Created = append(res.Created, false)
 			continue
 		case cur == nil:
-			if _, _, err := s.driverFor(c.App); err != nil {
+			if err := s.runnableLocked(c.App); err != nil {
 				return nil, err
 			}
 			a, err := app.AssignServicePorts(app.Bump(nil, c.App, now, false), s.usedServicePortsLocked(id))
@@ -285,7 +294,7 @@ func (s *Scheduler) planDeployLocked(changes []Change, force bool, source string
 			if c.Create {
 				return nil, &ExistsError{AppID: id}
 			}
-			if _, _, err := s.driverFor(c.App); err != nil {
+			if err := s.runnableLocked(c.App); err != nil {
 				return nil, err
 			}
 			restart := c.Restart || app.IsUpgrade(cur.app, c.App)
@@ -413,6 +422,9 @@ func (s *Scheduler) finishedDeploymentsLocked() []*deploymentRecord {
 }
 
 func (s *Scheduler) actionDoneLocked(a Action, tasks map[string]*taskState) bool {
+	if s.cfg.Cluster != nil {
+		return s.clusterActionDoneLocked(a, tasks)
+	}
 	as := s.apps[a.App]
 	if a.Action == ActionStop || as == nil {
 		return as == nil && len(tasks) == 0
@@ -506,6 +518,9 @@ func (s *Scheduler) CancelDeployment(ctx context.Context, id string, force bool)
 // down by the number killed (a scale deployment); without, the tasks are
 // replaced.
 func (s *Scheduler) KillTasks(ctx context.Context, ids []string, scale, force bool) ([]TaskInfo, *DeployResult, error) {
+	if s.cfg.Cluster != nil {
+		return s.killClusterTasks(ctx, ids, scale, force)
+	}
 	s.mu.Lock()
 	var victims []*taskState
 	perApp := map[string][]string{}

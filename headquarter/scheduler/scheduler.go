@@ -48,6 +48,10 @@ type Config struct {
 	Docker Driver
 	// Process runs apps with only a command.
 	Process Driver
+	// Cluster, when set, runs every app on a cluster scheduler instead
+	// (Nomad): Docker and Process are not used, counts, placement and
+	// rollouts are the cluster's, and the task view follows its stream.
+	Cluster Cluster
 	// Registry is where healthy tasks are registered; nil disables it.
 	Registry registrar.Client
 	// HealthOptions configure the health monitor the scheduler runs for
@@ -120,6 +124,8 @@ type Scheduler struct {
 	// launchSeq counts finished launches: a re-list judges only tasks
 	// whose launch finished before it listed.
 	launchSeq uint64
+	// cluster is the cluster path's state (Config.Cluster).
+	cluster *clusterState
 }
 
 type appState struct {
@@ -163,6 +169,8 @@ type taskState struct {
 	gone bool
 	// launchedSeq is launchSeq when its launch finished (0: adopted).
 	launchedSeq uint64
+	// clusterHealthy is the cluster's health of the task (nil: undecided).
+	clusterHealthy *bool
 }
 
 // taskRecord is what the store keeps about a task, written before launch.
@@ -240,6 +248,7 @@ func New(cfg Config) *Scheduler {
 		deployments: map[string]*deploymentRecord{},
 		ports:       newPortAllocator(cfg.Host, cfg.PortRange),
 		ready:       make(chan struct{}),
+		cluster:     newClusterState(),
 	}
 	s.health = health.NewMonitor(append(cfg.HealthOptions, health.WithOnChange(s.OnHealthChange), health.WithOnUnhealthy(s.OnUnhealthy))...)
 	return s
@@ -265,6 +274,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	if s.cfg.Cluster != nil {
+		return s.runCluster(ctx)
 	}
 	s.mu.Lock()
 	s.runCtx = ctx
@@ -759,6 +771,9 @@ func configVersion(a *app.App) string {
 
 // healthyLocked: running, and passing its health checks when it has any.
 func (s *Scheduler) healthyLocked(t *taskState) bool {
+	if t.record.Driver == driverCluster {
+		return clusterHealthyLocked(t)
+	}
 	if t.status.State != task.Running || t.launching {
 		return false
 	}

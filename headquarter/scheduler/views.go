@@ -50,6 +50,11 @@ func (s *Scheduler) taskInfoLocked(t *taskState) TaskInfo {
 		Role:               "*",
 		staged:             t.record.StagedAt,
 	}
+	if t.record.Driver == driverCluster {
+		// Placed by the cluster: its node, not this machine.
+		ti.Host, ti.SlaveID = t.status.Host, ""
+		ti.IPAddresses = []events.IPAddress{{IPAddress: t.status.Host, Protocol: "IPv4"}}
+	}
 	if t.launching {
 		ti.State = string(task.Staging)
 		if t.killing {
@@ -212,6 +217,9 @@ type QueueEntry struct {
 func (s *Scheduler) Queue() []QueueEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cfg.Cluster != nil {
+		return s.clusterQueueLocked()
+	}
 	now := s.cfg.Now()
 	live := map[string]int{}
 	for _, t := range s.tasks {

@@ -407,3 +407,13 @@ func (d *Driver) Reschedule(ctx context.Context, appID string) error {
 	}
 	return nil
 }
+
+// Validate says whether the app translates into a Nomad job, without asking
+// Nomad: a constraint without a Nomad form is a *ConstraintError, so the
+// API can refuse it before the app is stored.
+func (d *Driver) Validate(a App) error {
+	if _, err := toJob(a, 1000); err != nil {
+		return fmt.Errorf("nomad: %w", err)
+	}
+	return nil
+}
