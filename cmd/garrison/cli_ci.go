@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -368,6 +369,53 @@ func testSummary(r *client.Release) string {
 	return s
 }
 
+// completeRelease completes APP, then (promote) VERSION and ENVIRONMENT
+// or (rollback) ENVIRONMENT and VERSION from the app's releases.
+func (x *cli) completeRelease(promote bool) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		if len(args) == 0 {
+			return x.completeApps(cmd, args, prefix)
+		}
+		c, err := x.client()
+		if err != nil || len(args) > 2 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+		defer cancel()
+		rs, err := c.Releases(ctx, args[0])
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var out []string
+		add := func(v, desc string) {
+			if strings.HasPrefix(v, prefix) && !slices.ContainsFunc(out, func(o string) bool { return strings.HasPrefix(o, v+"\t") }) {
+				out = append(out, v+"\t"+desc)
+			}
+		}
+		versions := len(args) == 1 && promote || len(args) == 2 && !promote
+		for _, r := range rs.Releases {
+			switch {
+			case versions:
+				add(r.Version, short(r.Revision)+" "+testSummary(&r))
+			case promote:
+				if r.Version == args[1] {
+					for _, env := range r.Environments {
+						if env != "alpha" {
+							add(env, "environment")
+						}
+					}
+				}
+			}
+		}
+		if !promote && len(args) == 1 {
+			for _, e := range rs.Environments {
+				add(e.Name, "runs "+orDash(e.Current))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
 // releasesChange is `releases promote APP VERSION ENV` or `releases
 // rollback APP ENV [VERSION]`.
 func (x *cli) releasesChange(promote bool) *cobra.Command {
@@ -377,12 +425,13 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 		Use:               "promote APP VERSION ENVIRONMENT",
 		Short:             "deploy a release that passed its tests to an environment (after the one before it)",
 		Args:              usageArgs(cobra.ExactArgs(3)),
-		ValidArgsFunction: x.completeApps,
+		ValidArgsFunction: x.completeRelease(promote),
 	}
 	if !promote {
 		cmd.Use = "rollback APP ENVIRONMENT [VERSION]"
 		cmd.Short = "deploy to an environment the release it ran before (or VERSION, which it ran)"
 		cmd.Args = usageArgs(cobra.RangeArgs(2, 3))
+		cmd.ValidArgsFunction = x.completeRelease(false)
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ch := client.ReleaseChange{App: args[0], By: by}

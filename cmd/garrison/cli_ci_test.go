@@ -267,6 +267,15 @@ func TestCLIPipeline(t *testing.T) {
 		if image.Container.Docker.Image != serviceImage || image.TasksRunning != 1 {
 			t.Fatalf("production app after the rollback: %+v", image)
 		}
+		if out := s.ok("__complete", "releases", "promote", app, ""); !strings.Contains(out, "v1\t111111111111 passed 1/1") || !strings.Contains(out, "v3\t333333333333 FAILED 0/1: smoke") {
+			t.Fatalf("completion of promote's VERSION:\n%s", out)
+		}
+		if out := s.ok("__complete", "releases", "promote", app, "v1", ""); !strings.Contains(out, "production\t") || strings.Contains(out, "alpha") {
+			t.Fatalf("completion of promote's ENVIRONMENT:\n%s", out)
+		}
+		if out := s.ok("__complete", "releases", "rollback", app, ""); !strings.Contains(out, "production\truns v1") {
+			t.Fatalf("completion of rollback's ENVIRONMENT:\n%s", out)
+		}
 		if r := s.run("releases", "promote", app, "v1"); r.code != 2 {
 			t.Fatalf("promote without an environment: %s", r)
 		}
