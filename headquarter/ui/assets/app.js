@@ -871,10 +871,16 @@ function runView(main, id) {
     }
   }
 
+  // shown counts the characters in the page without re-reading them.
+  let shown = 0;
   function append(text) {
     const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 20;
     log.append(document.createTextNode(text));
-    if (log.textContent.length > MAX_LOG_CHARS) log.textContent = '…\n' + log.textContent.slice(-MAX_LOG_CHARS / 2);
+    shown += text.length;
+    if (shown > MAX_LOG_CHARS) {
+      log.textContent = '…\n' + log.textContent.slice(-MAX_LOG_CHARS / 2);
+      shown = log.textContent.length;
+    }
     if (stick) log.scrollTop = log.scrollHeight;
   }
 
@@ -891,6 +897,7 @@ function runView(main, id) {
           throw new APIError(res.status, body);
         }
         log.textContent = '';
+        shown = 0;
         put(logState, run && !FINAL.has(run.state) ? 'Following the log live…' : 'The whole log.');
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         for (;;) {
