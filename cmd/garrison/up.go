@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/ci"
 	"github.com/garrisonhq/garrison/headquarter/api"
 	"github.com/garrisonhq/garrison/headquarter/ui"
 	"github.com/garrisonhq/garrison/internal/diskguard"
@@ -35,6 +36,7 @@ type upSettings struct {
 	http       httpSettings
 	hq         hqSettings
 	autoscale  autoscaleSettings
+	ci         ciSettings
 }
 
 func (s *upSettings) register(fs *flag.FlagSet) {
@@ -50,6 +52,7 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	s.http.register(fs)
 	s.hq.register(fs)
 	s.autoscale.register(fs)
+	s.ci.register(fs)
 }
 
 // validate checks every setting that needs no I/O, so that a mistake fails
@@ -168,6 +171,11 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopCI, err := startCI(ctx, router, cli, hq, listener.Addr().String(), s.hq.auth, s.dataDir, s.ci, nil, logger)
+	if err != nil {
+		return err
+	}
+	defer stopCI()
 	hq.exportTaskStats(reg, logger)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() {
 		if !s.hq.auth.Enabled() {
@@ -208,7 +216,9 @@ func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Clien
 	if err != nil {
 		return nil, err
 	}
+	// Webhooks prove themselves with their own signatures or tokens.
 	cfg.OpenRoutes = append(cfg.OpenRoutes, ui.Routes...)
+	cfg.OpenRoutes = append(cfg.OpenRoutes, ci.OpenRoutes...)
 	router := api.NewRouter(cfg)
 	hq.routes(router, addr, cli, cfg.Logger)
 	console.Register(router)
