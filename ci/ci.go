@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -38,10 +39,12 @@ type Config struct {
 	Node      string
 	// Registry (host:port) receives product images; empty builds none.
 	Registry string
-	// Marathon is the base URL of the Marathon API runs deploy through
-	// (garrison's own); empty deploys nothing and runs no tests.
-	Marathon     string
-	MarathonAuth deploy.Auth
+	// Marathon is the base URL of the Marathon API runs deploy through;
+	// MarathonHandler, when set instead, serves it in-process (garrison's
+	// own router). Neither deploys nothing and runs no tests.
+	Marathon        string
+	MarathonHandler http.Handler
+	MarathonAuth    deploy.Auth
 	// ProjectsFile, when set, is loaded into etcd at start (projects
 	// there keep any other projects configured through the API).
 	ProjectsFile string
@@ -79,7 +82,10 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 	hooks := webhook.New(webhook.Config{Projects: projects, Trigger: runs,
 		Claims: webhook.NewEtcdClaims(cfg.Etcd, 0), Logger: logger})
 	var releases *deploy.Manager
-	if cfg.Marathon != "" {
+	switch {
+	case cfg.MarathonHandler != nil:
+		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), deploy.NewMarathonHandler(cfg.MarathonHandler, cfg.MarathonAuth))
+	case cfg.Marathon != "":
 		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), deploy.NewMarathon(cfg.Marathon, cfg.MarathonAuth))
 	}
 	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger}, cfg.Auth)

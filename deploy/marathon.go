@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -27,6 +28,25 @@ type Marathon struct {
 // basic auth; empty sends nothing.
 type Auth struct {
 	Token, Username, Password string
+}
+
+// NewMarathonHandler returns a client of the API h serves, called
+// in-process: garrison deploying through its own router needs no address,
+// TLS or network hop.
+func NewMarathonHandler(h http.Handler, auth Auth) *Marathon {
+	m := NewMarathon("http://garrison", auth)
+	m.hc.Transport = handlerTransport{h}
+	return m
+}
+
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, req)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
 }
 
 // NewMarathon returns a client of the API at base (http://127.0.0.1:8080).

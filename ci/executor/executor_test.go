@@ -161,3 +161,24 @@ func TestHostGoIsMountedReadOnlyOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("hostGo: %d %v\n%s", code, err, log.String())
 	}
 }
+
+// TestHostGoBuildsAStaticBinary: a build step with hostGo compiles a Go
+// program in the busybox image, its caches inside the workspace.
+func TestHostGoBuildsAStaticBinary(t *testing.T) {
+	d, img, ws := setup(t)
+	os.WriteFile(filepath.Join(ws, "go.mod"), []byte("module example.com/hello\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(ws, "main.go"), []byte("package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"hello from the build\\n\") }\n"), 0o644)
+	var log syncBuffer
+	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.6", Workspace: ws,
+		Step: pipeline.Step{Name: "go", Image: img, HostGo: true, Timeout: 10 * time.Minute,
+			Commands: []string{"CGO_ENABLED=0 go build -o out/hello .", "./out/hello"}}}, &log)
+	if err != nil || code != 0 {
+		t.Fatalf("%d %v\n%s", code, err, log.String())
+	}
+	if !strings.Contains(log.String(), "\nhello from the build\n") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	if _, err := os.Stat(filepath.Join(ws, "out", "hello")); err != nil {
+		t.Errorf("binary not in the workspace: %v", err)
+	}
+}

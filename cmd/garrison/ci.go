@@ -10,7 +10,7 @@ import (
 
 	"github.com/garrisonhq/garrison/ci"
 	"github.com/garrisonhq/garrison/deploy"
-	"github.com/garrisonhq/garrison/headquarter/marathon"
+	"github.com/garrisonhq/garrison/headquarter/auth"
 )
 
 type ciSettings struct {
@@ -25,15 +25,16 @@ func (s *ciSettings) register(fs *flag.FlagSet) {
 
 // startCI mounts the pipeline's routes and starts its runner, which runs
 // pipelines only while isLeader says so (nil: always, a single garrison).
-// Runs deploy through this garrison's own Marathon API at addr.
-func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headquarter, addr string, auth marathon.Auth, dataDir string, s ciSettings, isLeader func() bool, logger *slog.Logger) (func(), error) {
+// Runs deploy through this garrison's own Marathon API, called in-process
+// on r (with creds, as any client).
+func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headquarter, creds auth.Credentials, dataDir string, s ciSettings, isLeader func() bool, logger *slog.Logger) (func(), error) {
 	namespace, err := hq.store.ClusterID(ctx)
 	if err != nil {
 		return nil, err
 	}
 	cfg := ci.Config{Etcd: cli, Namespace: namespace, DataDir: dataDir, Node: hq.env.Hostname,
 		Registry: s.registry, ProjectsFile: s.projects, IsLeader: isLeader, Logger: logger,
-		Marathon: "http://" + addr, MarathonAuth: deploy.Auth{Token: auth.Token, Username: auth.Username, Password: auth.Password}}
+		MarathonHandler: r, MarathonAuth: deploy.Auth{Token: creds.Token, Username: creds.Username, Password: creds.Password}}
 	if hq.docker != nil {
 		cfg.Docker = hq.docker
 	}

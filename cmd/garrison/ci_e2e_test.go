@@ -40,7 +40,10 @@ func TestKillGarrisonMidRun(t *testing.T) {
 	os.WriteFile(projects, []byte("projects:\n  - name: slow\n    repo: "+repo.Bare+"\n    secret: hook-secret\n"), 0o600)
 	addrs := freeAddrs(t, 2)
 	base := "http://" + addrs[0]
-	args := []string{"up", "--addr", addrs[0], "--etcd-listen", "http://" + addrs[1], "--data-dir", filepath.Join(dir, "data"), "--ci-projects", projects}
+	// With API auth on: hooks need none (their signatures are checked), the
+	// runs API needs the token.
+	args := []string{"up", "--addr", addrs[0], "--etcd-listen", "http://" + addrs[1], "--data-dir", filepath.Join(dir, "data"), "--ci-projects", projects,
+		"--auth-token", "api-token"}
 	p := startGarrison(t, args...)
 	waitHTTP(t, base+"/ping", 30*time.Second)
 
@@ -66,7 +69,9 @@ func TestKillGarrisonMidRun(t *testing.T) {
 		return len(list)
 	}
 	getRun := func() cirun.Run {
-		resp, err := http.Get(base + "/api/v1/runs/slow.1")
+		req, _ := http.NewRequest("GET", base+"/api/v1/runs/slow.1", nil)
+		req.Header.Set("Authorization", "Bearer api-token")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return cirun.Run{}
 		}
@@ -74,6 +79,11 @@ func TestKillGarrisonMidRun(t *testing.T) {
 		var x cirun.Run
 		json.NewDecoder(resp.Body).Decode(&x)
 		return x
+	}
+	if resp, err := http.Get(base + "/api/v1/runs/slow.1"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("runs API without the token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	poll.Until(t, 2*time.Minute, "the build step runs", func() (bool, string) {
 		x := getRun()

@@ -171,7 +171,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stopCI, err := startCI(ctx, router, cli, hq, listener.Addr().String(), s.hq.auth, s.dataDir, s.ci, nil, logger)
+	stopCI, err := startCI(ctx, router, cli, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -216,8 +216,8 @@ func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Clien
 	if err != nil {
 		return nil, err
 	}
-	// Webhooks prove themselves with their own signatures or tokens.
 	cfg.OpenRoutes = append(cfg.OpenRoutes, ui.Routes...)
+	// Webhooks prove themselves with their own signatures or tokens.
 	cfg.OpenRoutes = append(cfg.OpenRoutes, ci.OpenRoutes...)
 	router := api.NewRouter(cfg)
 	hq.routes(router, addr, cli, cfg.Logger)
