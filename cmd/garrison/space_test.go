@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,7 +141,7 @@ func TestUpRefusesWritesNearEtcdQuota(t *testing.T) {
 	if code, body := call(t, http0, "GET", base+"/v2/apps", "", ""); code != 200 || !strings.Contains(body, "/space/1") {
 		t.Fatalf("read while writes are refused: %d %s", code, body)
 	}
-	if _, body := call(t, http0, "GET", base+"/metrics", "", ""); !strings.Contains(body, "garrison_etcd_db_size_bytes") || !strings.Contains(body, "garrison_api_writes_refused 1") {
+	if _, body := call(t, http0, "GET", base+"/metrics", "", ""); !strings.Contains(body, "garrison_etcd_db_size_bytes") || !strings.Contains(body, "garrison_etcd_db_quota_bytes "+strconv.FormatFloat(quota, 'g', -1, 64)) || !strings.Contains(body, "garrison_api_writes_refused 1") {
 		t.Fatalf("/metrics lacks etcd's space or the refusal")
 	}
 

@@ -62,6 +62,9 @@ type Guard struct {
 	refusal error
 
 	free    prometheus.Gauge
+	dbSize  prometheus.Gauge
+	dbInUse prometheus.Gauge
+	dbQuota prometheus.Gauge
 	refused prometheus.Gauge
 }
 
@@ -77,14 +80,22 @@ func New(cfg Config) *Guard {
 		cfg: cfg,
 		free: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "garrison_data_dir_free_bytes", Help: "Free space of garrison's data directory, for an unprivileged user."}),
+		dbSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garrison_etcd_db_size_bytes", Help: "Size of etcd's database (of the fullest member), which etcd's quota limits; only a defragment shrinks it."}),
+		dbInUse: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garrison_etcd_db_size_in_use_bytes", Help: "Part of etcd's database in use (of the fullest member); a defragment frees the rest."}),
+		dbQuota: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garrison_etcd_db_quota_bytes", Help: "etcd's database quota (of the fullest member): past it every write fails with NOSPACE."}),
 		refused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "garrison_api_writes_refused", Help: "1 while API writes are refused for lack of disk space or etcd quota."}),
 	}
-	// etcd's sizes are on /metrics already (internal/etcdspace).
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(g.refused)
 		if cfg.Dir != "" {
 			cfg.Registerer.MustRegister(g.free)
+		}
+		if cfg.Etcd != nil {
+			cfg.Registerer.MustRegister(g.dbSize, g.dbInUse, g.dbQuota)
 		}
 	}
 	return g
@@ -215,6 +226,9 @@ func (g *Guard) checkEtcd(ctx context.Context) (error, bool) {
 	if quota == 0 {
 		return nil, false
 	}
+	g.dbSize.Set(float64(size))
+	g.dbInUse.Set(float64(inUse))
+	g.dbQuota.Set(float64(quota))
 	if full >= QuotaFraction {
 		return etcdError{fmt.Errorf("garrison refuses writes: etcd's database is %s (%s in use) of its %s quota; compact etcd's history (etcdctl compact) and defragment it (etcdctl defrag), or raise the quota (--quota-backend-bytes; --etcd-quota-bytes for the embedded etcd)",
 			Bytes(uint64(size)), Bytes(uint64(inUse)), Bytes(uint64(quota)))}, true
