@@ -62,8 +62,13 @@ var upAddr = regexp.MustCompile(`msg="garrison is up" addr=(\S+)`)
 // picks, and returns its base URL.
 func startGarrison(t testing.TB, extra ...string) string {
 	t.Helper()
-	etcd := etcdtest.New(t)
-	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(etcd.Endpoints, ","),
+	return startGarrisonOn(t, etcdtest.New(t).Endpoints, extra...)
+}
+
+// startGarrisonOn runs `garrison up` against the etcd at endpoints.
+func startGarrisonOn(t testing.TB, endpoints []string, extra ...string) string {
+	t.Helper()
+	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(endpoints, ","),
 		"--data-dir", t.TempDir(), "--drain-delay", "0s"}, extra...)
 	cmd := exec.Command(garrisonBin, args...)
 	stderr, err := cmd.StderrPipe()
