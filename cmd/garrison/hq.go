@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker/docker/client"
 	"github.com/gin-gonic/gin"
+	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/driverstats"
 	"github.com/garrisonhq/garrison/scout/taskstats"
 	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/nomad"
 	"github.com/garrisonhq/garrison/signalman/process"
 )
 
@@ -58,6 +60,9 @@ type hqSettings struct {
 	maxInstances, maxTotal int
 	// fetchFile lets apps fetch file:// URIs into their sandboxes.
 	fetchFile bool
+	// nomad is the Nomad HTTP API address apps run on; "" runs them on
+	// this machine.
+	nomad string
 }
 
 func (s *hqSettings) register(fs *flag.FlagSet) {
@@ -71,6 +76,7 @@ func (s *hqSettings) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.maxSubscribers, "max-event-subscribers", events.DefaultMaxSubscribers, "most concurrent /v2/events streams; more get 503")
 	fs.IntVar(&s.maxInstances, "max-instances-per-app", app.DefaultMaxInstances, "most instances one app may have (422 above)")
 	fs.BoolVar(&s.fetchFile, "fetch-allow-file", false, "let apps' fetch/uris copy file:// URIs (any file garrison can read) into their sandboxes")
+	fs.StringVar(&s.nomad, "nomad", "", "run apps as jobs on the Nomad cluster at this HTTP API address (e.g. http://127.0.0.1:4646; NOMAD_TOKEN, NOMAD_NAMESPACE and NOMAD_CACERT apply); empty runs them on this machine")
 	fs.IntVar(&s.maxTotal, "max-instances-total", marathon.DefaultMaxInstancesTotal, "most instances all apps together may have (422 above)")
 }
 
@@ -142,6 +148,17 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		// COMMAND checks of containers run in them (docker exec).
 		cfg.HealthOptions = append(cfg.HealthOptions, health.WithContainerExec(hq.dockerDriver))
 	}
+	if s.nomad != "" {
+		cluster, err := nomadCluster(s.nomad, logger)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Cluster = cluster
+		// Nomad places instances: constraints are checked against its
+		// translation, users on its clients.
+		hq.env.Cluster, hq.env.CheckUser = true, nil
+		logger.Info("apps run on Nomad", "address", s.nomad)
+	}
 	hq.sched = scheduler.New(cfg)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -212,4 +229,19 @@ func (hq *headquarter) routes(r *gin.Engine, addr string, cli *clientv3.Client, 
 		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env, MaxInstancesTotal: hq.maxTotal,
 		Leader: addr, Version: version, Hostname: hq.env.Hostname, Logger: logger,
 	})
+}
+
+// nomadCluster is the Nomad driver for --nomad.
+func nomadCluster(addr string, logger *slog.Logger) (*nomad.Driver, error) {
+	conf := nomadapi.DefaultConfig()
+	conf.Address = addr
+	c, err := nomadapi.NewClient(conf)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--nomad %q: %v", addr, err)}
+	}
+	d, err := nomad.New(c, nomad.WithLogger(logger.With("component", "nomad")))
+	if err != nil {
+		return nil, fmt.Errorf("nomad driver: %w", err)
+	}
+	return d, nil
 }
