@@ -320,7 +320,9 @@ func (s *Scheduler) clusterPass(ctx context.Context) {
 	s.mu.Lock()
 	var reschedule []string
 	for id, f := range s.cluster.failed {
-		if _, ok := s.apps[f.appID]; !ok {
+		// Forgotten once its app is gone, or long after Reschedule was
+		// asked for (Nomad's stream says no more of it).
+		if _, ok := s.apps[f.appID]; !ok || f.rescheduled && now.Sub(f.at) > 10*clusterRescheduleAfter {
 			delete(s.cluster.failed, id)
 			continue
 		}

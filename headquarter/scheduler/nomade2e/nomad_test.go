@@ -424,3 +424,46 @@ func TestQueueShowsUnplaceable(t *testing.T) {
 		return len(q.Queue) == 1 && q.Queue[0].App.ID == "/nowhere" && q.Queue[0].Count == 1, string(r.body)
 	})
 }
+
+// garrison's deployment lasts as long as Nomad's rollout: while the new
+// version fails its checks (Nomad replaces the failing canaries until its
+// progress deadline, as Marathon retries) it stays listed; once Nomad
+// fails the rollout (here an operator does) it ends, failed.
+func TestFailedRolloutEndsDeployment(t *testing.T) {
+	s := newStack(t)
+	body := rawApp("/bad", 1, "b")
+	body["healthChecks"] = []map[string]any{{"protocol": "HTTP", "path": "/health", "portIndex": 0,
+		"gracePeriodSeconds": 1, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}}
+	s.expect("POST", "/v2/apps", body, 201, nil)
+	s.settled("/bad", 1, "b")
+	// The new version fails its health check: Nomad's check kills it.
+	var dep struct {
+		DeploymentID string `json:"deploymentId"`
+	}
+	s.expect("PUT", "/v2/apps/bad", map[string]any{"env": map[string]string{"TESTSERVER_ID": "b", "START_UNHEALTHY": "1"}}, 200, &dep)
+	var rollout nomad.Rollout
+	poll.Until(t, wait, "Nomad's rollout failing its canary while garrison's deployment is listed", func() (bool, string) {
+		var deps []struct {
+			ID string `json:"id"`
+		}
+		s.expect("GET", "/v2/deployments", nil, 200, &deps)
+		r, ok, err := s.driver.Deployment(context.Background(), "/bad")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rollout = r
+		listed := len(deps) == 1 && deps[0].ID == dep.DeploymentID
+		return listed && ok && r.JobVersion == 1 && r.Active && r.Unhealthy > 0, fmt.Sprintf("garrison %+v, nomad %v %+v", deps, ok, r)
+	})
+	if _, _, err := s.nomad.Deployments().Fail(rollout.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, wait, "garrison's deployment gone after Nomad's failed", func() (bool, string) {
+		var deps []json.RawMessage
+		s.expect("GET", "/v2/deployments", nil, 200, &deps)
+		return len(deps) == 0, fmt.Sprintf("%s", deps)
+	})
+	if a := s.app("/bad"); a.LastTaskFailure == nil || a.LastTaskFailure.State != "TASK_FAILED" {
+		t.Errorf("lastTaskFailure %+v, want the failed task", a.LastTaskFailure)
+	}
+}
