@@ -117,16 +117,28 @@ func (s *Scheduler) runnableLocked(a *app.App) error {
 		_, _, err := s.driverFor(a)
 		return err
 	}
-	err := s.cfg.Cluster.Validate(clusterApp(a))
-	if err == nil {
+	ca := clusterApp(a)
+	var details []app.FieldError
+	if err := s.cfg.Cluster.Validate(ca); err != nil {
+		path := "/"
+		var ce *nomad.ConstraintError
+		if errors.As(err, &ce) {
+			path = ce.Path()
+		}
+		details = append(details, app.FieldError{Path: path, Errors: []string{err.Error()}})
+	}
+	// Only Nomad's own checks run on a cluster: garrison's monitor does
+	// not reach the nodes.
+	for i, c := range ca.Checks {
+		if !c.Native() {
+			details = append(details, app.FieldError{Path: fmt.Sprintf("/healthChecks(%d)", i),
+				Errors: []string{fmt.Sprintf("a %s check on a literal port or of another protocol than HTTP or TCP cannot run on Nomad: use HTTP or TCP on a port index", c.Protocol)}})
+		}
+	}
+	if len(details) == 0 {
 		return nil
 	}
-	path := "/"
-	var ce *nomad.ConstraintError
-	if errors.As(err, &ce) {
-		path = ce.Path()
-	}
-	return &app.ValidationError{Details: []app.FieldError{{Path: path, Errors: []string{err.Error()}}}}
+	return &app.ValidationError{Details: details}
 }
 
 // clusterCtx bounds one call to the cluster made for a request that may go

@@ -467,3 +467,13 @@ func TestFailedRolloutEndsDeployment(t *testing.T) {
 		t.Errorf("lastTaskFailure %+v, want the failed task", a.LastTaskFailure)
 	}
 }
+
+func TestUnrunnableHealthCheckRefused(t *testing.T) {
+	s := newStack(t)
+	body := rawApp("/cmdcheck", 1, "c")
+	body["healthChecks"] = []map[string]any{{"protocol": "HTTP", "portIndex": 0}, {"protocol": "COMMAND", "command": map[string]string{"value": "true"}}}
+	r := s.do("POST", "/v2/apps", body)
+	if r.status != 422 || !strings.Contains(string(r.body), `"/healthChecks(1)"`) || strings.Contains(string(r.body), `"/healthChecks(0)"`) {
+		t.Fatalf("status %d %s, want 422 naming /healthChecks(1) only", r.status, r.body)
+	}
+}
