@@ -200,13 +200,15 @@ func (s *Scheduler) applyCluster(ctx context.Context, res *DeployResult) {
 // runCluster is Run with a cluster: the cluster's allocation stream feeds
 // the task view, and a periodic job sync adopts or resubmits jobs.
 func (s *Scheduler) runCluster(ctx context.Context) error {
-	ch, err := s.cfg.Cluster.Watch(ctx)
-	if err != nil {
-		return fmt.Errorf("watch the cluster's tasks: %w", err)
-	}
 	s.mu.Lock()
 	s.runCtx = ctx
 	s.mu.Unlock()
+	// Without the cluster garrison still takes writes: they are stored and
+	// submitted once it answers; the watch is retried at each job sync.
+	ch, err := s.cfg.Cluster.Watch(ctx)
+	if err != nil {
+		s.log.Warn("cluster: tasks not watched; retrying", "error", err)
+	}
 	s.syncJobs(ctx)
 	close(s.ready)
 	ticker := time.NewTicker(s.cfg.Interval)
@@ -224,6 +226,11 @@ func (s *Scheduler) runCluster(ctx context.Context) error {
 			s.onClusterTask(t)
 			continue
 		case <-resync.C:
+			if ch == nil {
+				if ch, err = s.cfg.Cluster.Watch(ctx); err != nil {
+					s.log.Warn("cluster: tasks not watched; retrying", "error", err)
+				}
+			}
 			s.syncJobs(ctx)
 		case <-s.trigger:
 		case <-ticker.C:

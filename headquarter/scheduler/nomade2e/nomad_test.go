@@ -12,9 +12,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,9 +83,25 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
+	return newStackAt(t, "")
+}
+
+// newStackAt is newStack with garrison's Nomad client sent to addr (a
+// proxy before the agent) when not "".
+func newStackAt(t *testing.T, addr string) *stack {
+	t.Helper()
 	etcd := etcdtest.New(t)
-	c, _ := agent.Namespace(t)
-	d, err := nomad.New(c)
+	c, ns := agent.Namespace(t)
+	gc := c
+	if addr != "" {
+		conf := nomadapi.DefaultConfig()
+		conf.Address, conf.Namespace = addr, ns
+		var err error
+		if gc, err = nomadapi.NewClient(conf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := nomad.New(gc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,4 +495,64 @@ func TestUnrunnableHealthCheckRefused(t *testing.T) {
 	if r.status != 422 || !strings.Contains(string(r.body), `"/healthChecks(1)"`) || strings.Contains(string(r.body), `"/healthChecks(0)"`) {
 		t.Fatalf("status %d %s, want 422 naming /healthChecks(1) only", r.status, r.body)
 	}
+}
+
+// A proxy before the agent that can stop answering (503), counting the
+// requests it refused.
+type flakyNomad struct {
+	down    atomic.Bool
+	refused atomic.Int64
+	srv     *httptest.Server
+}
+
+func newFlakyNomad(t *testing.T) *flakyNomad {
+	target, err := url.Parse(agent.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1 // the event stream
+	f := &flakyNomad{}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.down.Load() {
+			f.refused.Add(1)
+			http.Error(w, "nomad is down", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// With Nomad unreachable garrison starts, takes writes and stops nothing;
+// once Nomad answers the stored apps are submitted.
+func TestNomadUnreachable(t *testing.T) {
+	f := newFlakyNomad(t)
+	s := newStackAt(t, f.srv.URL)
+	s.expect("POST", "/v2/apps", rawApp("/up", 1, "u"), 201, nil)
+	before := s.settled("/up", 1, "u")
+
+	f.down.Store(true)
+	s.stop()
+	s.start() // Ready although Nomad does not answer
+	s.expect("POST", "/v2/apps", rawApp("/later", 1, "l"), 201, nil)
+	s.expect("PUT", "/v2/apps/up", map[string]any{"instances": 2}, 200, nil)
+	// Several job syncs fail meanwhile (the sync lists jobs first).
+	seen := f.refused.Load()
+	poll.True(t, wait, "job syncs refused", func() bool { return f.refused.Load() >= seen+6 })
+	job, _, err := s.nomad.Jobs().Info(nomad.JobID("/up"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *job.Stop || *job.TaskGroups[0].Count != 1 {
+		t.Fatalf("while unreachable the job changed: stop %v count %d", *job.Stop, *job.TaskGroups[0].Count)
+	}
+
+	f.down.Store(false)
+	after := s.settled("/up", 2, "u")
+	if !containsTask(after, before[0].ID) {
+		t.Errorf("the running task %s was replaced: %+v", before[0].ID, after)
+	}
+	s.settled("/later", 1, "l")
 }
