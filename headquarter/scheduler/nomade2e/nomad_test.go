@@ -203,6 +203,7 @@ type mApp struct {
 	ID           string `json:"id"`
 	Instances    int    `json:"instances"`
 	TasksRunning int    `json:"tasksRunning"`
+	TasksHealthy int    `json:"tasksHealthy"`
 	VersionInfo  struct {
 		LastConfigChangeAt string `json:"lastConfigChangeAt"`
 	} `json:"versionInfo"`
@@ -455,6 +456,11 @@ func TestFailedRolloutEndsDeployment(t *testing.T) {
 		"gracePeriodSeconds": 1, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}}
 	s.expect("POST", "/v2/apps", body, 201, nil)
 	s.settled("/bad", 1, "b")
+	// Nomad's check decides the task's health.
+	poll.Until(t, wait, "the task healthy", func() (bool, string) {
+		a := s.app("/bad")
+		return a.TasksHealthy == 1, fmt.Sprintf("%+v", a)
+	})
 	// The new version fails its health check: Nomad's check kills it.
 	var dep struct {
 		DeploymentID string `json:"deploymentId"`
@@ -555,4 +561,28 @@ func TestNomadUnreachable(t *testing.T) {
 		t.Errorf("the running task %s was replaced: %+v", before[0].ID, after)
 	}
 	s.settled("/later", 1, "l")
+}
+
+// A task killed as its app's first deployment ends can be left down by
+// Nomad (no follow-up evaluation); garrison asks for its replacement.
+func TestKilledDuringFirstDeploymentReplaced(t *testing.T) {
+	s := newStack(t)
+	s.expect("POST", "/v2/apps", rawApp("/early", 1, "e"), 201, nil)
+	var first mTask
+	poll.Until(t, wait, "the first task running", func() (bool, string) {
+		a := s.app("/early")
+		ok := len(a.Tasks) == 1 && a.Tasks[0].State == "TASK_RUNNING"
+		if ok {
+			first = a.Tasks[0]
+		}
+		return ok, fmt.Sprintf("%+v", a.Tasks)
+	})
+	alloc := first.ID[strings.LastIndex(first.ID, ".")+1:]
+	if err := s.nomad.Allocations().Signal(&nomadapi.Allocation{ID: alloc}, nil, "app", "SIGKILL"); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	poll.Until(t, wait, "the killed task replaced", func() (bool, string) {
+		a := s.app("/early")
+		return len(a.Tasks) == 1 && a.Tasks[0].ID != first.ID && a.Tasks[0].State == "TASK_RUNNING", fmt.Sprintf("%+v", a.Tasks)
+	})
 }
