@@ -1,6 +1,7 @@
 package nomad
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -119,5 +120,19 @@ func TestToJobRefuses(t *testing.T) {
 		if _, err := toJob(a, 1000); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// Validate refuses what toJob refuses, without a Nomad to ask: a
+// constraint's error names its place.
+func TestValidate(t *testing.T) {
+	d := &Driver{}
+	if err := d.Validate(App{Task: task.Spec{AppID: "/a", Cmd: "x"}, Constraints: [][]string{{"hostname", "UNIQUE"}}}); err != nil {
+		t.Errorf("a translatable app: %v", err)
+	}
+	err := d.Validate(App{Task: task.Spec{AppID: "/a", Cmd: "x"}, Constraints: [][]string{{"hostname", "UNIQUE"}, {"@zone", "IS", "a"}}})
+	var ce *ConstraintError
+	if !errors.As(err, &ce) || ce.Path() != "/constraints(1)" {
+		t.Errorf("an untranslatable constraint: %v, want a *ConstraintError at /constraints(1)", err)
 	}
 }

@@ -586,3 +586,17 @@ func TestKilledDuringFirstDeploymentReplaced(t *testing.T) {
 		return len(a.Tasks) == 1 && a.Tasks[0].ID != first.ID && a.Tasks[0].State == "TASK_RUNNING", fmt.Sprintf("%+v", a.Tasks)
 	})
 }
+
+// POST /v2/apps/{id}/restart replaces every task, as Marathon's.
+func TestRestartReplacesTasks(t *testing.T) {
+	s := newStack(t)
+	s.expect("POST", "/v2/apps", rawApp("/again", 2, "r"), 201, nil)
+	before := s.settled("/again", 2, "r")
+	s.expect("POST", "/v2/apps/again/restart", nil, 200, nil)
+	after := s.settled("/again", 2, "r")
+	for _, tk := range before {
+		if containsTask(after, tk.ID) {
+			t.Errorf("task %s survived the restart: %+v", tk.ID, after)
+		}
+	}
+}
