@@ -1,10 +1,3 @@
-// Package registrar records where each instance of a service runs: an
-// instance writes its address under /service/<name>/<instance-id>, bound to
-// an etcd lease it keeps alive, and callers read the live addresses back.
-//
-// The value is the JSON of etcd's naming/endpoints.Endpoint, so a stock gRPC
-// client using etcd's resolver (target "etcd:////service/<name>") finds
-// garrison services without knowing about garrison.
 package registrar
 
 import (

@@ -24,8 +24,10 @@ func Listen(host string, n int) ([]net.Listener, error) {
 }
 
 // FreePorts returns n distinct ports that were free a moment ago, for
-// callers that must pass a port number to another process. Prefer Listen
-// when the caller serves the port itself.
+// callers that must pass a port number to another process. Anyone may take
+// them before that process binds them, so such callers retry on
+// EADDRINUSE with new ports. Prefer Listen when the caller serves the port
+// itself.
 func FreePorts(n int) ([]int, error) {
 	ls, err := Listen("", n)
 	if err != nil {

@@ -8,50 +8,40 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/etcdtest"
 )
 
 func TestRegisterVisibleAndCloseRemovesAtOnce(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		start func(testing.TB) *etcdtest.Server
-	}{
-		{"embedded", etcdtest.New},
-		{"external", etcdtest.NewExternal},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := tc.start(t)
-			cli := srv.Client(t)
-			ctx := t.Context()
-			ep := registrar.Endpoint{Addr: "127.0.0.1:31005", Metadata: map[string]string{"version": "v1"}}
-			reg, err := registrar.Register(ctx, cli, "echo", "i-1", ep, registrar.WithTTL(5*time.Second))
-			if err != nil {
-				t.Fatalf("register: %v", err)
-			}
-			resp, err := cli.Get(ctx, "/service/echo/i-1")
-			if err != nil || len(resp.Kvs) != 1 {
-				t.Fatalf("get registered key: %v, %d kvs", err, len(resp.Kvs))
-			}
-			var got registrar.Endpoint
-			if err := json.Unmarshal(resp.Kvs[0].Value, &got); err != nil || got.Addr != ep.Addr || got.Metadata["version"] != "v1" {
-				t.Fatalf("value %s: %+v, %v", resp.Kvs[0].Value, got, err)
-			}
-			if resp.Kvs[0].Lease != int64(reg.Lease()) || reg.Lease() == 0 {
-				t.Fatalf("key lease %x, registration lease %x", resp.Kvs[0].Lease, int64(reg.Lease()))
-			}
-			ttl, err := cli.TimeToLive(ctx, reg.Lease())
-			if err != nil || ttl.GrantedTTL != 5 {
-				t.Fatalf("lease TTL: %+v, %v", ttl, err)
-			}
-			if err := reg.Close(ctx); err != nil {
-				t.Fatalf("close: %v", err)
-			}
-			resp, err = cli.Get(ctx, "/service/echo/i-1")
-			if err != nil || len(resp.Kvs) != 0 {
-				t.Fatalf("key still present right after Close: %v, %d kvs", err, len(resp.Kvs))
-			}
-		})
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	ctx := t.Context()
+	ep := registrar.Endpoint{Addr: "127.0.0.1:31005", Metadata: map[string]string{"version": "v1"}}
+	reg, err := registrar.Register(ctx, cli, "echo", "i-1", ep, registrar.WithTTL(5*time.Second))
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	resp, err := cli.Get(ctx, "/service/echo/i-1")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get registered key: %v, %d kvs", err, len(resp.Kvs))
+	}
+	var got registrar.Endpoint
+	if err := json.Unmarshal(resp.Kvs[0].Value, &got); err != nil || got.Addr != ep.Addr || got.Metadata["version"] != "v1" {
+		t.Fatalf("value %s: %+v, %v", resp.Kvs[0].Value, got, err)
+	}
+	if resp.Kvs[0].Lease != int64(reg.Lease()) || reg.Lease() == 0 {
+		t.Fatalf("key lease %x, registration lease %x", resp.Kvs[0].Lease, int64(reg.Lease()))
+	}
+	ttl, err := cli.TimeToLive(ctx, reg.Lease())
+	if err != nil || ttl.GrantedTTL != 5 {
+		t.Fatalf("lease TTL: %+v, %v", ttl, err)
+	}
+	if err := reg.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	resp, err = cli.Get(ctx, "/service/echo/i-1")
+	if err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("key still present right after Close: %v, %d kvs", err, len(resp.Kvs))
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/registrar/etcdtest"
 )
 
 // TestStockGRPCClientFindsServiceThroughEtcdResolver proves the target form

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what garrison's tests talk to, when it is missing:
 # Debian's docker.io (with the daemon started host-networking only),
-# etcd-server, prometheus and docker-registry. Safe to run again.
+# etcd-server, etcd-client (etcdctl, used in the README and its test),
+# prometheus and docker-registry. Safe to run again.
 set -euo pipefail
 
 need_root() {
@@ -15,6 +16,7 @@ need_root() {
 missing=()
 [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 # The console's browser tests drive Debian's chromium, headless.

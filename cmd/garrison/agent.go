@@ -16,9 +16,9 @@ import (
 
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/agent"
 	"github.com/garrisonhq/garrison/internal/driverstats"
 	"github.com/garrisonhq/garrison/registrar"
-	"github.com/garrisonhq/garrison/registrar/agent"
 	"github.com/garrisonhq/garrison/scout/taskstats"
 	"github.com/garrisonhq/garrison/signalman/docker"
 )

@@ -15,6 +15,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/registrar"
 	"github.com/garrisonhq/garrison/signalman/docker"
 )
@@ -25,10 +26,7 @@ func TestAgentCommandRegistersLabelledContainer(t *testing.T) {
 	docker := dockertest.Client(t)
 	image := "garrison-test/testserver:cmd"
 	dockertest.BuildGoImage(t, docker, image, dockertest.TestServerPackage)
-	ports, err := registrar.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testport.Take(t, 2)
 	service := fmt.Sprintf("agentcmd%d", time.Now().UnixNano()%100000)
 	marker := "garrison.test.agentcmd=" + service
 	startGarrison(t, "agent", "--etcd", srv.Endpoints[0], "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
@@ -80,10 +78,7 @@ func TestAgentCommandExportsTaskStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := registrar.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testport.Take(t, 2)
 	taskID := app.TaskID(a.ID)
 	if _, err := drv.Launch(t.Context(), app.ToSpec(a, taskID, ports[:1], "127.0.0.1")); err != nil {
 		t.Fatal(err)

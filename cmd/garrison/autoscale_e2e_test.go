@@ -55,7 +55,7 @@ func startAutoscaleStackWith(t *testing.T, addrs []string, how map[string]any, e
 		rules: filepath.Join(t.TempDir(), "rules.yaml")}
 	s.writeRules("rules: []\n")
 	args := append([]string{"up", "--addr", addrs[0], "--etcd-listen", s.etcd, "--data-dir", t.TempDir(),
-		"--task-ports", "49000-49199", "--drain-delay", "100ms", "--autoscale-interval", "500ms", "--rules", s.rules}, extraArgs...)
+		"--task-ports", "19000-19199", "--drain-delay", "100ms", "--autoscale-interval", "500ms", "--rules", s.rules}, extraArgs...)
 	startGarrison(t, args...)
 	waitHTTP(t, s.base+"/ping", 30*time.Second)
 	def := map[string]any{

@@ -85,7 +85,7 @@ func TestKillGarrisonMidDeployment(t *testing.T) {
 	addrs := freeAddrs(t, 2)
 	base := "http://" + addrs[0]
 	args := []string{"up", "--addr", addrs[0], "--etcd-listen", "http://" + addrs[1], "--data-dir", t.TempDir(),
-		"--task-ports", "47000-47999", "--drain-delay", "100ms"}
+		"--task-ports", "17000-17999", "--drain-delay", "100ms"}
 	p := startGarrison(t, args...)
 	waitHTTP(t, base+"/ping", 30*time.Second)
 	const appID = "/e2e/web"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/registrar"
 )
 
@@ -84,32 +85,14 @@ func (p *garrisonProc) waitExit(t *testing.T, within time.Duration) error {
 }
 
 // freeAddrs returns n loopback addresses whose port and the next one are
-// free: an embedded etcd listening on one takes the next for its peers.
+// reserved for the test (an embedded etcd listening on one takes the next
+// for its peers): garrison binds them later, and testport sees to it that
+// nobody else takes them meanwhile.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
 	addrs := make([]string, 0, n)
-	for tries := 0; len(addrs) < n; tries++ {
-		if tries > 1000 {
-			t.Fatal("no pair of free ports found")
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		next, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		if err != nil {
-			continue
-		}
-		held = append(held, next)
-		addrs = append(addrs, l.Addr().String())
+	for range n {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", testport.Consecutive(t, 2)))
 	}
 	return addrs
 }

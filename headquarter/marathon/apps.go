@@ -399,7 +399,7 @@ func atIndex(err error, i int) error {
 // rollback ({"version": ts}), a merge onto the current app (partial), or a
 // full definition. create says whether a missing app may be created.
 func (a *api) change(c *gin.Context, id string, body []byte, partial, create bool) (scheduler.Change, error) {
-	cur, exists := a.cfg.Scheduler.App(id)
+	cur, rev, exists := a.cfg.Scheduler.AppRevision(id)
 	if !exists && !create {
 		return scheduler.Change{}, appNotFound(id)
 	}
@@ -408,6 +408,7 @@ func (a *api) change(c *gin.Context, id string, body []byte, partial, create boo
 		return scheduler.Change{}, err
 	}
 	var next *app.App
+	var expect int64
 	switch ts, rollback := p.Rollback(); {
 	case rollback:
 		if !exists {
@@ -428,6 +429,7 @@ func (a *api) change(c *gin.Context, id string, body []byte, partial, create boo
 		if next, err = p.Apply(cur); err != nil {
 			return scheduler.Change{}, err
 		}
+		expect = rev // a merge onto a stale read must not revert a newer change
 	default:
 		if next, err = app.Decode(body); err != nil {
 			return scheduler.Change{}, err
@@ -440,7 +442,7 @@ func (a *api) change(c *gin.Context, id string, body []byte, partial, create boo
 	if errs := app.Validate(next, a.cfg.Environment); len(errs) > 0 {
 		return scheduler.Change{}, &app.ValidationError{Details: errs}
 	}
-	return scheduler.Change{App: next}, nil
+	return scheduler.Change{App: next, Expect: expect}, nil
 }
 
 // published announces created or updated apps (api_post_event), on which

@@ -68,7 +68,7 @@ func newStack(t testing.TB, configure ...func(*marathon.Config)) *stack {
 	}
 	sched := scheduler.New(scheduler.Config{
 		Store: s.store, Process: proc, Registry: s.cli, Events: s.bus,
-		Hostname: "test-host", PortRange: [2]int{43000, 43999}, DrainDelay: 50 * time.Millisecond,
+		Hostname: "test-host", PortRange: [2]int{13000, 13999}, DrainDelay: 50 * time.Millisecond,
 		Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second, Logger: logger,
 	})
 	s.sched = sched

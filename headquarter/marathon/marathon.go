@@ -46,6 +46,7 @@ type Scheduler interface {
 
 	Apps() []*app.App
 	App(id string) (*app.App, bool)
+	AppRevision(id string) (*app.App, int64, bool)
 	Tasks(appID string) []scheduler.TaskInfo
 	Task(id string) (scheduler.TaskInfo, bool)
 	Counts(appID string) scheduler.Counts

@@ -2,8 +2,11 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/garrisonhq/garrison/headquarter/store"
 )
 
 // SourceAutoscaler marks deployments the autoscaler started.
@@ -71,6 +74,17 @@ func (s *Scheduler) Scale(ctx context.Context, appID string, n int, reason strin
 	if n < 0 {
 		return nil, fmt.Errorf("scale %s to %d: a count cannot be negative", appID, n)
 	}
+	// The new count goes onto the definition it was read from; when the
+	// app changed meanwhile (a new image), read it again rather than revert.
+	for attempt := 1; ; attempt++ {
+		res, err := s.scaleOnce(ctx, appID, n, reason)
+		if !errors.Is(err, store.ErrConflict) || attempt == 3 {
+			return res, err
+		}
+	}
+}
+
+func (s *Scheduler) scaleOnce(ctx context.Context, appID string, n int, reason string) (*DeployResult, error) {
 	s.mu.Lock()
 	as, ok := s.apps[appID]
 	if !ok {
@@ -79,6 +93,7 @@ func (s *Scheduler) Scale(ctx context.Context, appID string, n int, reason strin
 	}
 	next := as.app.Clone()
 	next.Instances = n
+	rev := as.revision
 	force := false
 	for _, d := range s.deployments {
 		if !d.touches(appID) {
@@ -92,5 +107,5 @@ func (s *Scheduler) Scale(ctx context.Context, appID string, n int, reason strin
 	}
 	s.mu.Unlock()
 	s.log.Info("autoscaler scales app", "app", appID, "to", n, "reason", reason)
-	return s.Deploy(ctx, []Change{{App: next}}, force, SourceAutoscaler)
+	return s.Deploy(ctx, []Change{{App: next, Expect: rev}}, force, SourceAutoscaler)
 }

@@ -25,9 +25,15 @@ import (
 
 const benchImage = "garrison-test/testserver:bench"
 
+// benchParallel is how many launches run at once on both sides of
+// BenchmarkLaunch50Docker: the scheduler's launch concurrency, and as many
+// workers over the raw Docker API.
+const benchParallel = scheduler.DefaultLaunchConcurrency
+
 // BenchmarkLaunch50Docker: 50 instances of one app through garrison (from
-// the deploy call to 50 tasks running) next to 50 container creates+starts
-// through the Docker API directly, in the same run.
+// the deploy call to 50 tasks running, benchParallel launches at a time)
+// next to 50 container creates+starts through the Docker API directly by
+// benchParallel workers, in the same run.
 func BenchmarkLaunch50Docker(b *testing.B) {
 	const n = 50
 	cli := dockertest.Client(b)
@@ -44,7 +50,8 @@ func BenchmarkLaunch50Docker(b *testing.B) {
 	}
 	defer proc.Close()
 	sched := scheduler.New(scheduler.Config{Store: store.New(etcd), Docker: drv, Process: proc,
-		PortRange: [2]int{43000, 43999}, DrainDelay: time.Millisecond, Interval: 50 * time.Millisecond})
+		PortRange: [2]int{43000, 43999}, DrainDelay: time.Millisecond, Interval: 50 * time.Millisecond,
+		LaunchConcurrency: benchParallel})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); sched.Run(ctx) }()
@@ -93,24 +100,44 @@ func runningCount(s *scheduler.Scheduler, appID string) int {
 	return n
 }
 
-// rawLaunch creates and starts n host-network containers one after the
-// other, as a script over the Docker API would, then removes them.
+// rawLaunch creates and starts n host-network containers with
+// benchParallel workers over the Docker API, the parallelism garrison
+// launches with, then removes them.
 func rawLaunch(b *testing.B, cli *client.Client, n int) time.Duration {
 	ctx := context.Background()
 	label := "garrison.bench=" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	start := time.Now()
+	next := make(chan int, n)
 	for i := range n {
-		resp, err := cli.ContainerCreate(ctx, &container.Config{Image: benchImage, Env: []string{"PORT0=" + strconv.Itoa(44000+i)},
-			Labels: map[string]string{"garrison.bench": label}},
-			&container.HostConfig{NetworkMode: "host"}, nil, nil, "")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-			b.Fatal(err)
-		}
+		next <- i
 	}
+	close(next)
+	errs := make(chan error, n)
+	start := time.Now()
+	var workers sync.WaitGroup
+	for range benchParallel {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range next {
+				resp, err := cli.ContainerCreate(ctx, &container.Config{Image: benchImage, Env: []string{"PORT0=" + strconv.Itoa(44000+i)},
+					Labels: map[string]string{"garrison.bench": label}},
+					&container.HostConfig{NetworkMode: "host"}, nil, nil, "")
+				if err == nil {
+					err = cli.ContainerStart(ctx, resp.ID, container.StartOptions{})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	workers.Wait()
 	took := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Error(err)
+	}
 	list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "garrison.bench="+label))})
 	if err != nil {
 		b.Fatal(err)
@@ -126,10 +153,11 @@ func rawLaunch(b *testing.B, cli *client.Client, n int) time.Duration {
 
 // BenchmarkHQMemory1000Apps5000Tasks: headquarter's heap with 1,000 apps and
 // 5,000 running tasks (tiny processes), next to the size of the same state
-// as stored in etcd (JSON), in the same run.
+// as stored in etcd (JSON), in the same run. etcd runs as its own process
+// (Debian's etcd-server), so its heap is not counted as headquarter's.
 func BenchmarkHQMemory1000Apps5000Tasks(b *testing.B) {
 	const apps, perApp = 1000, 5
-	srv := etcdtest.New(b)
+	srv := etcdtest.NewExternal(b)
 	etcd := srv.Client(b)
 	st := store.New(etcd)
 	dir := b.TempDir()

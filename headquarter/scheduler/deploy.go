@@ -122,6 +122,11 @@ type Change struct {
 	// down that chooses its victims); they are marked in the same critical
 	// section as the new count, so no reconcile pass picks others.
 	Kill []string
+	// Expect is the revision of the app the change was built from (see
+	// AppRevision); the change fails with a conflict when the app changed
+	// since, so a change built from a stale read never reverts a newer
+	// one. 0: no check.
+	Expect int64
 }
 
 // MaxChanges bounds the apps of one deployment: they are written in one
@@ -160,8 +165,80 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 	case <-ctx.Done():
 		return nil, fmt.Errorf("garrison is starting: the scheduler has not loaded its state yet: %w", ctx.Err())
 	}
+	// Deploys run one at a time, so the revisions a plan reads stay the
+	// ones its commit compares against; the scheduler's lock is not held
+	// during the etcd transaction, so reads, reconcile passes and health
+	// callbacks go on while etcd is slow.
+	s.deployMu.Lock()
+	defer s.deployMu.Unlock()
+	s.mu.Lock()
+	p, err := s.planDeployLocked(changes, force, source)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	rev, err := s.commit(ctx, p.change, p.rec.ID)
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("the app was changed by another request at the same time; read it again and retry: %w", err)
+		}
+		return nil, err
+	}
+	// Committed: from here on memory follows the store.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	rec, change, res, next, conflicts := p.rec, p.change, p.res, p.next, p.conflicts
+	for _, id := range conflicts {
+		s.publishDeployment(events.TypeDeploymentFailed, s.deployments[id], "cancelled by a forced deployment "+rec.ID)
+		delete(s.deployments, id)
+	}
+	for _, c := range changes {
+		if c.App == nil {
+			delete(s.apps, c.Delete)
+		}
+	}
+	for _, w := range change.PutApps {
+		as := s.apps[w.ID]
+		if as == nil {
+			as = &appState{}
+			s.apps[w.ID] = as
+		}
+		prevConfig := ""
+		if as.app != nil {
+			prevConfig = configVersion(as.app)
+		}
+		as.app = next[w.ID]
+		as.revision = rev
+		if prevConfig != configVersion(as.app) {
+			// Marathon resets the backoff when a new configuration rolls out.
+			as.failures, as.delayUntil = 0, time.Time{}
+		}
+	}
+	for _, c := range changes {
+		for _, id := range c.Kill {
+			if t, ok := s.tasks[id]; ok && s.markKillLocked(t) {
+				res.killing = append(res.killing, t)
+			}
+		}
+	}
+	s.deployments[rec.ID] = rec
+	s.publishDeployment(events.TypeDeploymentInfo, rec, "")
+	res.DeploymentID, res.Version = rec.ID, rec.Version
+	s.poke()
+	return res, nil
+}
+
+// deployPlan is a deployment built under the lock, to commit outside it.
+type deployPlan struct {
+	rec       *deploymentRecord
+	change    store.Change
+	res       *DeployResult
+	next      map[string]*app.App
+	conflicts []string
+}
+
+// planDeployLocked builds the store change and deployment for changes.
+func (s *Scheduler) planDeployLocked(changes []Change, force bool, source string) (*deployPlan, error) {
 	now := s.cfg.Now()
 	rec := &deploymentRecord{ID: newUUID(), Originals: map[string]json.RawMessage{}, StartedAt: now, Source: source}
 	var change store.Change
@@ -173,6 +250,9 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 			id = c.App.ID
 		}
 		cur := s.apps[id]
+		if c.Expect != 0 && (cur == nil || cur.revision != c.Expect) {
+			return nil, fmt.Errorf("%s changed since the change was built from it: %w", id, store.ErrConflict)
+		}
 		if cur != nil {
 			data, err := json.Marshal(cur.app)
 			if err != nil {
@@ -259,53 +339,32 @@ func (s *Scheduler) Deploy(ctx context.Context, changes []Change, force bool, so
 		return nil, fmt.Errorf("encode deployment: %w", err)
 	}
 	change.PutDeployments = []store.Record{{Key: rec.ID, Data: data}}
-	rev, err := s.cfg.Store.CommitAt(ctx, change)
-	if err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return nil, fmt.Errorf("the app was changed by another request at the same time; read it again and retry: %w", err)
-		}
-		return nil, err
+	return &deployPlan{rec: rec, change: change, res: res, next: next, conflicts: conflicts}, nil
+}
+
+// commit writes a deployment's change with a bounded context that the
+// caller going away does not cut short. When the outcome is unknown (the
+// connection failed after sending), the deployment record written in the
+// same transaction tells whether it was committed, so memory follows what
+// etcd holds.
+func (s *Scheduler) commit(ctx context.Context, change store.Change, deploymentID string) (int64, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
+	defer cancel()
+	rev, err := s.cfg.Store.CommitAt(cctx, change)
+	if err == nil || errors.Is(err, store.ErrConflict) {
+		return rev, err
 	}
-	// Committed: from here on memory follows the store.
-	for _, id := range conflicts {
-		s.publishDeployment(events.TypeDeploymentFailed, s.deployments[id], "cancelled by a forced deployment "+rec.ID)
-		delete(s.deployments, id)
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
+	defer rcancel()
+	rec, rerr := s.cfg.Store.Deployment(rctx, deploymentID)
+	switch {
+	case rerr != nil:
+		return 0, fmt.Errorf("%w (whether it was committed is unknown: %w)", err, rerr)
+	case rec.Revision == 0:
+		return 0, err
 	}
-	for _, c := range changes {
-		if c.App == nil {
-			delete(s.apps, c.Delete)
-		}
-	}
-	for _, w := range change.PutApps {
-		as := s.apps[w.ID]
-		if as == nil {
-			as = &appState{}
-			s.apps[w.ID] = as
-		}
-		prevConfig := ""
-		if as.app != nil {
-			prevConfig = configVersion(as.app)
-		}
-		as.app = next[w.ID]
-		as.revision = rev
-		if prevConfig != configVersion(as.app) {
-			// Marathon resets the backoff when a new configuration rolls out.
-			as.failures, as.delayUntil = 0, time.Time{}
-		}
-	}
-	for _, c := range changes {
-		for _, id := range c.Kill {
-			if t, ok := s.tasks[id]; ok && !t.killing && !t.launching {
-				t.killing = true
-				res.killing = append(res.killing, t)
-			}
-		}
-	}
-	s.deployments[rec.ID] = rec
-	s.publishDeployment(events.TypeDeploymentInfo, rec, "")
-	res.DeploymentID, res.Version = rec.ID, rec.Version
-	s.poke()
-	return res, nil
+	s.log.Warn("a commit reported an error but was applied", "deployment", deploymentID, "error", err)
+	return rec.Revision, nil
 }
 
 func (s *Scheduler) usedServicePortsLocked(except string) map[int]bool {
@@ -377,6 +436,8 @@ func (s *Scheduler) actionDoneLocked(a Action, tasks map[string]*taskState) bool
 
 // completeDeployment removes a finished deployment from the store.
 func (s *Scheduler) completeDeployment(ctx context.Context, d *deploymentRecord) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
 	if err := s.cfg.Store.Commit(ctx, store.Change{DeleteDeployments: []string{d.ID}}); err != nil {
 		s.log.Warn("finish deployment", "deployment", d.ID, "error", err)
 		return
@@ -410,7 +471,11 @@ func (s *Scheduler) CancelDeployment(ctx context.Context, id string, force bool)
 		return nil, &NotFoundError{fmt.Sprintf("DeploymentPlan %s does not exist", id)}
 	}
 	if force {
-		if err := s.cfg.Store.Commit(ctx, store.Change{DeleteDeployments: []string{id}}); err != nil {
+		s.deployMu.Lock()
+		defer s.deployMu.Unlock()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
+		defer cancel()
+		if err := s.cfg.Store.Commit(cctx, store.Change{DeleteDeployments: []string{id}}); err != nil {
 			return nil, err
 		}
 		s.mu.Lock()
@@ -465,14 +530,13 @@ func (s *Scheduler) KillTasks(ctx context.Context, ids []string, scale, force bo
 			}
 			next := as.app.Clone()
 			next.Instances = max(0, next.Instances-len(kill))
-			changes = append(changes, Change{App: next, Kill: kill})
+			changes = append(changes, Change{App: next, Kill: kill, Expect: as.revision})
 		}
 	}
 	var start []*taskState
 	if !scale {
 		for _, t := range victims {
-			if !t.killing && !t.launching {
-				t.killing = true
+			if s.markKillLocked(t) {
 				start = append(start, t)
 			}
 		}

@@ -38,7 +38,7 @@ func dockerScheduler(t *testing.T) (*scheduler.Scheduler, *etcdtest.Server) {
 		t.Fatal(err)
 	}
 	sched := scheduler.New(scheduler.Config{Store: store.New(etcd), Docker: drv, Process: proc, Registry: etcd,
-		Events: events.NewBus(), PortRange: [2]int{46000, 46999},
+		Events: events.NewBus(), PortRange: [2]int{16000, 16999},
 		DrainDelay: 500 * time.Millisecond, Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

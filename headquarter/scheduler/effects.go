@@ -18,9 +18,9 @@ type launchOrder struct {
 	spec task.Spec
 }
 
-// launchConcurrency bounds parallel launches: Docker serialises much of a
-// container start anyway, and a burst must not starve the API.
-const launchConcurrency = 8
+// DefaultLaunchConcurrency bounds parallel launches: Docker serialises
+// much of a container start anyway, and a burst must not starve the API.
+const DefaultLaunchConcurrency = 8
 
 // prepareLaunchLocked allocates a task id and ports and registers the task
 // in memory as launching.
@@ -55,6 +55,7 @@ func (s *Scheduler) prepareLaunchLocked(as *appState, now time.Time) (launchOrde
 	t := &taskState{record: rec, driver: driver, launching: true,
 		status: task.Status{ID: id, AppID: a.ID, Version: rec.Version, State: task.Staging, Host: s.cfg.Host, Ports: ports, StagedAt: now}}
 	s.putTaskLocked(t)
+	s.launching++
 	spec := app.ToSpec(a, id, ports, s.cfg.Host)
 	spec.Labels = cloneStrings(spec.Labels)
 	if spec.Labels == nil {
@@ -62,6 +63,14 @@ func (s *Scheduler) prepareLaunchLocked(as *appState, now time.Time) (launchOrde
 	}
 	spec.Labels["garrison.config-version"] = rec.ConfigVersion
 	return launchOrder{t: t, spec: spec}, true
+}
+
+// launchEndedLocked marks a task's launch as returned, freeing its slot.
+func (s *Scheduler) launchEndedLocked(t *taskState) {
+	if t.launching {
+		t.launching = false
+		s.launching--
+	}
 }
 
 func (s *Scheduler) startLaunch(ctx context.Context, o launchOrder) {
@@ -79,11 +88,14 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 	id := t.record.ID
 	data, err := json.Marshal(t.record)
 	if err == nil {
-		err = s.cfg.Store.PutTask(ctx, t.record.AppID, id, data)
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+		err = s.cfg.Store.PutTask(pctx, t.record.AppID, id, data)
+		cancel()
 	}
 	if err != nil {
 		s.log.Warn("record task before launch", "task", id, "error", err)
 		s.mu.Lock()
+		s.launchEndedLocked(t)
 		s.dropTaskLocked(t)
 		s.ports.release(t.record.Ports)
 		s.mu.Unlock()
@@ -95,7 +107,7 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		s.log.Warn("launch failed", "task", id, "app", t.record.AppID, "error", err)
 		failed := task.Status{ID: id, AppID: t.record.AppID, State: task.Failed, Message: err.Error(), ExitCode: -1}
 		s.mu.Lock()
-		t.launching = false
+		s.launchEndedLocked(t)
 		t.status.State = task.Failed
 		if as, ok := s.apps[t.record.AppID]; ok {
 			s.noteFailure(as, t, failed, s.cfg.Now())
@@ -110,14 +122,32 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		return
 	}
 	s.mu.Lock()
-	t.launching = false
+	s.launchEndedLocked(t)
+	s.launchSeq++
+	t.launchedSeq = s.launchSeq
 	t.status.State = st.State
 	t.status.StartedAt = st.StartedAt
 	if t.status.StartedAt.IsZero() && st.State == task.Running {
 		t.status.StartedAt = s.cfg.Now()
 	}
-	s.mu.Unlock()
-	s.publishStatus(t, st.State, "")
+	// The task may have ended before Launch returned (cmd "typo" exits at
+	// once): the status that said so arrived while it was launching.
+	end := t.pending
+	t.pending = nil
+	if end == nil && st.State.Terminal() {
+		end = &st
+	}
+	killNow := t.killing
+	if end != nil {
+		// In the same critical section: no pass may see it running.
+		s.applyStatusLocked(ctx, t, *end)
+	} else {
+		s.mu.Unlock()
+		s.publishStatus(t, st.State, "")
+	}
+	if killNow { // a kill came while it was launching
+		s.kill(ctx, t)
+	}
 	s.poke()
 }
 
@@ -156,6 +186,18 @@ func (s *Scheduler) kill(ctx context.Context, t *taskState) {
 	killCtx := context.WithoutCancel(ctx)
 	if err := t.driver.Kill(killCtx, id, grace); err != nil {
 		s.log.Warn("kill task", "task", id, "error", err)
+		if s.stillRuns(killCtx, t) {
+			// Forgetting it would leave a process no one counts or stops:
+			// keep it; the next reconcile pass decides again.
+			s.mu.Lock()
+			t.killing = false
+			t.status.State = prev
+			t.healthAdded = false // its checks were removed above: add them again
+			s.mu.Unlock()
+			s.publishStatus(t, prev, "kill failed: "+err.Error())
+			s.poke()
+			return
+		}
 	}
 	if err := t.driver.Remove(killCtx, id); err != nil {
 		s.log.Debug("remove killed task", "task", id, "error", err)
@@ -166,6 +208,24 @@ func (s *Scheduler) kill(ctx context.Context, t *taskState) {
 	s.publishStatus(t, task.Killed, "")
 	s.forgetTask(killCtx, id)
 	s.poke()
+}
+
+// stillRuns asks the driver whether a task runs (true also when the driver
+// cannot tell: a task is never forgotten on a guess).
+func (s *Scheduler) stillRuns(ctx context.Context, t *taskState) bool {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	listed, err := t.driver.List(ctx)
+	if err != nil {
+		s.log.Warn("list tasks after a failed kill", "task", t.record.ID, "error", err)
+		return true
+	}
+	for _, st := range listed {
+		if st.ID == t.record.ID {
+			return !st.State.Terminal()
+		}
+	}
+	return false
 }
 
 func (s *Scheduler) startRegister(ctx context.Context, t *taskState) {
@@ -190,9 +250,11 @@ func (s *Scheduler) register(ctx context.Context, t *taskState) {
 		s.mu.Lock()
 		t.registering = false
 		t.registered = r
-		killing := t.killing
+		// The kill started, or the task died and was forgotten, while
+		// registering: callers must not be sent to it.
+		revoke := t.killing || t.ended || t.gone
 		s.mu.Unlock()
-		if killing && r != nil { // the kill started while registering
+		if revoke && r != nil {
 			r.Close(context.WithoutCancel(ctx))
 			s.mu.Lock()
 			t.registered = nil

@@ -7,27 +7,31 @@ import (
 
 // portAllocator hands out host ports for tasks (host networking: every task
 // needs ports no other process holds). It remembers what garrison's own
-// tasks hold and probes the host for anything else listening there.
+// tasks hold and probes the host for anything else listening there. It
+// counts holders: several tasks can hold one port (requirePorts, an
+// adopted task), and one release must not free it for the others.
 type portAllocator struct {
 	host        string
 	first, last int
 	next        int
-	used        map[int]bool
+	used        map[int]int
 }
 
 func newPortAllocator(host string, r [2]int) *portAllocator {
-	return &portAllocator{host: host, first: r[0], last: r[1], next: r[0], used: map[int]bool{}}
+	return &portAllocator{host: host, first: r[0], last: r[1], next: r[0], used: map[int]int{}}
 }
 
 func (p *portAllocator) take(ports []int) {
 	for _, port := range ports {
-		p.used[port] = true
+		p.used[port]++
 	}
 }
 
 func (p *portAllocator) release(ports []int) {
 	for _, port := range ports {
-		delete(p.used, port)
+		if p.used[port]--; p.used[port] <= 0 {
+			delete(p.used, port)
+		}
 	}
 }
 
@@ -43,10 +47,10 @@ func (p *portAllocator) allocate(n int) ([]int, bool) {
 		if p.next > p.last {
 			p.next = p.first
 		}
-		if p.used[port] || !p.free(port) {
+		if p.used[port] > 0 || !p.free(port) {
 			continue
 		}
-		p.used[port] = true
+		p.used[port]++
 		out = append(out, port)
 	}
 	if len(out) < n {

@@ -65,6 +65,23 @@ type Config struct {
 	DrainDelay time.Duration
 	// Interval is how often the scheduler reconciles without a trigger.
 	Interval time.Duration
+	// ResyncInterval is how often every driver is listed and compared with
+	// the tasks the scheduler knows (the driver is the source of truth), so
+	// a missed status event is corrected within one period. Default 15s.
+	ResyncInterval time.Duration
+	// StoreTimeout bounds each etcd write the scheduler makes (a deploy's
+	// transaction, a task record), so a stalled etcd cannot hold a writer
+	// forever. Default 30s.
+	StoreTimeout time.Duration
+	// LaunchConcurrency bounds the launches in flight at once (default
+	// 8): a burst must not start thousands of goroutines nor starve the API.
+	LaunchConcurrency int
+	// MaxTasks bounds the tasks the scheduler holds, whatever the stored
+	// apps ask for (a huge count written before limits existed, or by hand
+	// into etcd): above it nothing more is launched. Default
+	// DefaultMaxTasks; set it above the API's total instance limit with
+	// room for rolling restarts.
+	MaxTasks int
 	// RegistryTTL is the lease TTL of task registrations.
 	RegistryTTL time.Duration
 	Logger      *slog.Logger
@@ -79,6 +96,9 @@ type Scheduler struct {
 	trigger chan struct{}
 	health  *health.Monitor
 
+	// deployMu serialises deploys (see Deploy); taken before mu.
+	deployMu sync.Mutex
+
 	mu    sync.Mutex
 	apps  map[string]*appState
 	tasks map[string]*taskState
@@ -92,6 +112,14 @@ type Scheduler struct {
 	// effects are the launch, kill and registration goroutines in flight.
 	effects sync.WaitGroup
 	runCtx  context.Context
+	// capWarned is when MaxTasks last held launches back (logged once a
+	// minute).
+	capWarned time.Time
+	// launching counts the launches in flight (LaunchConcurrency bounds it).
+	launching int
+	// launchSeq counts finished launches: a re-list judges only tasks
+	// whose launch finished before it listed.
+	launchSeq uint64
 }
 
 type appState struct {
@@ -125,6 +153,16 @@ type taskState struct {
 	registering  bool
 	healthAdded  bool
 	healthChecks int
+	// pending is a terminal status that arrived while the task was being
+	// launched; applied once the launch returns.
+	pending *task.Status
+	// ended: the task's end is being handled (taskEnded runs once).
+	ended bool
+	// gone: the task was forgotten; a registration that completes after
+	// that is revoked at once.
+	gone bool
+	// launchedSeq is launchSeq when its launch finished (0: adopted).
+	launchedSeq uint64
 }
 
 // taskRecord is what the store keeps about a task, written before launch.
@@ -144,6 +182,15 @@ const (
 	driverProcess = "process"
 )
 
+// DefaultMaxTasks is the default Config.MaxTasks: twice garrison's default
+// total instance limit, for rolling restarts above capacity.
+const DefaultMaxTasks = 20000
+
+// DefaultResyncInterval is how often drivers are re-listed by default: a
+// missed event is rare, and a list of a busy Docker engine costs an inspect
+// per container.
+const DefaultResyncInterval = 15 * time.Second
+
 // ErrNoDocker refuses an app with a container image when no Docker engine
 // answers, rather than running it some other way.
 var ErrNoDocker = errors.New("no Docker engine answers on this machine: apps with a container image cannot run")
@@ -161,6 +208,18 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 30 * time.Second
+	}
+	if cfg.MaxTasks <= 0 {
+		cfg.MaxTasks = DefaultMaxTasks
+	}
+	if cfg.LaunchConcurrency <= 0 {
+		cfg.LaunchConcurrency = DefaultLaunchConcurrency
+	}
+	if cfg.ResyncInterval == 0 {
+		cfg.ResyncInterval = DefaultResyncInterval
 	}
 	if cfg.RegistryTTL == 0 {
 		cfg.RegistryTTL = registrar.DefaultTTL
@@ -246,6 +305,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return err
 	}
 	close(s.ready)
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		s.resyncLoop(ctx)
+	}()
 
 	ticker := time.NewTicker(s.cfg.Interval)
 	defer ticker.Stop()
@@ -450,6 +514,18 @@ func (s *Scheduler) putTaskLocked(t *taskState) {
 	s.byApp[t.record.AppID][t.record.ID] = t
 }
 
+// markKillLocked marks a task for killing and says whether the caller
+// starts the kill now. A task still launching is killed by its launch once
+// Launch returns: a kill sent meanwhile could miss the process or container
+// coming up, and leave it running with no task.
+func (s *Scheduler) markKillLocked(t *taskState) bool {
+	if t.killing {
+		return false
+	}
+	t.killing = true
+	return !t.launching
+}
+
 // dropTaskLocked removes a task from both.
 func (s *Scheduler) dropTaskLocked(t *taskState) {
 	delete(s.tasks, t.record.ID)
@@ -476,11 +552,13 @@ func (s *Scheduler) forgetTask(ctx context.Context, id string) {
 	if ok {
 		s.dropTaskLocked(t)
 		s.ports.release(t.record.Ports)
+		t.gone = true
 	}
 	s.mu.Unlock()
 	if !ok {
 		return
 	}
+	s.deregister(ctx, t)
 	s.health.Remove(id)
 	if err := s.cfg.Store.DeleteTask(context.WithoutCancel(ctx), t.record.AppID, id); err != nil {
 		s.log.Warn("forget task", "task", id, "error", err)
@@ -491,7 +569,26 @@ func (s *Scheduler) forgetTask(ctx context.Context, id string) {
 func (s *Scheduler) onStatus(ctx context.Context, st task.Status) {
 	s.mu.Lock()
 	t, ok := s.tasks[st.ID]
-	if !ok || t.launching {
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if t.launching {
+		// The launch has not returned yet: keep the end for when it does,
+		// or the task would be shown running forever.
+		if st.State.Terminal() {
+			t.pending = &st
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.applyStatusLocked(ctx, t, st)
+}
+
+// applyStatusLocked records a driver's status of a task and, when it ended
+// without garrison asking, handles its end. Called with s.mu held; unlocks.
+func (s *Scheduler) applyStatusLocked(ctx context.Context, t *taskState, st task.Status) {
+	if t.ended {
 		s.mu.Unlock()
 		return
 	}
@@ -515,6 +612,13 @@ func (s *Scheduler) onStatus(ctx context.Context, st task.Status) {
 // recorded as the app's last failure and replaced after the backoff delay.
 func (s *Scheduler) taskEnded(ctx context.Context, t *taskState, st task.Status) {
 	id := t.record.ID
+	s.mu.Lock()
+	if t.ended {
+		s.mu.Unlock()
+		return
+	}
+	t.ended = true
+	s.mu.Unlock()
 	s.log.Warn("task ended by itself", "task", id, "state", st.State, "exit_code", st.ExitCode, "message", st.Message)
 	s.deregister(ctx, t)
 	if err := t.driver.Remove(ctx, id); err != nil {
@@ -556,6 +660,9 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 	s.mu.Lock()
 	var launches []launchOrder
 	var kills []*taskState
+	// Launches are prepared only for free slots: the work of a pass, and
+	// the memory it allocates, never grows with an app's instance count.
+	slots := min(s.cfg.LaunchConcurrency-s.launching, s.cfg.MaxTasks-len(s.tasks))
 	for id, as := range s.apps {
 		ts := s.byApp[id]
 		views := make([]taskView, 0, len(ts))
@@ -567,20 +674,22 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		}
 		st := planApp(as.app, views, s.restartingLocked(id))
 		for _, kid := range st.Kill {
-			// A task still launching is left for a later pass: killing it
-			// now could race its container coming up.
-			if t := byID[kid]; t != nil && !t.killing && !t.launching {
-				t.killing = true
+			if t := byID[kid]; t != nil && s.markKillLocked(t) {
 				kills = append(kills, t)
 			}
 		}
+		if st.Launch > 0 && len(s.tasks) >= s.cfg.MaxTasks && now.Sub(s.capWarned) > time.Minute {
+			s.capWarned = now
+			s.log.Warn("not launching: the scheduler holds its most tasks", "app", id, "missing", st.Launch, "max_tasks", s.cfg.MaxTasks)
+		}
 		if st.Launch > 0 && !now.Before(as.delayUntil) {
-			for range st.Launch {
-				if o, ok := s.prepareLaunchLocked(as, now); ok {
-					launches = append(launches, o)
-				} else {
+			for n := min(st.Launch, slots); n > 0; n-- {
+				o, ok := s.prepareLaunchLocked(as, now)
+				if !ok {
 					break
 				}
+				launches = append(launches, o)
+				slots--
 			}
 		}
 	}
@@ -588,8 +697,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 	for id, ts := range s.byApp {
 		if _, ok := s.apps[id]; !ok {
 			for _, t := range ts {
-				if !t.killing {
-					t.killing = true
+				if s.markKillLocked(t) {
 					kills = append(kills, t)
 				}
 			}

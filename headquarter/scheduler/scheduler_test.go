@@ -42,10 +42,18 @@ type harness struct {
 	bus     *events.Bus
 	stop    context.CancelFunc
 	stopped chan struct{}
+	// wrap, when set, puts a wrapper around the process driver (to force a
+	// timing); tune changes the scheduler's configuration.
+	wrap func(*process.Driver) scheduler.Driver
+	tune func(*scheduler.Config)
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, etcd: etcdtest.New(t), dir: t.TempDir()}
+	return newHarnessWith(t, nil, nil)
+}
+
+func newHarnessWith(t *testing.T, wrap func(*process.Driver) scheduler.Driver, tune func(*scheduler.Config)) *harness {
+	h := &harness{t: t, etcd: etcdtest.New(t), dir: t.TempDir(), wrap: wrap, tune: tune}
 	h.cli = h.etcd.Client(t)
 	h.store = store.New(h.cli)
 	h.bus = events.NewBus()
@@ -62,11 +70,18 @@ func (h *harness) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched := scheduler.New(scheduler.Config{
+	cfg := scheduler.Config{
 		Store: h.store, Process: proc, Registry: h.cli, Events: h.bus,
-		Hostname: "test-host", PortRange: [2]int{42000, 42999}, DrainDelay: 200 * time.Millisecond,
+		Hostname: "test-host", PortRange: [2]int{12000, 12999}, DrainDelay: 200 * time.Millisecond,
 		Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second,
-	})
+	}
+	if h.wrap != nil {
+		cfg.Process = h.wrap(proc)
+	}
+	if h.tune != nil {
+		h.tune(&cfg)
+	}
+	sched := scheduler.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	var wg sync.WaitGroup

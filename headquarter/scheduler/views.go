@@ -52,6 +52,9 @@ func (s *Scheduler) taskInfoLocked(t *taskState) TaskInfo {
 	}
 	if t.launching {
 		ti.State = string(task.Staging)
+		if t.killing {
+			ti.State = string(task.Killing)
+		}
 	}
 	if !t.status.StartedAt.IsZero() && t.status.State == task.Running || t.status.State == task.Killing && !t.status.StartedAt.IsZero() {
 		ti.StartedAt = app.FormatVersion(t.status.StartedAt)
@@ -142,6 +145,18 @@ func (s *Scheduler) App(id string) (*app.App, bool) {
 		return nil, false
 	}
 	return as.app, true
+}
+
+// AppRevision is App with the revision of the definition, for a change
+// built from it (Change.Expect).
+func (s *Scheduler) AppRevision(id string) (*app.App, int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	as, ok := s.apps[id]
+	if !ok {
+		return nil, 0, false
+	}
+	return as.app, as.revision, true
 }
 
 // LastFailure is the app's lastTaskFailure, nil when none.

@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -91,6 +92,13 @@ func (s *Store) Versions(ctx context.Context, appID string) ([]string, error) {
 // Version returns one stored version of an app; Revision 0 when absent.
 func (s *Store) Version(ctx context.Context, appID, version string) (Record, error) {
 	return s.get(ctx, "versions/"+AppKey(appID)+"/"+version, version)
+}
+
+// Deployment returns one deployment record; Revision 0 when absent. After
+// a commit whose outcome is unknown (the connection failed), it tells
+// whether the deployment written with it was committed.
+func (s *Store) Deployment(ctx context.Context, id string) (Record, error) {
+	return s.get(ctx, "deployments/"+id, id)
 }
 
 // Deployments returns every running deployment.
@@ -190,9 +198,12 @@ func (s *Store) CommitAt(ctx context.Context, c Change) (int64, error) {
 	if !resp.Succeeded {
 		return 0, ErrConflict
 	}
+	// Committed: a failure from here on must not be reported as a failed
+	// commit (the caller would keep the old state while etcd holds the new
+	// one). Pruning is best effort; the next write of the app prunes again.
 	for _, a := range c.PutApps {
 		if err := s.pruneVersions(ctx, a.ID); err != nil {
-			return 0, err
+			slog.Warn("prune app versions (kept for the next write to prune)", "app", a.ID, "error", err)
 		}
 	}
 	return resp.Header.Revision, nil

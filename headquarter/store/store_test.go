@@ -1,9 +1,13 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/headquarter/store"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
@@ -144,5 +148,37 @@ func TestCommitAtReturnsTheRevisionOfTheWrittenApp(t *testing.T) {
 	}
 	if app, err := s.App(t.Context(), "/r"); err != nil || app.Revision != rev {
 		t.Fatalf("CommitAt revision %d, stored %d (%v)", rev, app.Revision, err)
+	}
+}
+
+// failingKV fails every read under a prefix, as a broken connection would
+// after a write went through.
+type failingKV struct {
+	clientv3.KV
+	prefix string
+}
+
+// Do is what etcd's namespace wrapper calls for a read.
+func (f failingKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	if op.IsGet() && strings.HasPrefix(string(op.KeyBytes()), f.prefix) {
+		return clientv3.OpResponse{}, errors.New("injected: connection lost")
+	}
+	return f.KV.Do(ctx, op)
+}
+
+// A failure after the transaction committed (pruning versions) does not
+// report the commit as failed: the caller would keep the old state while
+// etcd holds the new one.
+func TestCommitSucceedsWhenPruningFails(t *testing.T) {
+	srv := etcdtest.New(t)
+	cli := srv.Client(t)
+	s := store.New(failingKV{KV: cli, prefix: store.Prefix + "versions/"})
+	rev, err := s.CommitAt(t.Context(), store.Change{PutApps: []store.AppWrite{{ID: "/a", Version: "2026-01-01T00:00:00.000Z", Data: []byte("{}"), Expect: 0}}})
+	if err != nil || rev == 0 {
+		t.Fatalf("commit whose pruning failed: rev %d, %v", rev, err)
+	}
+	rec, err := store.New(cli).App(t.Context(), "/a")
+	if err != nil || rec.Revision != rev {
+		t.Fatalf("stored app %+v, %v; want revision %d", rec, err, rev)
 	}
 }

@@ -15,17 +15,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
+
+	"github.com/garrisonhq/garrison/internal/testport"
 )
 
 // TestServerPackage is the Go package of the small HTTP server test images
@@ -229,4 +234,95 @@ func UniqueName(prefix string) string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return prefix + hex.EncodeToString(b)
+}
+
+// EnvServerID is the environment variable the test server answers GET /id
+// with, so a test can tell its own container from whatever else holds a port.
+const EnvServerID = "TESTSERVER_ID"
+
+// servingAttempts bounds how many ports RunServing tries.
+const servingAttempts = 10
+
+// ServingTimeout bounds how long RunServing waits for one container to
+// serve; generous, as a loaded machine starts containers slowly.
+const ServingTimeout = 60 * time.Second
+
+// RunServing runs a container of the test server (TestServerPackage) that
+// serves on a free host port, and returns once this container answers on
+// it. spec gets the port and puts it where the server reads it (PORT, PORT0,
+// -port). The port was free when picked, but the server binds it later and
+// someone may take it first: then the container exits with "address already
+// in use", and RunServing tries again on another port.
+func RunServing(t testing.TB, cli client.APIClient, spec func(port int) Spec) (id string, port int) {
+	t.Helper()
+	for range servingAttempts {
+		port = testport.Take(t, 1)[0]
+		s := spec(port)
+		token := UniqueName("srv-")
+		s.Env = append(slices.Clone(s.Env), EnvServerID+"="+token)
+		id = Run(t, cli, s)
+		err := waitServing(cli, id, port, token)
+		if err == nil {
+			return id, port
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatalf("container %.12s on port %d: %v", id, port, err)
+		}
+		t.Logf("container %.12s: port %d was taken before it bound it; trying another", id, port)
+	}
+	t.Fatalf("test server: no free port after %d attempts", servingAttempts)
+	return "", 0
+}
+
+// waitServing polls until the container with token answers on port, or
+// fails when it exits; a bind failure wraps syscall.EADDRINUSE.
+func waitServing(cli client.APIClient, id string, port int, token string) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/id", port)
+	hc := http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(ServingTimeout)
+	for {
+		if resp, err := hc.Get(url); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.TrimSpace(string(body)) == token {
+				return nil
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		info, err := cli.ContainerInspect(ctx, id)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("inspect: %w", err)
+		}
+		if info.State != nil && !info.State.Running && info.State.Status != "created" {
+			logs := containerLogs(cli, id)
+			if strings.Contains(logs, "address already in use") {
+				return fmt.Errorf("%s: %w", strings.TrimSpace(logs), syscall.EADDRINUSE)
+			}
+			return fmt.Errorf("exited (%s, code %d) before serving: %s", info.State.Status, info.State.ExitCode, logs)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not serving on port %d after %s", port, ServingTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// containerLogs is the container's output, for error messages (the stream
+// headers Docker interleaves do not matter there).
+func containerLogs(cli client.APIClient, id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return "(logs: " + err.Error() + ")"
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+	return strings.Map(func(r rune) rune {
+		if r < ' ' && r != '\n' {
+			return -1
+		}
+		return r
+	}, string(b))
 }

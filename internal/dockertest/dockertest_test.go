@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
-	"github.com/garrisonhq/garrison/registrar"
 )
 
 // TestRunServesOnHostNetwork builds the test server image FROM scratch,
@@ -21,21 +21,16 @@ import (
 func TestRunServesOnHostNetwork(t *testing.T) {
 	cli := dockertest.Client(t)
 	image := dockertest.BuildGoImage(t, cli, "garrison-test/testserver:dev", dockertest.TestServerPackage)
-	ports, err := registrar.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
+	hc := &container.HealthConfig{
+		Test:     []string{"CMD", "/app", "-healthcheck"},
+		Interval: 200 * time.Millisecond,
+		Timeout:  2 * time.Second,
+		Retries:  1,
 	}
-	id := dockertest.Run(t, cli, dockertest.Spec{
-		Image: image,
-		Env:   []string{fmt.Sprintf("PORT=%d", ports[0])},
-		Healthcheck: &container.HealthConfig{
-			Test:     []string{"CMD", "/app", "-healthcheck"},
-			Interval: 200 * time.Millisecond,
-			Timeout:  2 * time.Second,
-			Retries:  1,
-		},
+	id, port := dockertest.RunServing(t, cli, func(port int) dockertest.Spec {
+		return dockertest.Spec{Image: image, Env: []string{fmt.Sprintf("PORT=%d", port)}, Healthcheck: hc}
 	})
-	url := fmt.Sprintf("http://127.0.0.1:%d/", ports[0])
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	waitFor(t, 20*time.Second, "server answers "+url, func() (bool, string) {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -63,6 +58,37 @@ func TestRunServesOnHostNetwork(t *testing.T) {
 	if info.State.Running || info.State.ExitCode != 0 {
 		t.Fatalf("after stop: running=%v exit code %d, want a clean exit on SIGTERM", info.State.Running, info.State.ExitCode)
 	}
+}
+
+// TestRunServingRetriesATakenPort: the first container is given a port
+// this test holds, as if someone had taken the probed port before the
+// server bound it; RunServing sees it exit on "address already in use"
+// and runs another on a new port.
+func TestRunServingRetriesATakenPort(t *testing.T) {
+	cli := dockertest.Client(t)
+	image := dockertest.BuildGoImage(t, cli, "garrison-test/testserver:dev", dockertest.TestServerPackage)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	attempts := 0
+	id, port := dockertest.RunServing(t, cli, func(port int) dockertest.Spec {
+		attempts++
+		if attempts == 1 {
+			port = takenPort
+		}
+		return dockertest.Spec{Image: image, Env: []string{fmt.Sprintf("PORT=%d", port)}}
+	})
+	if attempts != 2 || port == takenPort {
+		t.Fatalf("%d attempts, serving on %d (taken: %d); want a second attempt on another port", attempts, port, takenPort)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatalf("container %.12s on port %d: %v", id, port, err)
+	}
+	resp.Body.Close()
 }
 
 // waitFor polls cond until it holds or timeout passes.

@@ -7,8 +7,8 @@ package promtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/garrisonhq/garrison/internal/testport"
 )
 
 // Binary is Debian's prometheus; `make test` installs it.
@@ -76,11 +78,8 @@ func New(t testing.TB, cfg Config) *Server {
 	// A free port can be taken between our probe and Prometheus binding it;
 	// try a few.
 	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("prometheus: %v", err)
-		}
+	for range 10 {
+		port := testport.Take(t, 1)[0]
 		s := &Server{URL: "http://127.0.0.1:" + strconv.Itoa(port), t: t, logPath: filepath.Join(dir, "prometheus.log")}
 		if lastErr = s.start(configPath, filepath.Join(dir, "data"), port); lastErr == nil {
 			t.Cleanup(s.Stop)
@@ -172,14 +171,17 @@ func (s *Server) start(configPath, dataDir string, port int) error {
 	s.cmd = cmd
 	s.exited = make(chan struct{})
 	go func() { cmd.Wait(); logFile.Close(); close(s.exited) }()
-	if err := s.waitReady(30 * time.Second); err != nil {
+	if err := s.waitReady(60*time.Second, dataDir); err != nil {
 		s.Stop()
 		return err
 	}
 	return nil
 }
 
-func (s *Server) waitReady(timeout time.Duration) error {
+// waitReady polls until the server answers ready, and checks that it is
+// this one: another test's Prometheus may have bound the probed port first
+// (then this one exits), and its answer must not pass for ours.
+func (s *Server) waitReady(timeout time.Duration, dataDir string) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -187,7 +189,7 @@ func (s *Server) waitReady(timeout time.Duration) error {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return s.checkOwn(client, dataDir)
 			}
 			err = fmt.Errorf("/-/ready: %s", resp.Status)
 		}
@@ -200,6 +202,24 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("prometheus at %s not ready after %s: %w; log: %s", s.URL, timeout, err, s.logTail())
 		}
 	}
+}
+
+func (s *Server) checkOwn(client *http.Client, dataDir string) error {
+	resp, err := client.Get(s.URL + "/api/v1/status/flags")
+	if err != nil {
+		return fmt.Errorf("status/flags: %w", err)
+	}
+	defer resp.Body.Close()
+	var flags struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&flags); err != nil {
+		return fmt.Errorf("status/flags: %w", err)
+	}
+	if got := flags.Data["storage.tsdb.path"]; got != dataDir {
+		return fmt.Errorf("the Prometheus at %s is another one (data in %q): its port was taken", s.URL, got)
+	}
+	return nil
 }
 
 // Stop ends Prometheus (SIGTERM, then SIGKILL after 10s). It is safe to call
@@ -280,13 +300,4 @@ func (s *Server) targetsUp(ctx context.Context) (int, string, error) {
 	}
 	body := buf.String()
 	return strings.Count(body, `"health":"up"`), body, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -11,9 +11,9 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/registrar"
 	"github.com/garrisonhq/garrison/registrar/discovery"
+	"github.com/garrisonhq/garrison/registrar/etcdtest"
 )
 
 // sighting is one instance appearing or disappearing, as a watcher saw it.

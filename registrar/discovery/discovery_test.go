@@ -13,9 +13,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/registrar"
 	"github.com/garrisonhq/garrison/registrar/discovery"
+	"github.com/garrisonhq/garrison/registrar/etcdtest"
 )
 
 // fast makes outages visible within a few hundred milliseconds.
@@ -181,7 +181,7 @@ func TestNewRejectsBadServiceName(t *testing.T) {
 // TestServesStaleWhileEtcdIsDownAndResyncs is the registry issue's
 // acceptance test: a 20 s outage of an external etcd.
 func TestServesStaleWhileEtcdIsDownAndResyncs(t *testing.T) {
-	srv := etcdtest.NewExternal(t)
+	srv := etcdtest.New(t)
 	ctx := t.Context()
 	regs := make([]*registrar.Registration, 3)
 	for i := range regs {
@@ -226,7 +226,9 @@ func TestServesStaleWhileEtcdIsDownAndResyncs(t *testing.T) {
 	}
 	t.Logf("%d checks during the outage: 3 stale instances each time", checks)
 
-	srv.Start()
+	if err := srv.Restart(); err != nil {
+		t.Fatalf("restart etcd: %v", err)
+	}
 	answering := time.Now()
 	waitFor(t, svc, 5*time.Second, "fresh again after etcd came back", func(s discovery.Snapshot) bool { return !s.Stale && want(s) })
 	t.Logf("fresh %s after etcd answered", time.Since(answering).Round(time.Millisecond))

@@ -14,12 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/garrisonhq/garrison/headquarter/promsd"
 	"github.com/garrisonhq/garrison/internal/driverstats"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/promtest"
 	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/registrar"
-	"github.com/garrisonhq/garrison/registrar/promsd"
 	promsource "github.com/garrisonhq/garrison/scout/prometheus"
 	"github.com/garrisonhq/garrison/scout/sample"
 	"github.com/garrisonhq/garrison/scout/taskstats"
@@ -98,11 +99,7 @@ func TestReadsWhatPrometheusScrapes(t *testing.T) {
 	etcd := etcdtest.New(t)
 	cli := etcd.Client(t)
 
-	ports, err := registrar.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ports[0]
+	port := testport.Take(t, 1)[0]
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	driver, err := process.New(t.TempDir(), process.WithPollInterval(20*time.Millisecond))
 	if err != nil {

@@ -13,7 +13,7 @@
 // Queries are Go text/template strings over Data: {{.Window}} is the
 // window as a PromQL duration (30s, 1m30s), and in a per-app override
 // {{.App}} is the app id. The defaults work with what garrison exports:
-// the targets registrar/promsd hands Prometheus carry an app label, and
+// the targets headquarter/promsd hands Prometheus carry an app label, and
 // scout/taskstats exports per-task CPU and memory with their limits.
 package prometheus
 

@@ -19,7 +19,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/driverstats"
 	"github.com/garrisonhq/garrison/internal/poll"
-	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/scout/taskstats"
 	"github.com/garrisonhq/garrison/signalman/docker"
 	"github.com/garrisonhq/garrison/signalman/task"
@@ -38,10 +38,7 @@ func TestDockerPidAndTCPFigures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := registrar.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testport.Take(t, 1)
 	spec := task.Spec{
 		ID:        dockertest.UniqueName("taskstats_docker."),
 		AppID:     "/taskstats/docker",

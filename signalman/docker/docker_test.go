@@ -20,7 +20,7 @@ import (
 
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
-	"github.com/garrisonhq/garrison/registrar"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/signalman/docker"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -65,11 +65,7 @@ func newSpec(t testing.TB, nPorts int) task.Spec {
 		Labels:    map[string]string{dockertest.LabelTest: t.Name()},
 	}
 	if nPorts > 0 {
-		ports, err := registrar.FreePorts(nPorts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range ports {
+		for _, p := range testport.Take(t, nPorts) {
 			s.Ports = append(s.Ports, task.Port{Host: p})
 		}
 	}
@@ -499,10 +495,7 @@ func TestNamespacesKeepGarrisonsApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := registrar.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testport.Take(t, 1)
 	id := "ns_test." + strings.ReplaceAll(dockertest.UniqueName("x"), "-", "")
 	spec := task.Spec{ID: id, AppID: "/ns/test", Image: taskServerImage, Ports: []task.Port{{Host: ports[0]}}, KillGrace: time.Second}
 	if _, err := a.Launch(ctx, spec); err != nil {

@@ -66,7 +66,7 @@ func newStack(t testing.TB, auth hqmarathon.Auth) *stack {
 	}
 	sched := scheduler.New(scheduler.Config{
 		Store: st, Process: proc, Registry: cli, Events: bus,
-		Hostname: "test-host", PortRange: [2]int{44000, 44999}, DrainDelay: 50 * time.Millisecond,
+		Hostname: "test-host", PortRange: [2]int{14000, 14999}, DrainDelay: 50 * time.Millisecond,
 		Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second, Logger: logger,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

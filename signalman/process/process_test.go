@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
 
@@ -137,19 +138,9 @@ func stopAll(t testing.TB, d *Driver) {
 	}
 }
 
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
+// freePorts reserves ports that the task binds later (testport: no one
+// else takes them in between).
+func freePorts(t testing.TB, n int) []int { return testport.Take(t, n) }
 
 // waitState reads w until task id reaches state.
 func waitState(t testing.TB, w <-chan task.Status, id string, state task.State) task.Status {

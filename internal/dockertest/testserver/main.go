@@ -4,7 +4,8 @@
 //
 // Health is switchable so tests can drive a Docker HEALTHCHECK: GET /health
 // answers 200 while healthy and 503 otherwise; POST /healthy and POST
-// /unhealthy flip it; START_UNHEALTHY=1 starts unhealthy. An image FROM
+// /unhealthy flip it; START_UNHEALTHY=1 starts unhealthy. GET /id answers
+// $TESTSERVER_ID. An image FROM
 // scratch has no shell or curl, so the binary is its own HEALTHCHECK
 // command: `testserver -healthcheck` probes /health and exits 0 or 1.
 package main
@@ -62,6 +63,9 @@ func serve(ctx context.Context, addr string, healthy bool, grace time.Duration) 
 	ok.Store(healthy)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// Which server this is: a test tells its own container from whatever
+	// else may hold the port (dockertest.RunServing).
+	mux.HandleFunc("GET /id", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, os.Getenv("TESTSERVER_ID")) })
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		if !ok.Load() {
 			http.Error(w, "unhealthy", http.StatusServiceUnavailable)

@@ -20,11 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/internal/agent"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/registrar"
-	"github.com/garrisonhq/garrison/registrar/agent"
 )
 
 // The crash test runs the agent as a separate process: this test binary,
@@ -117,7 +117,7 @@ func (f *fixture) startAgent(reg prometheus.Registerer) *agent.Agent {
 		Docker:     f.docker,
 		Etcd:       f.kv,
 		Node:       f.node,
-		TTL:        registrar.DefaultTTL,
+		TTL:        agentTTL,
 		Select:     []string{f.scope},
 		Logger:     slog.New(slog.NewTextHandler(testWriter{f.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: reg,
@@ -137,11 +137,12 @@ func (f *fixture) startAgent(reg prometheus.Registerer) *agent.Agent {
 	return a
 }
 
-// run starts a container of the test server serving on port, carrying the
-// test's scope label and labels.
-func (f *fixture) run(port int, labels map[string]string, env []string, hc *container.HealthConfig) string {
+// serve starts a container of the test server carrying the test's scope
+// label and labels, and returns once it serves on its port (a free one,
+// given in $PORT).
+func (f *fixture) serve(labels map[string]string, env []string, hc *container.HealthConfig) (id string, port int) {
 	f.t.Helper()
-	return dockertest.Run(f.t, f.docker, f.spec(port, labels, env, hc))
+	return dockertest.RunServing(f.t, f.docker, func(port int) dockertest.Spec { return f.spec(port, labels, env, hc) })
 }
 
 func (f *fixture) spec(port int, labels map[string]string, env []string, hc *container.HealthConfig) dockertest.Spec {
@@ -225,37 +226,33 @@ func (f *fixture) leaseTTL(lease clientv3.LeaseID) int64 {
 	return resp.TTL
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports, err := registrar.FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports
-}
-
 func short(id string) string { return id[:12] }
 
-// promptly is how soon a deregistration must show: well inside the 10 s
-// TTL, so the key was deleted, not left to expire.
-const promptly = 5 * time.Second
+// agentTTL is the lease TTL of the in-process agents: long, so that a key
+// gone within promptly was deleted, not left to expire, however busy the
+// machine is.
+const (
+	agentTTL = time.Minute
+	promptly = 30 * time.Second
+)
 
 func TestRegistersLabelledContainerAndDeregistersOnStop(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	reg := prometheus.NewRegistry()
 	f.startAgent(reg)
-	ports := freePorts(t, 2)
 
 	// Port from the environment, instance id from the container id.
-	byEnv := f.run(ports[0], map[string]string{agent.LabelService: "web"}, nil, nil)
+	byEnv, envPort := f.serve(map[string]string{agent.LabelService: "web"}, nil, nil)
 	// Port from the label (the env PORT is only what the server listens on),
 	// instance id from its label.
-	byLabel := f.run(ports[1], map[string]string{
-		agent.LabelService:  "web",
-		agent.LabelPort:     fmt.Sprint(ports[1]),
-		agent.LabelInstance: "web-blue",
-	}, nil, nil)
+	byLabel, labelPort := dockertest.RunServing(t, f.docker, func(port int) dockertest.Spec {
+		return f.spec(port, map[string]string{
+			agent.LabelService:  "web",
+			agent.LabelPort:     fmt.Sprint(port),
+			agent.LabelInstance: "web-blue",
+		}, nil, nil)
+	})
 
 	inst, _ := f.waitKey(registrar.Key("web", short(byEnv)), 20*time.Second)
 	want := map[string]string{
@@ -264,11 +261,11 @@ func TestRegistersLabelledContainerAndDeregistersOnStop(t *testing.T) {
 		agent.MetaRegisteredBy: agent.RegisteredBy,
 		agent.MetaImage:        f.image,
 	}
-	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", ports[0]), want)
+	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", envPort), want)
 
 	inst, _ = f.waitKey(registrar.Key("web", "web-blue"), 20*time.Second)
 	want[agent.MetaContainer] = byLabel
-	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", ports[1]), want)
+	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", labelPort), want)
 
 	// The registered address serves.
 	resp, err := http.Get("http://" + inst.Endpoint.Addr + "/")
@@ -292,12 +289,10 @@ func TestRegistersLabelledContainerAndDeregistersOnStop(t *testing.T) {
 		t.Error("the other container's key went too")
 	}
 
-	if got := counter(t, reg, "garrison_agent_registrations_total"); got != 2 {
-		t.Errorf("registrations counter = %v, want 2", got)
-	}
-	if got := counter(t, reg, "garrison_agent_deregistrations_total"); got != 1 {
-		t.Errorf("deregistrations counter = %v, want 1", got)
-	}
+	// The agent counts after etcd answered, so the test may see a key
+	// change a moment before the counter.
+	waitCounter(t, reg, "garrison_agent_registrations_total", 2)
+	waitCounter(t, reg, "garrison_agent_deregistrations_total", 1)
 }
 
 // TestDeregistersBeforeContainerExits: a container that keeps serving for a
@@ -306,10 +301,11 @@ func TestDeregistersBeforeContainerExits(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.startAgent(nil)
-	ports := freePorts(t, 1)
-	spec := f.spec(ports[0], map[string]string{agent.LabelService: "web"}, nil, nil)
-	spec.Cmd = []string{"-grace", "30s"}
-	id := dockertest.Run(t, f.docker, spec)
+	id, _ := dockertest.RunServing(t, f.docker, func(port int) dockertest.Spec {
+		spec := f.spec(port, map[string]string{agent.LabelService: "web"}, nil, nil)
+		spec.Cmd = []string{"-grace", "30s"}
+		return spec
+	})
 	key := registrar.Key("web", short(id))
 	f.waitKey(key, 20*time.Second)
 
@@ -334,7 +330,7 @@ func TestDeregistersBeforeContainerExits(t *testing.T) {
 	if err := f.docker.ContainerUnpause(ctx, id); err != nil {
 		t.Fatalf("unpause: %v", err)
 	}
-	marker := f.run(freePorts(t, 1)[0], map[string]string{agent.LabelService: "marker"}, nil, nil)
+	marker, _ := f.serve(map[string]string{agent.LabelService: "marker"}, nil, nil)
 	f.waitKey(registrar.Key("marker", short(marker)), 20*time.Second)
 	if _, _, ok := f.instance(key); ok {
 		t.Fatal("draining container registered again")
@@ -345,22 +341,20 @@ func TestIgnoresUnlabelledAndPortlessContainers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.startAgent(nil)
-	ports := freePorts(t, 4)
 
-	ignored := map[string]string{
-		"unlabelled": f.run(ports[0], nil, nil, nil),
-		// Labelled, but the port is only on the command line, which the
-		// agent does not read.
-		"port-less": dockertest.Run(t, f.docker, func() dockertest.Spec {
-			s := f.spec(0, map[string]string{agent.LabelService: "api"}, nil, nil)
-			s.Cmd = []string{"-port", fmt.Sprint(ports[1])}
-			return s
-		}()),
-		"bad port label": f.run(ports[2], map[string]string{agent.LabelService: "api", agent.LabelPort: "http"}, nil, nil),
-	}
+	unlabelled, _ := f.serve(nil, nil, nil)
+	// Labelled, but the port is only on the command line, which the agent
+	// does not read.
+	portless, _ := dockertest.RunServing(t, f.docker, func(port int) dockertest.Spec {
+		s := f.spec(0, map[string]string{agent.LabelService: "api"}, nil, nil)
+		s.Cmd = []string{"-port", fmt.Sprint(port)}
+		return s
+	})
+	badLabel, _ := f.serve(map[string]string{agent.LabelService: "api", agent.LabelPort: "http"}, nil, nil)
+	ignored := map[string]string{"unlabelled": unlabelled, "port-less": portless, "bad port label": badLabel}
 	// A labelled container started afterwards: once it is registered, the
 	// agent has handled the earlier containers' start events too.
-	marker := f.run(ports[3], map[string]string{agent.LabelService: "marker"}, nil, nil)
+	marker, _ := f.serve(map[string]string{agent.LabelService: "marker"}, nil, nil)
 	f.waitKey(registrar.Key("marker", short(marker)), 20*time.Second)
 
 	if keys := f.keys(); len(keys) != 1 {
@@ -381,34 +375,33 @@ func TestRegistersOnlyWhileHealthy(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.startAgent(nil)
-	ports := freePorts(t, 2)
 	hc := &container.HealthConfig{
 		Test:     []string{"CMD", "/app", "-healthcheck"},
 		Interval: 200 * time.Millisecond,
 		Timeout:  2 * time.Second,
 		Retries:  1,
 	}
-	sick := f.run(ports[0], map[string]string{agent.LabelService: "php"}, []string{"START_UNHEALTHY=1"}, hc)
+	sick, sickPort := f.serve(map[string]string{agent.LabelService: "php"}, []string{"START_UNHEALTHY=1"}, hc)
 	key := registrar.Key("php", short(sick))
 	waitFor(t, 20*time.Second, "container unhealthy", func() (bool, string) {
 		return health(t, f.docker, sick) == container.Unhealthy, health(t, f.docker, sick)
 	})
-	marker := f.run(ports[1], map[string]string{agent.LabelService: "marker"}, nil, nil)
+	marker, _ := f.serve(map[string]string{agent.LabelService: "marker"}, nil, nil)
 	f.waitKey(registrar.Key("marker", short(marker)), 20*time.Second)
 	if _, _, ok := f.instance(key); ok {
 		t.Fatalf("%s registered while its health check fails", key)
 	}
 
-	setHealth(t, ports[0], "healthy")
+	setHealth(t, sickPort, "healthy")
 	inst, lease := f.waitKey(key, 20*time.Second)
 	if h := health(t, f.docker, sick); h != container.Healthy {
 		t.Errorf("registered while Docker says %q", h)
 	}
-	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", ports[0]), map[string]string{
+	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", sickPort), map[string]string{
 		agent.MetaContainer: sick, agent.MetaAgent: f.node, agent.MetaRegisteredBy: agent.RegisteredBy,
 	})
 
-	setHealth(t, ports[0], "unhealthy")
+	setHealth(t, sickPort, "unhealthy")
 	f.waitGone(key, promptly)
 	if ttl := f.leaseTTL(lease); ttl != -1 {
 		t.Errorf("lease of the unhealthy container has TTL %d, want -1 (revoked)", ttl)
@@ -418,16 +411,7 @@ func TestRegistersOnlyWhileHealthy(t *testing.T) {
 func TestStartupRegistersRunningAndRemovesStaleKeys(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ports := freePorts(t, 1)
-	running := f.run(ports[0], map[string]string{agent.LabelService: "web"}, nil, nil)
-	waitFor(t, 20*time.Second, "container serving", func() (bool, string) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", ports[0]))
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
+	running, _ := f.serve(map[string]string{agent.LabelService: "web"}, nil, nil)
 
 	// Left behind by this node's agent (its container is gone), by another
 	// node's agent, and by an instance registering itself.
@@ -459,9 +443,9 @@ func TestStartupRegistersRunningAndRemovesStaleKeys(t *testing.T) {
 			t.Errorf("%s deleted; it is not this agent's", key)
 		}
 	}
-	if got := counter(t, reg, "garrison_agent_stale_keys_removed_total"); got != 1 {
-		t.Errorf("stale keys counter = %v, want 1", got)
-	}
+	// Counted after etcd answered the delete, so maybe a moment after the
+	// key was seen gone (the cause of "counter = 0, want 1" on a busy machine).
+	waitCounter(t, reg, "garrison_agent_stale_keys_removed_total", 1)
 }
 
 // TestReconcilesAfterEtcdReconnect stops etcd (Debian's, as a separate
@@ -473,8 +457,7 @@ func TestReconcilesAfterEtcdReconnect(t *testing.T) {
 	f := newFixtureWith(t, etcdtest.NewExternal(t))
 	reg := prometheus.NewRegistry()
 	f.startAgent(reg)
-	ports := freePorts(t, 2)
-	stopMe := f.run(ports[0], map[string]string{agent.LabelService: "php"}, nil, nil)
+	stopMe, _ := f.serve(map[string]string{agent.LabelService: "php"}, nil, nil)
 	stopKey := registrar.Key("php", short(stopMe))
 	_, stopLease := f.waitKey(stopKey, 20*time.Second)
 
@@ -484,7 +467,7 @@ func TestReconcilesAfterEtcdReconnect(t *testing.T) {
 		n := counter(t, reg, "garrison_agent_errors_total", "op", "deregister")
 		return n > 0, fmt.Sprintf("%v errors", n)
 	})
-	startMe := f.run(ports[1], map[string]string{agent.LabelService: "php"}, nil, nil)
+	startMe, startPort := f.serve(map[string]string{agent.LabelService: "php"}, nil, nil)
 
 	f.etcd.Start()
 	restarted := time.Now()
@@ -494,7 +477,7 @@ func TestReconcilesAfterEtcdReconnect(t *testing.T) {
 	}
 	inst, _ := f.waitKey(registrar.Key("php", short(startMe)), promptly)
 	t.Logf("reconciled %s after etcd came back", time.Since(restarted).Round(time.Millisecond))
-	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", ports[1]), map[string]string{agent.MetaContainer: startMe})
+	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", startPort), map[string]string{agent.MetaContainer: startMe})
 }
 
 // TestAgentCrashLeavesNoStaleKey kills the agent process with SIGKILL, stops
@@ -505,10 +488,11 @@ func TestReconcilesAfterEtcdReconnect(t *testing.T) {
 func TestAgentCrashLeavesNoStaleKey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	const ttl = registrar.DefaultTTL
-	ports := freePorts(t, 2)
-	stopMe := f.run(ports[0], map[string]string{agent.LabelService: "php"}, nil, nil)
-	keepMe := f.run(ports[1], map[string]string{agent.LabelService: "php"}, nil, nil)
+	// Long enough for the second agent to start and reconcile on a busy
+	// machine before the dead agent's leases could expire.
+	const ttl = 20 * time.Second
+	stopMe, _ := f.serve(map[string]string{agent.LabelService: "php"}, nil, nil)
+	keepMe, keepPort := f.serve(map[string]string{agent.LabelService: "php"}, nil, nil)
 	stopKey, keepKey := registrar.Key("php", short(stopMe)), registrar.Key("php", short(keepMe))
 
 	first := f.startAgentProcess(ttl, "first")
@@ -548,7 +532,7 @@ func TestAgentCrashLeavesNoStaleKey(t *testing.T) {
 	if !ok {
 		t.Fatalf("%s gone after the dead agent's lease expired", keepKey)
 	}
-	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", ports[1]), map[string]string{
+	checkEndpoint(t, inst, fmt.Sprintf("127.0.0.1:%d", keepPort), map[string]string{
 		agent.MetaContainer: keepMe, agent.MetaAgent: f.node, agent.MetaRegisteredBy: agent.RegisteredBy,
 	})
 }
@@ -680,6 +664,19 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labelKV ...str
 		}
 	}
 	return 0
+}
+
+// waitCounter polls a counter until it reaches want; it fails at once when
+// the counter went past it.
+func waitCounter(t *testing.T, reg *prometheus.Registry, name string, want float64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, name+" reaches "+fmt.Sprint(want), func() (bool, string) {
+		got := counter(t, reg, name)
+		if got > want {
+			t.Fatalf("%s = %v, want %v", name, got, want)
+		}
+		return got == want, fmt.Sprintf("%v", got)
+	})
 }
 
 // waitFor polls cond until it holds or timeout passes.

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/garrisonhq/garrison/headquarter/promsd"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/registrar"
-	"github.com/garrisonhq/garrison/registrar/promsd"
 )
 
 func get(t *testing.T, url string) (int, []byte) {
