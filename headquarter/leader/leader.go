@@ -163,8 +163,9 @@ func New(cfg Config) (*Elector, error) {
 	}, nil
 }
 
-// Leader returns the name of the replica that leads, "" when none does or
-// etcd cannot tell (no quorum). While Run runs it follows etcd's watch.
+// Leader returns the name of the replica that leads, "" when none does,
+// etcd cannot tell (no quorum) or Run is not running: while Run runs it
+// follows etcd's watch.
 func (e *Elector) Leader() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -242,6 +243,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, f Fenc
 	defer func() {
 		stopObserving()
 		wg.Wait()
+		e.setLeader("") // no longer followed
 	}()
 	for {
 		if err := e.campaign(ctx, lead); err != nil && ctx.Err() == nil {
