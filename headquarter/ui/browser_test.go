@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 
 // chromium finds Debian's browser; the test set-up installs it, so only a
 // developer's machine without it may skip, never CI.
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
 		if _, err := os.Stat(p); err == nil {
@@ -58,7 +58,7 @@ var upAddr = regexp.MustCompile(`msg="garrison is up" addr=(\S+)`)
 
 // startGarrison runs `garrison up` against a test etcd on a port the kernel
 // picks, and returns its base URL.
-func startGarrison(t *testing.T, extra ...string) string {
+func startGarrison(t testing.TB, extra ...string) string {
 	t.Helper()
 	etcd := etcdtest.New(t)
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(etcd.Endpoints, ","),
@@ -117,7 +117,7 @@ func startGarrison(t *testing.T, extra ...string) string {
 }
 
 // browser starts headless chromium and returns a context for its one tab.
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
@@ -148,7 +148,7 @@ func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 }
 
 // waitJS polls a JavaScript condition in the page until it is true.
-func waitJS(t *testing.T, ctx context.Context, what, expr string) {
+func waitJS(t testing.TB, ctx context.Context, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -168,7 +168,7 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 
 // shot keeps a screenshot as a test artifact: under $GARRISON_ARTIFACTS
 // when set (CI keeps that folder), else in the test's temporary folder.
-func shot(t *testing.T, ctx context.Context, name string) {
+func shot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
 	dir := os.Getenv("GARRISON_ARTIFACTS")
 	if dir == "" {

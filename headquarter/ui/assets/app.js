@@ -548,7 +548,7 @@ function deploymentsView(main) {
 function servicesView(main) {
   async function load() {
     try {
-      const { data } = await api('GET', '/api/v1/services');
+      const { data } = await api('GET', '/api/v1/services?ttl=true');
       const services = Array.isArray(data) ? data : (data.services || []);
       const rows = [];
       for (const svc of services) {
@@ -558,19 +558,24 @@ function servicesView(main) {
             h('td', {}, h('code', {}, inst.id)),
             h('td', {}, inst.addr),
             h('td', {}, (inst.metadata && inst.metadata.appId) || ''),
-            h('td', {}, inst.ttl !== undefined ? inst.ttl + ' s' : (inst.lease ? 'leased' : 'no lease')),
-            h('td', {}, inst.stale ? badge('stale', 'bad') : badge('live', 'ok'))));
+            h('td', { class: 'num' }, inst.ttl !== undefined ? `${inst.ttl} s of ${inst.grantedTtl} s` : (inst.lease ? 'leased' : 'no lease')),
+            // A key with no lease is never cleaned up by etcd: if its
+            // instance dies, it stays until someone deletes it.
+            h('td', {}, inst.lease ? badge('live', 'ok') : badge('no lease: may be stale', 'warn'))));
         }
       }
       put(main, h('h1', {}, 'Registry'),
         h('p', { class: 'muted' }, 'Every instance under /service/<name>/ in etcd, bound to a lease.'),
-        table(`${services.length} services, ${rows.length} instances`, ['Service', 'Instance', 'Address', 'App', 'Lease', 'State'], rows, 'No service is registered.'));
+        table(`${services.length} services, ${rows.length} instances`, ['Service', 'Instance', 'Address', 'App', { label: 'Lease TTL left', num: 1 }, 'State'], rows, 'No service is registered.'));
     } catch (e) { put(main, h('h1', {}, 'Registry'), h('p', { class: 'error' }, errorText(e))); }
   }
   const reload = debounce(load, 500);
   const off = onEvent((ev) => { if (ev.eventType === 'status_update_event' || ev.eventType === 'instance_health_changed_event' || ev.eventType === 'health_status_changed_event') reload(); });
+  // Leases renew without any event: re-read every few seconds while shown,
+  // so the TTLs stay true and a registration that only ages shows it.
+  const timer = setInterval(load, 5000);
   load();
-  return { refresh: load, dispose: off };
+  return { refresh: load, dispose: () => { off(); clearInterval(timer); } };
 }
 
 // ---- the autoscaler
