@@ -101,6 +101,9 @@ func waitLeader(t *testing.T, rs []*replica, what string) *replica {
 			return false, fmt.Sprintf("%d leaders", len(ls))
 		}
 		l = ls[0]
+		if _, ctx, _, _ := l.term(); ctx == nil || ctx.Err() != nil {
+			return false, l.name + "'s lead callback has not run yet"
+		}
 		for _, r := range rs {
 			if got := r.el.Leader(); got != l.name {
 				return false, fmt.Sprintf("%s names %q, %s leads", r.name, got, l.name)
