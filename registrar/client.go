@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -10,13 +11,28 @@ import (
 	"google.golang.org/grpc/backoff"
 )
 
+// ClientOption configures NewClient.
+type ClientOption func(*clientv3.Config)
+
+// WithTLS dials etcd over TLS (https:// endpoints): cfg holds the CA that
+// signed etcd's certificate and, for etcd's --client-cert-auth, this
+// client's certificate.
+func WithTLS(cfg *tls.Config) ClientOption {
+	return func(c *clientv3.Config) { c.TLS = cfg }
+}
+
+// WithCredentials authenticates to an etcd with auth enabled.
+func WithCredentials(username, password string) ClientOption {
+	return func(c *clientv3.Config) { c.Username, c.Password = username, password }
+}
+
 // NewClient connects to etcd the way registrations and watchers want it:
 // gRPC's default reconnect backoff grows to two minutes, which would keep an
 // instance out of the registry long after etcd came back, so it is capped at
 // one second here. There is no dial timeout: the client connects lazily, so
 // a service that starts while etcd is down keeps retrying instead of failing.
-func NewClient(endpoints []string) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{
+func NewClient(endpoints []string, opts ...ClientOption) (*clientv3.Client, error) {
+	cfg := clientv3.Config{
 		Endpoints:            endpoints,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
@@ -27,7 +43,11 @@ func NewClient(endpoints []string) (*clientv3.Client, error) {
 				MinConnectTimeout: 2 * time.Second,
 			}),
 		},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
 	}

@@ -24,7 +24,7 @@ import (
 )
 
 type agentSettings struct {
-	etcd          string
+	etcd          etcdSettings
 	node          string
 	advertiseHost string
 	ttl           time.Duration
@@ -39,7 +39,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	var s agentSettings
 	fs := flag.NewFlagSet("garrison agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&s.etcd, "etcd", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
+	s.etcd.register(fs, "http://127.0.0.1:2379", "comma-separated etcd client URLs")
 	fs.StringVar(&s.node, "node", "", "name of this host in the registry's metadata (default: the hostname); unique per agent")
 	fs.StringVar(&s.advertiseHost, "advertise-host", "127.0.0.1", "host part of every registered address")
 	fs.DurationVar(&s.ttl, "ttl", registrar.DefaultTTL, "lease TTL of each container's registration")
@@ -53,6 +53,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := s.etcd.validate(); err != nil {
+		return usageError{err.Error()}
+	}
 	dcli, err := agent.NewDockerClient()
 	if err != nil {
 		return err
@@ -64,7 +67,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("no Docker engine answers at %s: %w", dcli.DaemonHost(), err)
 	}
-	cli, err := registrar.NewClient(splitList(s.etcd))
+	cli, err := s.etcd.connect(splitList(s.etcd.endpoints))
 	if err != nil {
 		return err
 	}
@@ -101,7 +104,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		go server.Serve(l)
 		defer server.Close()
 	}
-	logger.Info("agent running", "docker", dcli.DaemonHost(), "etcd", s.etcd)
+	logger.Info("agent running", "docker", dcli.DaemonHost(), "etcd", s.etcd.endpoints)
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/autoscale"
 	"github.com/garrisonhq/garrison/headquarter/rulefmt"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdspace"
 	"github.com/garrisonhq/garrison/scout/elasticsearch"
 	"github.com/garrisonhq/garrison/scout/local"
 	scoutprom "github.com/garrisonhq/garrison/scout/prometheus"
@@ -39,7 +40,7 @@ type autoscaleSettings struct {
 
 func (s *autoscaleSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.rules, "rules", "", "autoscale rules file (YAML), watched for changes; rules can also be PUT to /api/v1/rules")
-	fs.DurationVar(&s.interval, "autoscale-interval", 5*time.Second, "how often every autoscale rule is evaluated")
+	fs.DurationVar(&s.interval, "autoscale-interval", autoscale.DefaultInterval, "how often every autoscale rule is evaluated (with the local source, also the window of a scale-up's rates)")
 	fs.StringVar(&s.source, "metrics-source", "", "default metric source of rules: local, prometheus or elasticsearch (default: prometheus when --prometheus is set, else local)")
 	fs.StringVar(&s.prometheus, "prometheus", "", "URL of a Prometheus server to read QPS, CPU and memory from, e.g. http://127.0.0.1:9090")
 	fs.StringVar(&s.esAddresses, "elasticsearch", "", "comma-separated Elasticsearch URLs to count access-log documents in for QPS")
@@ -99,6 +100,9 @@ func startAutoscaler(ctx context.Context, s autoscaleSettings, hq *headquarter, 
 	}
 	manager := autoscale.New(autoscale.Config{Target: target, Sources: sources, DefaultSource: s.source,
 		Recorder: hq.store, Events: hq.bus, Interval: s.interval, Registerer: reg, Logger: logger})
+	// The decision log lives in etcd beside everything else: show how full
+	// etcd is next to it.
+	reg.MustRegister(etcdspace.New(cli))
 	rules := autoscale.NewRules(manager, hq.store, reg, logger)
 	if err := rules.Load(ctx); err != nil {
 		logger.Warn("stored autoscale rules not loaded", "error", err)
@@ -154,6 +158,8 @@ func (a *autoscaleService) Rules() []rulefmt.Rule { return a.manager.Rules() }
 func (a *autoscaleService) Put(ctx context.Context, data []byte, origin string) ([]rulefmt.Rule, error) {
 	return a.rules.Put(ctx, data, origin)
 }
+
+func (a *autoscaleService) Evaluations(app string) any { return a.manager.Evaluations(app) }
 
 func (a *autoscaleService) Decisions(ctx context.Context, app string, limit int) ([]json.RawMessage, error) {
 	recs, err := a.store.Decisions(ctx, app, limit)

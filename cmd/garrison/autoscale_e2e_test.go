@@ -423,3 +423,61 @@ func TestAutoscaleWithPrometheus(t *testing.T) {
 `, s.app))
 	s.waitInstances(3, 60*time.Second)
 }
+
+// Issue 11: the Prometheus source set up as the README said never scaled.
+// Set up as the README says now (1 s scrape, 1 s http_sd refresh; promtest
+// writes exactly that), with the README's rule shape and default window
+// and the default 1 s evaluation: a step to four times one instance's
+// up.qps scales up in one step to the needed 4 (at most one more: irate
+// over one 1 s scrape reads up to about 12% high on a busy machine, past
+// the 10% band) and holds there under the load.
+func TestAutoscaleWithPrometheusAsDocumented(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	prom := promtest.New(t, promtest.Config{Interval: time.Second, Jobs: []promtest.Job{
+		{Name: "garrison", Targets: []string{addrs[0]}, HonorLabels: true},
+		{Name: "services", HTTPSD: "http://" + addrs[0] + "/api/v1/prometheus/sd"},
+	}})
+	cli := dockertest.Client(t)
+	dockertest.BuildGoImage(t, cli, echoImage, "github.com/garrisonhq/garrison/examples/echo")
+	s := startAutoscaleStackWith(t, addrs, map[string]any{"args": []string{"-register=false"},
+		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": echoImage}}},
+		"--prometheus", prom.URL, "--autoscale-interval", "1s")
+	t.Cleanup(func() { removeAppContainers(cli, s.app) })
+	s.putRules(fmt.Sprintf(`rules:
+  - app: %s
+    min: 1
+    max: 8
+    quorum: 1
+    up:   { qps: 10 }
+    down: { qps: 3 }
+`, s.app))
+	prom.WaitTargetsUp(t, 2, 60*time.Second)
+	var once sync.Once
+	var res loadgen.Result
+	stop := s.load(40)
+	stopLoad := func() loadgen.Result { once.Do(func() { res = stop() }); return res }
+	defer stopLoad()
+	var settled int
+	poll.Until(t, 90*time.Second, "at least the needed 4 instances healthy", func() (bool, string) {
+		want, healthy := s.instances()
+		settled = want
+		return want >= 4 && healthy == want && deploymentCount(t, s.base) == 0, fmt.Sprintf("instances %d, healthy %d", want, healthy)
+	})
+	// It holds: ten more evaluations under the same load change nothing.
+	s.waitEvaluations(10, 60*time.Second)
+	if want, _ := s.instances(); want != settled || want > 5 {
+		t.Fatalf("after settling at %d the app has %d instances", settled, want)
+	}
+	ups := 0
+	for _, d := range s.decisions() {
+		if d.Action == autoscale.Up && d.Acted {
+			ups++
+			t.Logf("scale-up %d -> %d: %s", d.From, d.To, d.Reason)
+		}
+	}
+	if ups != 1 {
+		t.Fatalf("%d scale-up steps, want one", ups)
+	}
+	stopLoad()
+	t.Logf("settled at %d (needed 4); load %d requests, %d failed %s", settled, res.Sent, res.Failed, res.FirstError)
+}

@@ -27,7 +27,7 @@ func TestSettingsPrecedenceFlagThenEnvThenFile(t *testing.T) {
 	if s.addr != "127.0.0.1:7001" || s.dataDir != "/from/env" || s.logLevel != "error" {
 		t.Fatalf("addr %q (want file), data-dir %q (want env), log-level %q (want flag)", s.addr, s.dataDir, s.logLevel)
 	}
-	if got := splitList(s.etcd); len(got) != 2 || got[1] != "http://127.0.0.1:2" {
+	if got := splitList(s.etcd.endpoints); len(got) != 2 || got[1] != "http://127.0.0.1:2" {
 		t.Fatalf("etcd list from YAML sequence: %q", s.etcd)
 	}
 	if s.etcdListen != "http://127.0.0.1:2379" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/auth"
 	"github.com/garrisonhq/garrison/headquarter/events"
 	"github.com/garrisonhq/garrison/headquarter/health"
 	"github.com/garrisonhq/garrison/headquarter/marathon"
@@ -45,11 +47,13 @@ type headquarter struct {
 }
 
 type hqSettings struct {
-	host       string
-	portRange  string
-	drainDelay time.Duration
-	startup    time.Duration
-	auth       marathon.Auth
+	host           string
+	portRange      string
+	ports          [2]int // portRange, parsed by validate
+	drainDelay     time.Duration
+	startup        time.Duration
+	auth           auth.Credentials
+	maxSubscribers int
 	// maxInstances and maxTotal bound one app's and all apps' instances.
 	maxInstances, maxTotal int
 	// fetchFile lets apps fetch file:// URIs into their sandboxes.
@@ -61,26 +65,42 @@ func (s *hqSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.portRange, "task-ports", "31000-32000", "range of host ports handed to tasks")
 	fs.DurationVar(&s.drainDelay, "drain-delay", time.Second, "pause between taking a task out of the registry and stopping it")
 	fs.DurationVar(&s.startup, "health-startup-interval", 250*time.Millisecond, "until a task's first passing health check, check it this often (0: the check's own interval, as Marathon)")
-	fs.StringVar(&s.auth.Username, "auth-user", "", "HTTP basic auth user for the /v2 API (with --auth-password); empty leaves it open")
-	fs.StringVar(&s.auth.Password, "auth-password", "", "HTTP basic auth password for the /v2 API")
-	fs.StringVar(&s.auth.Token, "auth-token", "", "bearer token accepted by the /v2 API (Authorization: Bearer <token>)")
+	fs.StringVar(&s.auth.Username, "auth-user", "", "HTTP basic auth user (with --auth-password) required on every route but /ping and /health; empty leaves the API open")
+	fs.StringVar(&s.auth.Password, "auth-password", "", "HTTP basic auth password of --auth-user")
+	fs.StringVar(&s.auth.Token, "auth-token", "", "bearer token accepted on every route but /ping and /health (Authorization: Bearer <token>)")
+	fs.IntVar(&s.maxSubscribers, "max-event-subscribers", events.DefaultMaxSubscribers, "most concurrent /v2/events streams; more get 503")
 	fs.IntVar(&s.maxInstances, "max-instances-per-app", app.DefaultMaxInstances, "most instances one app may have (422 above)")
 	fs.BoolVar(&s.fetchFile, "fetch-allow-file", false, "let apps' fetch/uris copy file:// URIs (any file garrison can read) into their sandboxes")
 	fs.IntVar(&s.maxTotal, "max-instances-total", marathon.DefaultMaxInstancesTotal, "most instances all apps together may have (422 above)")
+}
+
+// validate checks the settings and parses the task port range.
+func (s *hqSettings) validate() error {
+	var first, last int
+	if n, err := fmt.Sscanf(s.portRange, "%d-%d", &first, &last); err != nil || n != 2 || first <= 0 || last < first || last > 65535 ||
+		fmt.Sprintf("%d-%d", first, last) != s.portRange {
+		return fmt.Errorf("--task-ports %q: want FIRST-LAST with 0 < FIRST <= LAST <= 65535, e.g. 31000-32000", s.portRange)
+	}
+	s.ports = [2]int{first, last}
+	if s.maxSubscribers < 1 {
+		return errors.New("--max-event-subscribers must be at least 1")
+	}
+	return s.auth.Validate()
 }
 
 // startHeadquarter starts the scheduler, its drivers, health checks and
 // event bus; stop ends them and waits. Tasks keep running across a stop:
 // the next start adopts them.
 func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string, s hqSettings, reg prometheus.Registerer, logger *slog.Logger) (*headquarter, error) {
-	var first, last int
-	if _, err := fmt.Sscanf(s.portRange, "%d-%d", &first, &last); err != nil || first <= 0 || last < first || last > 65535 {
-		return nil, usageError{fmt.Sprintf("--task-ports %q: want FIRST-LAST, e.g. 31000-32000", s.portRange)}
+	if s.ports == ([2]int{}) {
+		if err := s.validate(); err != nil {
+			return nil, usageError{err.Error()}
+		}
 	}
 	hostname, _ := os.Hostname()
 	hq := &headquarter{store: store.New(cli), maxTotal: s.maxTotal,
 		env: app.Environment{Hostname: hostname, MaxInstances: s.maxInstances, CheckUser: process.CheckUser, AllowFileFetch: s.fetchFile},
-		bus: events.NewBus(events.WithRegisterer(reg), events.WithLogger(logger))}
+		bus: events.NewBus(events.WithRegisterer(reg), events.WithLogger(logger), events.WithMaxSubscribers(s.maxSubscribers))}
 
 	namespace, err := hq.store.ClusterID(ctx)
 	if err != nil {
@@ -112,7 +132,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	cfg := scheduler.Config{
 		Store: hq.store, Process: proc, Registry: cli, Events: hq.bus,
 		HealthOptions: []health.Option{health.WithRegisterer(reg), health.WithStartupInterval(s.startup)},
-		Host:          s.host, Hostname: hostname, PortRange: [2]int{first, last}, DrainDelay: s.drainDelay, Logger: logger,
+		Host:          s.host, Hostname: hostname, PortRange: s.ports, DrainDelay: s.drainDelay, Logger: logger,
 	}
 	if dockerDriver != nil {
 		cfg.Docker = dockerDriver
@@ -182,10 +202,11 @@ func (hq *headquarter) exportTaskStats(reg prometheus.Registerer, logger *slog.L
 
 // routes adds headquarter's Marathon API and Prometheus' service discovery
 // of the registered instances to the router.
-func (hq *headquarter) routes(r *gin.Engine, addr string, auth marathon.Auth, cli *clientv3.Client, logger *slog.Logger) {
+// Auth is the router's: it covers these routes too.
+func (hq *headquarter) routes(r *gin.Engine, addr string, cli *clientv3.Client, logger *slog.Logger) {
 	r.GET("/api/v1/prometheus/sd", gin.WrapH(promsd.New(cli, promsd.WithLogger(logger))))
 	marathon.Register(r, marathon.Config{
 		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env, MaxInstancesTotal: hq.maxTotal,
-		Leader: addr, Version: version, Hostname: hq.env.Hostname, Auth: auth, Logger: logger,
+		Leader: addr, Version: version, Hostname: hq.env.Hostname, Logger: logger,
 	})
 }

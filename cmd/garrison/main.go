@@ -15,19 +15,6 @@ import (
 	"syscall"
 )
 
-const usage = `garrison runs services as containers, registers them in etcd and scales them.
-
-Usage:
-  garrison up      everything on one machine: embedded etcd, API, agent
-  garrison agent   register the labelled Docker containers of this host in etcd
-  garrison rules check FILE...
-                   validate autoscale rule files
-  garrison version print the version
-
-Run "garrison <command> -h" for the settings of a command. Every setting can
-also come from the environment (GARRISON_<SETTING>) or a YAML file (--config).
-`
-
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -35,45 +22,19 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case errors.As(err, new(usageError)):
-		fmt.Fprintln(os.Stderr, "garrison:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "garrison:", err)
-		os.Exit(1)
-	}
+	os.Exit(exitCode(err, os.Stderr))
 }
 
+// usageError is bad usage: exit status 2.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// run runs the command args name (cobra's tree, cli_root.go).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
-	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "up":
-		return runUp(ctx, rest, stderr)
-	case "agent":
-		return runAgent(ctx, rest, stderr)
-	case "rules":
-		return runRules(ctx, rest, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "garrison", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
-	}
+	root := newRootCommand(os.Stdin, stdout, stderr)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
 }
 
 // newLogger builds the process logger: text lines on stderr, at the level

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/garrisonhq/garrison/internal/promtest"
 )
 
 func TestRulesCheck(t *testing.T) {
@@ -33,5 +35,43 @@ func TestRulesCheck(t *testing.T) {
 	}
 	if strings.Contains(out, good+":") {
 		t.Errorf("the valid file was reported:\n%s", out)
+	}
+}
+
+// Issue 11: `rules check` accepted a query that does not parse, and the
+// error then came every evaluation. With --prometheus, that Prometheus
+// (Debian's) parses every query; a refusal names file, line, column and
+// field.
+func TestRulesCheckParsesPromQL(t *testing.T) {
+	prom := promtest.New(t, promtest.Config{})
+	dir := t.TempDir()
+	file := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(file, []byte(`rules:
+  - app: /a
+    max: 8
+    up: { qps: 10 }
+    queries:
+      qps:
+        value: 'sum(irate(http_requests_total{app="{{.App}}"}[{{.Window}}]))'
+        instances: 'count(irate(http_requests_total{app="{{.App}}"}[{{.Window}}])'
+  - app: /b
+    max: 8
+    up: { qps: 10 }
+    queries: { qps: 'sum(rate(x[{{.Window}}]))' }
+`), 0o600)
+	p := startGarrison(t, "rules", "check", "--prometheus", prom.URL, file)
+	err := p.waitExit(t, 30*time.Second)
+	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1\n%s", err, p.stderr.String())
+	}
+	out := p.stderr.String()
+	if !strings.Contains(out, file+":8:20: rules[0].queries.qps.instances: PromQL") || !strings.Contains(out, "parse error") ||
+		strings.Contains(out, "rules[1]") || strings.Contains(out, "rules[0].queries.qps.value") {
+		t.Fatalf("output:\n%s", out)
+	}
+	// Without the server only the file's own checks run.
+	p = startGarrison(t, "rules", "check", file)
+	if err := p.waitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("without --prometheus: %v\n%s", err, p.stderr.String())
 	}
 }

@@ -8,29 +8,31 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/headquarter/api"
-	"github.com/garrisonhq/garrison/headquarter/marathon"
 	"github.com/garrisonhq/garrison/headquarter/ui"
+	"github.com/garrisonhq/garrison/internal/diskguard"
 	"github.com/garrisonhq/garrison/internal/etcdembed"
-	"github.com/garrisonhq/garrison/registrar"
 )
 
 type upSettings struct {
 	addr       string
 	dataDir    string
 	etcdListen string
-	etcd       string
+	etcd       etcdSettings
+	etcdQuota  byteSize
+	minFree    byteSize
 	logLevel   string
+	http       httpSettings
 	hq         hqSettings
 	autoscale  autoscaleSettings
 }
@@ -39,10 +41,30 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.addr, "addr", "127.0.0.1:8080", "address of the HTTP API, console and /metrics")
 	fs.StringVar(&s.dataDir, "data-dir", "./garrison-data", "directory for garrison's state (embedded etcd, logs)")
 	fs.StringVar(&s.etcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd server (its peer port is the next one)")
-	fs.StringVar(&s.etcd, "etcd", "", "comma-separated client URLs of an external etcd cluster; empty runs the embedded server")
+	s.etcd.register(fs, "", "comma-separated client URLs of an external etcd cluster; empty runs the embedded server")
+	s.etcdQuota = etcdembed.DefaultQuotaBytes
+	fs.Var(&s.etcdQuota, "etcd-quota-bytes", "etcd's database quota: the embedded server's --quota-backend-bytes, or what the external cluster was given; API writes are refused above 90% of it")
+	s.minFree = 256 << 20
+	fs.Var(&s.minFree, "min-free-space", "API writes are refused while the data directory has less free space than this")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	s.http.register(fs)
 	s.hq.register(fs)
 	s.autoscale.register(fs)
+}
+
+// validate checks every setting that needs no I/O, so that a mistake fails
+// before anything starts.
+func (s *upSettings) validate() error {
+	if _, _, err := net.SplitHostPort(s.addr); err != nil {
+		return fmt.Errorf("--addr %q: want host:port, e.g. 127.0.0.1:8080", s.addr)
+	}
+	if s.etcd.endpoints == "" && s.etcd.secured() {
+		return errors.New("--etcd-cacert, --etcd-cert, --etcd-key, --etcd-user and --etcd-password apply to an external etcd: set --etcd")
+	}
+	if s.etcdQuota == 0 {
+		return errors.New("--etcd-quota-bytes must be positive")
+	}
+	return errors.Join(s.etcd.validate(), s.http.validate(), s.hq.validate())
 }
 
 // runUp runs everything garrison needs on one machine until ctx ends.
@@ -58,21 +80,35 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-
-	// Take the API port before starting etcd, so a second garrison fails at
-	// once with a message about the port, not later about etcd's.
-	listener, err := net.Listen("tcp", s.addr)
+	if err := s.validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	// Built now so that unreadable TLS files fail before anything starts.
+	server, err := s.http.server(nil)
 	if err != nil {
-		return fmt.Errorf("cannot serve the API on %s (is another garrison running? set --addr): %w", s.addr, err)
+		return err
+	}
+
+	// Take the data directory, then the API port, before starting etcd, so
+	// a second garrison fails at once with a message about either, not
+	// later (or never) inside etcd.
+	lock, err := lockDataDir(s.dataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	listener, err := net.Listen("tcp", s.addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("cannot serve the API on %s: the address is in use (is another garrison running? set --addr): %w", s.addr, err)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot serve the API on %s: %w", s.addr, err)
 	}
 	defer listener.Close()
-	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory %s is unusable: %w", s.dataDir, err)
-	}
 
-	endpoints := splitList(s.etcd)
+	endpoints := splitList(s.etcd.endpoints)
 	if len(endpoints) == 0 {
-		srv, err := etcdembed.Start(ctx, etcdembed.Config{DataDir: filepath.Join(s.dataDir, "etcd"), ClientURL: s.etcdListen})
+		srv, err := etcdembed.Start(ctx, etcdembed.Config{DataDir: filepath.Join(s.dataDir, "etcd"), ClientURL: s.etcdListen, QuotaBytes: int64(s.etcdQuota)})
 		if err != nil {
 			return err
 		}
@@ -88,7 +124,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		ctx, stopWatch = cancelOnError(ctx, srv.Err(), logger)
 		defer stopWatch()
 	}
-	cli, err := registrar.NewClient(endpoints)
+	cli, err := s.etcd.connect(endpoints)
 	if err != nil {
 		return err
 	}
@@ -118,23 +154,33 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopScaler()
+	guard := diskguard.New(diskguard.Config{Dir: s.dataDir, MinFree: uint64(s.minFree), Etcd: cli, Endpoints: endpoints,
+		Quota: int64(s.etcdQuota), Registerer: reg, Logger: logger.With("component", "diskguard")})
+	guard.Check(ctx)
+	guardCtx, stopGuard := context.WithCancel(ctx)
+	guardDone := make(chan struct{})
+	go func() { defer close(guardDone); guard.Run(guardCtx) }()
+	defer func() { stopGuard(); <-guardDone }()
+
 	gin.SetMode(gin.ReleaseMode)
-	router := api.NewRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler})
-	hq.routes(router, listener.Addr().String(), s.hq.auth, cli, logger)
-	hq.exportTaskStats(reg, logger)
-	console, err := ui.New()
+	router, err := newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler,
+		Auth: s.hq.auth, Writes: guard}, hq, listener.Addr().String(), cli)
 	if err != nil {
 		return err
 	}
-	console.Register(router)
-	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() && s.hq.auth == (marathon.Auth{}) {
-		logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())
+	hq.exportTaskStats(reg, logger)
+	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() {
+		if !s.hq.auth.Enabled() {
+			logger.Warn("the API listens beyond this machine without authentication: set --auth-token or --auth-user/--auth-password", "addr", listener.Addr().String())
+		} else if server.TLSConfig == nil {
+			logger.Warn("the API listens beyond this machine without TLS: credentials travel in clear text; set --tls-cert/--tls-key", "addr", listener.Addr().String())
+		}
 	}
-	server := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+	server.Handler = router
 	// Event streams never end by themselves: close them when shutting down.
 	server.RegisterOnShutdown(hq.bus.Close)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- server.Serve(listener) }()
+	go func() { serveErr <- serve(server, listener) }()
 	logger.Info("garrison is up", "addr", listener.Addr().String(), "etcd", endpoints)
 
 	select {
@@ -154,6 +200,21 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// newRouter is the API and console with every route garrison serves; the
+// auth and write gate of cfg cover them all but the console's assets,
+// which carry no data.
+func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Client) (*gin.Engine, error) {
+	console, err := ui.New()
+	if err != nil {
+		return nil, err
+	}
+	cfg.OpenRoutes = append(cfg.OpenRoutes, ui.Routes...)
+	router := api.NewRouter(cfg)
+	hq.routes(router, addr, cli, cfg.Logger)
+	console.Register(router)
+	return router, nil
+}
+
 func listenerHost(l net.Listener) string {
 	host, _, err := net.SplitHostPort(l.Addr().String())
 	if err != nil {
@@ -166,7 +227,13 @@ func listenerHost(l net.Listener) string {
 func checkEtcd(ctx context.Context, cli *clientv3.Client, endpoints []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := cli.Get(ctx, "/garrison/", clientv3.WithCountOnly()); err != nil {
+	_, err := cli.Get(ctx, "/garrison/", clientv3.WithCountOnly())
+	for _, refused := range []error{rpctypes.ErrPermissionDenied, rpctypes.ErrUserEmpty, rpctypes.ErrAuthFailed, rpctypes.ErrInvalidAuthToken} {
+		if errors.Is(err, refused) {
+			return fmt.Errorf("etcd at %v refuses garrison's credentials (--etcd-user/--etcd-password, --etcd-cert): %w", endpoints, err)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("etcd at %v does not answer: %w", endpoints, err)
 	}
 	return nil

@@ -54,7 +54,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startGarrison(t *testing.T, args ...string) *garrisonProc {
+func startGarrison(t testing.TB, args ...string) *garrisonProc {
 	t.Helper()
 	p := &garrisonProc{cmd: exec.Command(garrisonBinary, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
@@ -88,7 +88,7 @@ func (p *garrisonProc) waitExit(t *testing.T, within time.Duration) error {
 // reserved for the test (an embedded etcd listening on one takes the next
 // for its peers): garrison binds them later, and testport sees to it that
 // nobody else takes them meanwhile.
-func freeAddrs(t *testing.T, n int) []string {
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	addrs := make([]string, 0, n)
 	for range n {

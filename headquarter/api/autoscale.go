@@ -26,6 +26,10 @@ type Autoscale interface {
 	// Decisions are the newest recorded decisions (all apps when app is
 	// ""), newest first.
 	Decisions(ctx context.Context, app string, limit int) ([]json.RawMessage, error)
+	// Evaluations is the last evaluation of every rule (app's when app is
+	// not ""), acting or not: each metric's value, per-instance value,
+	// threshold, vote and data, and why nothing happened.
+	Evaluations(app string) any
 }
 
 const maxRulesBytes = 4 << 20
@@ -54,6 +58,9 @@ func autoscaleRoutes(r *gin.Engine, a Autoscale) {
 		default:
 			c.JSON(http.StatusOK, gin.H{"rules": orEmptyRules(rules)})
 		}
+	})
+	r.GET("/api/v1/evaluations", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"evaluations": a.Evaluations(c.Query("app"))})
 	})
 	r.GET("/api/v1/decisions", func(c *gin.Context) {
 		limit := 100

@@ -44,6 +44,22 @@ const (
 	BlockCooldown   Block = "cooldown"
 )
 
+// Why names what kept a decision from changing the count.
+type Why string
+
+const (
+	WhyQuorum   Why = "quorum not met"
+	WhyWindow   Why = "scale-down window not elapsed"
+	WhySettling Why = "load still rising: sized at the next evaluation"
+	WhyStarting Why = "instances already starting"
+	WhyNoData   Why = "no data"
+	WhyCooldown Why = "cooldown"
+	WhyDeploy   Why = "deployment in progress"
+	WhyPaused   Why = "paused"
+	WhyBound    Why = "at a bound"
+	WhyPartial  Why = "not every instance has data"
+)
+
 // Deployment is the app's deployment state as the scheduler sees it.
 type Deployment struct {
 	InProgress bool `json:"inProgress"`
@@ -59,6 +75,13 @@ type Input struct {
 	// Current is the instances running and healthy (registered): the ones
 	// the readings can come from.
 	Current int `json:"current"`
+	// Desired is the app's instance count as set (by the last deployment,
+	// the autoscaler's included): what the scheduler is bringing up or
+	// down to. An up never goes below it and a down steps from it, so a
+	// decision taken while instances are still starting cannot kill them.
+	// 0 with instances running is taken as Current (a caller that does not
+	// know).
+	Desired int `json:"desired"`
 	// Reading is scout's values for the app over the rule's window.
 	Reading sample.Reading `json:"reading,omitempty"`
 	// Deployment is the app's deployment in progress, if any.
@@ -91,17 +114,25 @@ type MetricInput struct {
 	// Over: above its up threshold. Under: below its down threshold.
 	Over  bool `json:"over"`
 	Under bool `json:"under"`
-	// Needed is the instances that bring it to its up threshold.
+	// Needed is the fewest instances that bring it within its up band.
 	Needed int `json:"needed,omitempty"`
+	// Load is the total the metric measures (QPS: the app's requests per
+	// second; CPU, Mem: the average × the instances it came from), and
+	// PrevLoad the previous evaluation's (-1: it had no data), for the
+	// "load still rising" check.
+	Load     float64 `json:"load,omitempty"`
+	PrevLoad float64 `json:"prevLoad,omitempty"`
 }
 
 // Decision is one evaluation of one app: the decision log's entry.
 type Decision struct {
 	App string    `json:"app"`
 	At  time.Time `json:"at"`
-	// From is the current count; To the count wanted (for Hold: the count
-	// that would be wanted were it not held).
+	// From is the desired count the decision starts from (Input.Desired),
+	// Ready the instances ready now; To the count wanted (for Hold: the
+	// count that would be wanted were it not held).
 	From   int    `json:"from"`
+	Ready  int    `json:"ready"`
 	To     int    `json:"to"`
 	Action Action `json:"action"`
 	Reason string `json:"reason"`
@@ -117,6 +148,10 @@ type Decision struct {
 	Paused bool `json:"paused,omitempty"`
 	// Blocked says what holds a wanted change.
 	Blocked Block `json:"blocked,omitempty"`
+	// Why says, for a decision that changes nothing, what stopped it:
+	// WhyQuorum, WhyWindow, WhySettling, WhyStarting, WhyNoData, or empty
+	// when nothing asked for a change (within thresholds).
+	Why Why `json:"why,omitempty"`
 	// Supersede: an up that replaces the autoscaler's own scale deployment
 	// in progress (it is larger than that deployment's target).
 	Supersede bool `json:"supersede,omitempty"`
@@ -144,6 +179,9 @@ type State struct {
 	LastChange time.Time `json:"lastChange"`
 	// Last is the previous decision.
 	Last Decision `json:"last"`
+	// Settled: the last evaluation held an up because the load was still
+	// rising; the next one acts whatever the trend (one interval at most).
+	Settled bool `json:"settled,omitempty"`
 }
 
 // Scaled records that d's change was applied at at: it starts the
@@ -170,43 +208,58 @@ func ceil(x float64) int {
 }
 
 // Decide evaluates rule for one app at now. It does no I/O and reads no
-// clock: values in, value out, plus st, which it updates (the down timer
-// and the last decision). The vote:
+// clock: values in, value out, plus st, which it updates (the down timer,
+// the settling flag and the last decision). The vote:
 //
 //   - a metric counts only with data (OK, no source error); QPS per
 //     instance is the app's total over the instances the value came from,
 //     so an instance with no data yet never dilutes it; CPU and Mem are
 //     already per-instance averages.
-//   - up when at least Quorum metrics are over their up thresholds. The
-//     count is the most any breaching metric needs: its load (QPS total,
-//     or average × instances with data) over its up threshold, so one
-//     step reaches it. It is measured against instances with data, not
-//     Current: new instances without data are already counted in Current
-//     and the step is not repeated for them (no overshoot). Bounded by
-//     MaxStep (from Current, or the target of the autoscaler's deployment
-//     in progress) and Max. Never held by the cooldown.
-//   - down when every used metric has data from every instance and is
-//     under its down threshold (a metric with only an up threshold: not
-//     over it), continuously for ScaleDownAfter. One step of at most
+//   - a metric is over when its per-instance value is above up ×
+//     (1+Tolerance). Up when at least Quorum metrics are over: to the most
+//     any of them needs to be back within that band (its load over up ×
+//     (1+Tolerance)), so one step reaches the needed count and the next
+//     reading is not over again. Never below Desired: instances asked for
+//     and still starting are counted, not killed. Bounded by MaxStep (from
+//     Desired) and Max; never held by the cooldown.
+//   - when the load that sizes the step rose past the band since the
+//     previous evaluation (or had no data then), the reading may span the
+//     moment the load changed: the up waits one evaluation (Why
+//     WhySettling) and is sized from the next reading, which is all after
+//     it; a load that keeps rising is followed at the next evaluation.
+//   - down when every used metric has data from every instance, no
+//     instance is starting (Current == Desired) and each is under its down
+//     threshold (a metric with only an up threshold: not over it),
+//     continuously for ScaleDownAfter. One step from Desired of at most
 //     MaxStepDown, never below what keeps each metric at most halfway
 //     between its down and up thresholds, never below the floor, and not
 //     within Cooldown of the last change.
-//   - the floor (Min, or an active schedule's min) raises the count at
-//     once, whatever the metrics say and past MaxStep; above Max lowers it
-//     at once.
+//   - the floor (Min, or an active schedule's min) raises a Desired below
+//     it at once, whatever the metrics say and past MaxStep; a Desired
+//     above Max is lowered at once.
 //   - a deployment in progress holds every change, except that an up
 //     larger than the target of the autoscaler's own scale deployment
 //     supersedes it.
 //   - paused holds every change; dry-run marks the decision DryRun.
+//
+// A decision that changes nothing says why in Why.
 func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 	cur := max(in.Current, 0)
+	desired := max(in.Desired, 0)
+	if desired == 0 {
+		desired = cur
+	}
 	dep := in.Deployment
 	// A Rule built without Parse may have quorum 0: one vote is the least.
 	quorum := max(rule.Quorum, 1)
+	band := 1 + max(rule.Tolerance, 0)
 	d := Decision{
-		App: rule.App, At: now, From: cur, To: cur, Action: None,
+		App: rule.App, At: now, From: desired, Ready: cur, To: desired, Action: None,
 		DryRun: rule.DryRun, Paused: rule.Paused,
 	}
+	prev := &st.Last
+	// first: nothing to compare the load with, so no "still rising" hold.
+	first := prev.App != rule.App || prev.At.IsZero()
 	var (
 		used, withData, over int
 		// downCond: the down condition holds this evaluation.
@@ -215,11 +268,16 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		upNeeded  int // the most any breaching metric needs
 		worst     = -1
 		downFloor int // the fewest instances that keep every metric under its ceiling
+		partial   bool
 	)
 	for i, m := range sample.Metrics {
 		mi := &d.Inputs[i]
 		mi.Metric = m
 		mi.Up, mi.Down = rule.Up.Of(m), rule.Down.Of(m)
+		mi.PrevLoad = -1 // the previous evaluation had no data for it
+		if p := &prev.Inputs[i]; !first && p.HasData {
+			mi.PrevLoad = p.Load
+		}
 		if mi.Up == 0 && mi.Down == 0 {
 			continue
 		}
@@ -227,6 +285,9 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		used++
 		mi.Err = in.Errors[m]
 		v, ok := in.Reading[m]
+		if mi.Err == "" && ok && !v.OK {
+			mi.Err = v.Err
+		}
 		if !ok || !v.OK || mi.Err != "" || math.IsNaN(v.Value) || math.IsInf(v.Value, 0) || v.Value < 0 {
 			// No data never counts and never scales down.
 			downCond = false
@@ -251,10 +312,13 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			mi.PerInstance = v.Value
 			load = v.Value * float64(base)
 		}
+		mi.Load = load
 		if mi.Up > 0 {
 			mi.Ratio = mi.PerInstance / mi.Up
-			mi.Over = mi.PerInstance > mi.Up
-			mi.Needed = ceil(load / mi.Up)
+			// Over the band, not the threshold: a count sized to the band
+			// is not over at the next reading.
+			mi.Over = mi.PerInstance > mi.Up*band
+			mi.Needed = ceil(load / (mi.Up * band))
 		}
 		if mi.Down > 0 {
 			hasDown = true
@@ -271,7 +335,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		// An instance without data could be the busy one: partial data
 		// does not let the count go down.
 		if v.Instances > 0 && v.Instances < cur {
-			downCond = false
+			downCond, partial = false, true
 		}
 		if (mi.Down > 0 && !mi.Under) || (mi.Down == 0 && mi.Over) {
 			downCond = false
@@ -289,9 +353,9 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		downFloor = max(downFloor, ceil(load/ceiling))
 	}
 	downCond = downCond && hasDown && used > 0
-	if dep.InProgress {
+	if dep.InProgress || cur != desired {
 		// The instances are changing under the readings: start the window
-		// over once the deployment is done.
+		// over once they are all there.
 		downCond = false
 	}
 	if downCond {
@@ -310,10 +374,17 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		floorCap = CapSchedule
 	}
 
+	// Settled holds across evaluations without a vote for want of data (a
+	// source that timed out): only an up, or a reading with data that is
+	// no longer over, clears it.
+	settled := st.Settled
+	if over < quorum && withData > 0 {
+		st.Settled = false
+	}
 	r := reason{b: make([]byte, 0, 256)}
 	switch {
-	case over >= quorum || cur < floor:
-		to, capped := cur, Cap("")
+	case over >= quorum || desired < floor:
+		to, capped := desired, Cap("")
 		if over >= quorum {
 			r.votes(&d, over, withData, "over their up thresholds", false, func(mi *MetricInput) bool { return mi.Over })
 			w := &d.Inputs[worst]
@@ -328,34 +399,42 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			r.s("): ")
 			r.i(upNeeded)
 			r.s(" needed")
-			// The step counts from what is running or already starting.
-			base := cur
-			if dep.InProgress && dep.Autoscaler && dep.Target > base {
-				base = dep.Target
-			}
 			to = upNeeded
-			if to <= base {
-				if base > cur {
-					r.s(", the autoscaler's deployment to ")
-					r.i(base)
-					r.s(" already starts them")
-				} else {
-					r.s(", ")
-					r.i(cur)
-					r.s(" running: waiting for the new instances' data")
-				}
-				to = cur
-			} else {
-				if rule.MaxStep > 0 && to > base+rule.MaxStep {
-					to, capped = base+rule.MaxStep, CapMaxStep
-					r.s("; capped at maxStep ")
-					r.i(rule.MaxStep)
-				}
+			switch {
+			case to <= desired:
+				// Never below the desired count: the instances it asks
+				// for are starting, and an absolute count lower than it
+				// would kill them.
+				to = desired
+				d.Why = WhyStarting
+				r.s(", ")
+				r.i(desired)
+				r.s(" wanted, ")
+				r.i(cur)
+				r.s(" ready: waiting for the new instances")
+			case !first && rising(w, band) && !settled && upNeeded > desired:
+				// The reading spans the moment the load changed: part of
+				// the interval was before it. The next reading is all
+				// after it, so it sizes the step in one go.
+				to = desired
+				d.Why = WhySettling
+				st.Settled = true
+				r.s("; ")
+				r.s(string(w.Metric))
+				r.s(" rose from ")
+				r.g(w.PrevLoad)
+				r.s(" to ")
+				r.g(w.Load)
+				r.s(" in one interval: sized at the next evaluation")
+			case rule.MaxStep > 0 && to > desired+rule.MaxStep:
+				to, capped = desired+rule.MaxStep, CapMaxStep
+				r.s("; capped at maxStep ")
+				r.i(rule.MaxStep)
 			}
 		} else {
 			r.s("no metric vote to scale up")
 		}
-		if cur < floor && to < floor {
+		if desired < floor && to < floor {
 			to, capped = floor, floorCap
 			r.floor(&d, rule, floor)
 		}
@@ -365,33 +444,40 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			r.i(rule.Max)
 		}
 		d.To, d.Capped = to, capped
-		if to > cur {
-			d.Action = Up
-		} else if to < cur {
-			// Only when above max.
-			d.Action = Down
+		if d.Why != WhySettling {
+			st.Settled = false
 		}
-	case cur > rule.Max:
+		if to > desired {
+			d.Action, d.Why = Up, ""
+		} else if to < desired {
+			// Only when above max.
+			d.Action, d.Why = Down, ""
+		} else if capped != "" && d.Why == "" {
+			d.Why = WhyBound
+		}
+	case desired > rule.Max:
 		d.To, d.Capped, d.Action = rule.Max, CapMax, Down
-		r.s(strconv.Itoa(cur) + " instances, above max " + strconv.Itoa(rule.Max))
+		r.s(strconv.Itoa(desired) + " instances, above max " + strconv.Itoa(rule.Max))
 	case downCond && now.Sub(st.BelowSince) >= rule.ScaleDownAfter:
 		r.votes(&d, withData, withData, "under their down thresholds for "+rulefmt.FormatDuration(rule.ScaleDownAfter), true,
 			func(mi *MetricInput) bool { return mi.HasData })
 		to, capped := downFloor, Cap("")
-		if step := cur - rule.MaxStepDown; step > to {
+		if step := desired - rule.MaxStepDown; step > to {
 			to, capped = step, CapMaxStepDown
 		}
 		if floor > to {
 			to, capped = floor, floorCap
 		}
 		switch {
-		case to >= cur && capped == floorCap:
-			to = cur
+		case to >= desired && capped == floorCap:
+			to = desired
+			d.Why = WhyBound
 			r.floor(&d, rule, floor)
-		case to >= cur:
-			to, capped = cur, ""
+		case to >= desired:
+			to, capped = desired, ""
+			d.Why = WhyBound
 			r.s("; fewer than ")
-			r.i(cur)
+			r.i(desired)
 			r.s(" would take a metric past halfway to its up threshold")
 		default:
 			d.Action = Down
@@ -406,7 +492,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 				r.floor(&d, rule, floor)
 			}
 			if !st.LastChange.IsZero() && now.Sub(st.LastChange) < rule.Cooldown {
-				d.Action, d.Blocked = Hold, BlockCooldown
+				d.Action, d.Blocked, d.Why = Hold, BlockCooldown, WhyCooldown
 				r.s("; cooldown: last change ")
 				r.s(rulefmt.FormatDuration(now.Sub(st.LastChange).Round(time.Second)))
 				r.s(" ago, scale-down waits ")
@@ -415,22 +501,22 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		}
 		d.To, d.Capped = to, capped
 	default:
-		r.none(&d, rule, st, now, over, withData, downCond, cur)
+		d.Why = r.none(&d, rule, st, now, over, withData, downCond, partial, cur, desired)
 	}
 
-	if d.To != cur && d.Action != Hold {
+	if d.To != desired && d.Action != Hold {
 		switch {
 		case dep.InProgress && d.Action == Up && dep.Autoscaler && d.To > dep.Target:
 			d.Supersede = true
 			r.s("; supersedes the autoscaler's deployment to ")
 			r.i(dep.Target)
 		case dep.InProgress:
-			d.Action, d.Blocked = Hold, BlockDeployment
+			d.Action, d.Blocked, d.Why = Hold, BlockDeployment, WhyDeploy
 			r.s("; held: a deployment is in progress")
 		}
 	}
-	if d.To != cur && rule.Paused {
-		d.Action = Hold
+	if d.To != desired && rule.Paused {
+		d.Action, d.Why = Hold, WhyPaused
 		r.s("; held: paused")
 	}
 	if rule.DryRun && (d.Action == Up || d.Action == Down) {
@@ -439,6 +525,16 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 	d.Reason = r.String()
 	st.Last = d
 	return d
+}
+
+// rising: the metric's load grew past the tolerance band since the
+// previous evaluation (or it had no data then), so this reading may span
+// the change and understate the new level.
+func rising(mi *MetricInput, band float64) bool {
+	if mi.Metric == sample.Mem {
+		return false // a level, not a rate over the interval
+	}
+	return mi.PrevLoad < 0 || mi.Load > mi.PrevLoad*band
 }
 
 // reason builds Decision.Reason without fmt: it runs for every app every
@@ -495,8 +591,9 @@ func (r *reason) votes(d *Decision, n, of int, what string, down bool, pick func
 	r.missing(d)
 }
 
-// missing notes the used metrics without data.
-func (r *reason) missing(d *Decision) {
+// missing notes the used metrics without data; it reports whether there
+// was one.
+func (r *reason) missing(d *Decision) bool {
 	first := true
 	for i := range d.Inputs {
 		mi := &d.Inputs[i]
@@ -514,6 +611,7 @@ func (r *reason) missing(d *Decision) {
 			r.s(" (" + mi.Err + ")")
 		}
 	}
+	return !first
 }
 
 func (r *reason) floor(d *Decision, rule rulefmt.Rule, floor int) {
@@ -525,27 +623,43 @@ func (r *reason) floor(d *Decision, rule rulefmt.Rule, floor int) {
 	r.i(floor)
 }
 
-func (r *reason) none(d *Decision, rule rulefmt.Rule, st *State, now time.Time, over, withData int, downCond bool, cur int) {
+func (r *reason) none(d *Decision, rule rulefmt.Rule, st *State, now time.Time, over, withData int, downCond, partial bool, cur, desired int) Why {
+	var why Why
 	switch {
 	case cur == 0 && withData == 0:
 		r.s("no instances and no data: metrics from instances cannot wake an app at 0; a schedule, min or the API must")
-		return
+		return WhyNoData
 	case over > 0:
 		r.votes(d, over, withData, "over their up thresholds", false, func(mi *MetricInput) bool { return mi.Over })
 		r.s("; quorum is ")
 		r.i(max(rule.Quorum, 1))
-		return
+		why = WhyQuorum
 	case downCond:
 		r.s("under the down thresholds for ")
 		r.s(rulefmt.FormatDuration(now.Sub(st.BelowSince).Round(time.Second)))
 		r.s(" of ")
 		r.s(rulefmt.FormatDuration(rule.ScaleDownAfter))
+		why = WhyWindow
 	case withData == 0:
 		r.s("no data")
+		return WhyNoData
+	case cur != desired:
+		r.s("within thresholds; ")
+		r.i(cur)
+		r.s(" of ")
+		r.i(desired)
+		r.s(" ready")
+		why = WhyStarting
+	case partial:
+		r.s("within thresholds; not every instance has data yet")
+		why = WhyPartial
 	default:
 		r.s("within thresholds")
 	}
-	r.missing(d)
+	if r.missing(d) && why == "" {
+		why = WhyNoData
+	}
+	return why
 }
 
 // String is the decision in one line, for logs.

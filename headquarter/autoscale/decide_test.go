@@ -60,11 +60,22 @@ func in(current int, vals ...kv) autoscale.Input {
 	for _, x := range vals {
 		r[x.m] = x.v
 	}
-	return autoscale.Input{Current: current, Reading: r}
+	return autoscale.Input{Current: current, Desired: current, Reading: r}
 }
 
+// withDeployment: an autoscaler deployment has set the desired count to
+// its target, as the scheduler's status reports it.
 func withDeployment(i autoscale.Input, d autoscale.Deployment) autoscale.Input {
 	i.Deployment = d
+	if d.Autoscaler && d.Target > 0 {
+		i.Desired = d.Target
+	}
+	return i
+}
+
+// wanting: the app's desired count is n while i.Current are ready.
+func wanting(n int, i autoscale.Input) autoscale.Input {
+	i.Desired = n
 	return i
 }
 
@@ -144,7 +155,7 @@ func TestDecide(t *testing.T) {
 				// 4 running and healthy, 3 of them not scraped yet: the
 				// load is still measured on the one with data.
 				{at: 5 * time.Second, in: in(4, qps(1600, 1), cpu(0.95, 1), mem(0.3, 1)), action: autoscale.None, to: 4,
-					reason: "4 running: waiting for the new instances' data"},
+					reason: "4 wanted, 4 ready: waiting for the new instances"},
 				{at: 10 * time.Second, in: in(4, qps(1600, 4), cpu(0.40, 4), mem(0.3, 4)), action: autoscale.None, to: 4,
 					reason: "within thresholds"},
 			},
@@ -237,7 +248,9 @@ func TestDecide(t *testing.T) {
 				{at: 10 * time.Second, in: quiet(4)},
 				{at: 5*time.Minute + 10*time.Second, in: quiet(4), action: autoscale.Hold, to: 3, capped: autoscale.CapMaxStepDown, blocked: autoscale.BlockCooldown,
 					reason: "scale-down waits 10m"},
-				{at: 5*time.Minute + 20*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.Up, to: 8, apply: true},
+				// The load jumped within the last interval: sized once it settles.
+				{at: 5*time.Minute + 20*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
+				{at: 5*time.Minute + 21*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.Up, to: 8, apply: true},
 			},
 		},
 		{
@@ -285,7 +298,8 @@ func TestDecide(t *testing.T) {
 			rule: []string{`schedules: [{cron: "0 0 * * *", for: 1h, min: 6}]`},
 			steps: []step{
 				{at: time.Minute, in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
-				{at: time.Minute, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 10},
+				{at: time.Minute, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
+				{at: time.Minute + time.Second, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 10},
 			},
 		},
 		{
@@ -323,8 +337,11 @@ func TestDecide(t *testing.T) {
 			name: "a larger scale-up supersedes the autoscaler's own scale deployment",
 			steps: []step{
 				{in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 4, apply: true},
-				// The load doubled while 3 instances were starting.
+				// The load doubled while 3 instances were starting; the
+				// next reading confirms the new level.
 				{at: 2 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
+					action: autoscale.None, to: 4, reason: "qps rose from 1600 to 3200 in one interval"},
+				{at: 3 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
 					action: autoscale.Up, to: 8, super: true, reason: "supersedes the autoscaler's deployment to 4"},
 			},
 		},
@@ -332,7 +349,7 @@ func TestDecide(t *testing.T) {
 			name: "the autoscaler's deployment already starting enough is left alone",
 			steps: []step{
 				{in: withDeployment(in(1, qps(1600, 1), cpu(0.95, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
-					action: autoscale.None, to: 1, reason: "the autoscaler's deployment to 4 already starts them"},
+					action: autoscale.None, to: 4, reason: "4 wanted, 1 ready: waiting for the new instances"},
 			},
 		},
 		{
@@ -341,6 +358,80 @@ func TestDecide(t *testing.T) {
 			steps: []step{
 				{in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 3}),
 					action: autoscale.Up, to: 5, super: true, capped: autoscale.CapMaxStep},
+			},
+		},
+		// Issue 10: an up decision sized from the ready count was applied
+		// as an absolute count and killed instances still starting.
+		{
+			name: "an up never goes below the desired count while instances start",
+			steps: []step{
+				// desired 10, 7 ready, load for 8 (ceil(3500/440)): nothing to do.
+				{in: wanting(10, in(7, qps(3500, 7), cpu(0.95, 7))), action: autoscale.None, to: 10,
+					reason: "10 wanted, 7 ready: waiting for the new instances"},
+				// load for 12 (after a reading that shows it settled): up
+				// from 10, not from 7.
+				{at: time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.None, to: 10},
+				{at: 2 * time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.Up, to: 12},
+			},
+		},
+		{
+			name:  "the min floor counts the desired instances, not the ready ones",
+			rule:  []string{"min: 4"},
+			steps: []step{{in: wanting(6, in(3, qps(300, 3), cpu(0.3, 3), mem(0.5, 3))), action: autoscale.None, to: 6}},
+		},
+		{
+			name: "no scale-down while instances are still starting; then one step from the desired count",
+			steps: []step{
+				{in: wanting(10, quiet(8))},
+				{at: 5 * time.Minute, in: wanting(10, quiet(8)), action: autoscale.None, to: 10, reason: "8 of 10 ready"},
+				{at: 6 * time.Minute, in: quiet(10)},
+				{at: 11 * time.Minute, in: quiet(10), action: autoscale.Down, to: 9, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "sized within the tolerance band: 40.3 req/s against 10 per instance is 4, and 4 stay 4",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(40.3, 1)), action: autoscale.Up, to: 4, apply: true},
+				{at: time.Second, in: in(4, qps(40.3, 4)), action: autoscale.None, to: 4, reason: "within thresholds"},
+				// 10% over is within the band; past it, one more.
+				{at: 2 * time.Second, in: in(4, qps(44, 4)), action: autoscale.None, to: 4},
+				{at: 3 * time.Second, in: in(4, qps(45, 4)), action: autoscale.Up, to: 5},
+			},
+		},
+		{
+			name: "a reading spanning the load step waits one interval, then sizes in one step",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				// The step came 0.4 s before this reading: 16 req/s of 40.
+				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "qps rose from 0 to 16"},
+				{at: 2 * time.Second, in: in(1, qps(40, 1)), action: autoscale.Up, to: 4, apply: true},
+				// The new instances start: no more steps, no way down.
+				{at: 3 * time.Second, in: wanting(4, in(1, qps(40, 1))), action: autoscale.None, to: 4},
+				{at: 4 * time.Second, in: in(4, qps(31, 1)), action: autoscale.None, to: 4},
+				{at: 5 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4},
+			},
+		},
+		{
+			name: "a source that fails every other read does not hold the step forever",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: 1 * time.Second, in: in(1, qps(40, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				{at: 2 * time.Second, in: in(1, none(sample.QPS)), action: autoscale.None, to: 1},
+				{at: 3 * time.Second, in: in(1, qps(40, 1)), action: autoscale.Up, to: 4},
+			},
+		},
+		{
+			name: "a step that grows (40 then 80 req/s) follows in one more step",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(40, 1)), action: autoscale.Up, to: 4, apply: true},
+				{at: 1 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4},
+				{at: 2 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
+				{at: 3 * time.Second, in: in(4, qps(80, 4)), action: autoscale.Up, to: 8, apply: true},
+				{at: 4 * time.Second, in: in(8, qps(80, 8)), action: autoscale.None, to: 8, reason: "within thresholds"},
 			},
 		},
 		{
@@ -380,7 +471,7 @@ func TestDecide(t *testing.T) {
 				if !strings.Contains(d.Reason, s.reason) {
 					t.Errorf("step %d (t+%v): reason %q does not contain %q", i, s.at, d.Reason, s.reason)
 				}
-				if d.From != s.in.Current || d.App != rule.App || !d.At.Equal(now) {
+				if d.From != s.in.Desired || d.Ready != s.in.Current || d.App != rule.App || !d.At.Equal(now) {
 					t.Errorf("step %d: from %d app %q at %v", i, d.From, d.App, d.At)
 				}
 				if d.DryRun != rule.DryRun || d.Paused != rule.Paused {

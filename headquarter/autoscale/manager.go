@@ -94,9 +94,20 @@ type Config struct {
 	DefaultSource string
 	Recorder      Recorder
 	Events        Publisher
-	// Interval between evaluations (default 5 s).
+	// Interval between evaluations (default DefaultInterval).
 	Interval time.Duration
-	// SourceTimeout bounds each source's read (default: the interval).
+	// ReadyPoll is how often a pending scale-up's instances are checked
+	// between the scheduler's events (default 25 ms): ReadyAt is the moment
+	// the last needed instance is ready, not the next evaluation.
+	ReadyPoll time.Duration
+	// RecordGap is the least time between two records of an app's
+	// decisions that do not act (a count capped at max, a held change):
+	// with the same outcome they are never rewritten, and a changing one
+	// writes at most this often (default 1 min), so the log cannot grow
+	// with the evaluation rate.
+	RecordGap time.Duration
+	// SourceTimeout bounds each source's read (default: the interval, at
+	// least 3 s).
 	SourceTimeout time.Duration
 	// IsLeader says whether this headquarter evaluates: with several
 	// sharing an etcd, only the leader does. nil: always.
@@ -104,6 +115,17 @@ type Config struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	Now        func() time.Time
+}
+
+// DefaultInterval is how often every rule is evaluated: often, because an
+// evaluation is cheap (BenchmarkDecide10k) and the step must be seen
+// within a second or two (issue 11).
+const DefaultInterval = time.Second
+
+// Subscriber is the event bus as a source of the scheduler's events; a
+// Publisher that is one wakes the ready check of a pending scale-up.
+type Subscriber interface {
+	Subscribe(ctx context.Context, types []string) (<-chan events.Frame, func())
 }
 
 // Manager evaluates every rule each interval and acts on the decisions.
@@ -115,14 +137,25 @@ type Manager struct {
 	rules   []rulefmt.Rule
 	state   map[string]*State
 	pending map[string]*pendingScale
-	// recorded is each app's last recorded decision.
+	// recorded is each app's last recorded decision; written is when a
+	// record of the app last went to the Recorder.
 	recorded map[string]*Record
+	written  map[string]time.Time
+	// noData counts, per app and used metric, the evaluations in a row
+	// without data; logged once when it reaches noDataAfter.
+	noData map[string]map[sample.Metric]int
+	kick   chan struct{}
 
 	evaluations *prometheus.HistogramVec
 	decisions   *prometheus.CounterVec
 	sourceErrs  *prometheus.CounterVec
 	readySecs   prometheus.Histogram
+	hasData     *prometheus.GaugeVec
+	writes      prometheus.Counter
 }
+
+// pendingFor bounds how long a scale-up is watched for its ready time.
+const pendingFor = 10 * time.Minute
 
 // pendingScale is a scale-up waiting for its instances to be ready.
 type pendingScale struct {
@@ -132,10 +165,19 @@ type pendingScale struct {
 // New builds a manager; SetRules gives it rules, Run runs it.
 func New(cfg Config) *Manager {
 	if cfg.Interval == 0 {
-		cfg.Interval = 5 * time.Second
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.ReadyPoll == 0 {
+		cfg.ReadyPoll = 25 * time.Millisecond
+	}
+	if cfg.RecordGap == 0 {
+		cfg.RecordGap = time.Minute
 	}
 	if cfg.SourceTimeout == 0 {
-		cfg.SourceTimeout = cfg.Interval
+		// Not the interval alone: Docker's stats can take most of a second
+		// on a busy machine, and a read cut short is no data for every app
+		// of the source.
+		cfg.SourceTimeout = max(cfg.Interval, 3*time.Second)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -144,6 +186,12 @@ func New(cfg Config) *Manager {
 		cfg.Now = time.Now
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{}, recorded: map[string]*Record{},
+		written: map[string]time.Time{}, noData: map[string]map[sample.Metric]int{}, kick: make(chan struct{}, 1),
+		hasData: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "garrison_autoscale_metric_has_data", Help: "Whether the last evaluation had data for a metric an app's rule uses (1) or not (0)."},
+			[]string{"app", "metric"}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "garrison_autoscale_decision_writes_total", Help: "Decision-log records written to the store."}),
 		evaluations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "garrison_autoscale_evaluation_seconds", Help: "Time to evaluate every rule once, by phase (read, decide).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"phase"}),
@@ -156,7 +204,7 @@ func New(cfg Config) *Manager {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 10)}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(m.evaluations, m.decisions, m.sourceErrs, m.readySecs)
+		cfg.Registerer.MustRegister(m.evaluations, m.decisions, m.sourceErrs, m.readySecs, m.hasData, m.writes)
 	}
 	return m
 }
@@ -176,6 +224,11 @@ func (m *Manager) SetRules(rules []rulefmt.Rule) {
 			delete(m.state, app)
 			delete(m.pending, app)
 			delete(m.recorded, app)
+			delete(m.written, app)
+			for metric := range m.noData[app] {
+				m.hasData.DeleteLabelValues(app, string(metric))
+			}
+			delete(m.noData, app)
 		}
 	}
 }
@@ -187,14 +240,41 @@ func (m *Manager) Rules() []rulefmt.Rule {
 	return slices.Clone(m.rules)
 }
 
-// Run evaluates every interval until ctx ends.
+// Run evaluates every interval until ctx ends. Between evaluations it
+// watches pending scale-ups: on each of the scheduler's task, health and
+// deployment events (when Events is a Subscriber) and every ReadyPoll, so
+// a scale-up's ReadyAt is when its last instance became ready.
 func (m *Manager) Run(ctx context.Context) error {
 	ticker := time.NewTicker(m.cfg.Interval)
 	defer ticker.Stop()
+	poll := time.NewTicker(m.cfg.ReadyPoll)
+	poll.Stop()
+	defer poll.Stop()
+	var frames <-chan events.Frame
+	if sub, ok := m.cfg.Events.(Subscriber); ok {
+		ch, cancel := sub.Subscribe(ctx, []string{events.TypeStatusUpdate, events.TypeHealthStatusChanged,
+			events.TypeInstanceHealthChanged, events.TypeDeploymentSuccess, events.TypeDeploymentStepSuccess})
+		defer cancel()
+		frames = ch
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-m.kick:
+			poll.Reset(m.cfg.ReadyPoll)
+			continue
+		case _, ok := <-frames:
+			if !ok {
+				frames = nil
+			}
+			m.checkPendingAll(ctx)
+			continue
+		case <-poll.C:
+			if !m.checkPendingAll(ctx) {
+				poll.Stop()
+			}
+			continue
 		case <-ticker.C:
 		}
 		if m.cfg.IsLeader != nil && !m.cfg.IsLeader() {
@@ -202,6 +282,27 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		m.Evaluate(ctx)
 	}
+}
+
+// checkPendingAll checks every pending scale-up; it reports whether some
+// are still pending.
+func (m *Manager) checkPendingAll(ctx context.Context) bool {
+	m.mu.Lock()
+	apps := make([]string, 0, len(m.pending))
+	for app := range m.pending {
+		apps = append(apps, app)
+	}
+	m.mu.Unlock()
+	for _, app := range apps {
+		st, ok, err := m.cfg.Target.Status(ctx, app)
+		if err != nil || !ok {
+			continue
+		}
+		m.checkPending(ctx, app, st, m.cfg.Now())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.pending) > 0
 }
 
 // Evaluate runs one evaluation of every rule and acts on it. Exported for
@@ -238,7 +339,7 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 	for _, r := range known {
 		st := statuses[r.App]
 		m.checkPending(ctx, r.App, st, now)
-		in := Input{Current: st.Ready, Reading: readings[r.App],
+		in := Input{Current: st.Ready, Desired: st.Instances, Reading: readings[r.App],
 			Deployment: Deployment{InProgress: st.Deployment, Autoscaler: st.Autoscaled, Target: st.Instances}}
 		for metric, source := range sourcesOf(r, m.cfg.DefaultSource) {
 			if err, failed := failures[source]; failed {
@@ -258,20 +359,30 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 		last := m.recorded[r.App]
 		m.mu.Unlock()
 		m.log.Debug("autoscale: decision", "decision", d.String(), "reason", d.Reason)
+		m.noteData(r.App, d)
 		if !d.Notable() {
 			continue
 		}
 		// The same outcome as the last record (a count capped at max
-		// through a long peak, a change held by a deployment) updates that
-		// record instead of adding one every interval.
+		// through a long peak, a change held by a deployment) is counted
+		// on that record in memory, never rewritten: an evaluation every
+		// second must not write every second.
 		if last != nil && !d.Acts() && sameOutcome(d, last.Decision) {
 			m.mu.Lock()
 			last.Repeats++
 			at := now
 			last.LastAt = &at
-			rec := *last
 			m.mu.Unlock()
-			m.store(ctx, rec)
+			continue
+		}
+		// Outcomes that change nothing and follow one another (capped, then
+		// held, then capped...) are written at most once per RecordGap;
+		// the first after an acting record always is.
+		m.mu.Lock()
+		quiet := !d.Acts() && last != nil && !last.Acts() && now.Sub(m.written[r.App]) < m.cfg.RecordGap
+		m.mu.Unlock()
+		if quiet {
+			// Kept for GET /api/v1/evaluations, not written.
 			continue
 		}
 		rec := Record{ID: recordID(now), Decision: d, Rule: r}
@@ -281,6 +392,13 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 				rec.SourceErrors[string(metric)] = err
 			}
 		}
+		if last != nil && last.Repeats > 0 {
+			// The outcome changed: the last record gets its final count.
+			m.mu.Lock()
+			prev := *last
+			m.mu.Unlock()
+			m.store(ctx, prev)
+		}
 		if d.Acts() {
 			rec = m.act(ctx, r.App, rec, state, now)
 		}
@@ -288,6 +406,7 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 		m.mu.Lock()
 		stored := rec
 		m.recorded[r.App] = &stored
+		m.written[r.App] = now
 		m.mu.Unlock()
 		m.record(ctx, rec)
 		records = append(records, rec)
@@ -316,6 +435,10 @@ func (m *Manager) act(ctx context.Context, app string, rec Record, state *State,
 			delete(m.pending, app)
 		}
 		m.mu.Unlock()
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
 		m.log.Info("autoscale: scaled", "app", app, "from", rec.From, "to", rec.To, "reason", rec.Reason)
 	}
 	return rec
@@ -325,6 +448,13 @@ func (m *Manager) act(ctx context.Context, app string, rec Record, state *State,
 func (m *Manager) checkPending(ctx context.Context, app string, st AppStatus, now time.Time) {
 	m.mu.Lock()
 	p := m.pending[app]
+	if p != nil && st.Ready < p.record.To && now.Sub(p.record.At) > pendingFor {
+		// Never got there (a crash loop, no capacity): stop watching.
+		delete(m.pending, app)
+		m.mu.Unlock()
+		m.log.Warn("autoscale: scale-up not ready; no longer timed", "app", app, "to", p.record.To, "ready", st.Ready, "after", pendingFor)
+		return
+	}
 	if p == nil || st.Ready < p.record.To {
 		m.mu.Unlock()
 		return
@@ -358,7 +488,14 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 	for _, r := range rules {
 		st := statuses[r.App]
 		seen := map[string]bool{}
-		for _, source := range sourcesOf(r, m.cfg.DefaultSource) {
+		of := sourcesOf(r, m.cfg.DefaultSource)
+		metrics := map[string][]sample.Metric{} // per source, the metrics the rule reads from it
+		for _, metric := range sample.Metrics {
+			if source, ok := of[metric]; ok {
+				metrics[source] = append(metrics[source], metric)
+			}
+		}
+		for _, source := range of {
 			if seen[source] {
 				continue
 			}
@@ -369,7 +506,8 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 				req = &sample.Request{Window: r.Window, At: now}
 				requests[k] = req
 			}
-			req.Apps = append(req.Apps, sample.App{ID: r.App, CPUs: st.CPUs, MemMB: st.MemMB, Tasks: st.Tasks, Query: r.Queries})
+			req.Apps = append(req.Apps, sample.App{ID: r.App, CPUs: st.CPUs, MemMB: st.MemMB, Tasks: st.Tasks, Query: r.Queries,
+				InstancesQuery: r.InstanceQueries, Metrics: metrics[source]})
 		}
 	}
 	type result struct {
@@ -399,6 +537,9 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 	bySource := map[string]sample.Readings{}
 	failures := map[string]string{}
 	for res := range results {
+		if res.err != nil && ctx.Err() != nil {
+			continue // shutting down
+		}
 		if res.err != nil {
 			failures[res.key.source] = res.err.Error()
 			m.sourceErrs.WithLabelValues(res.key.source).Inc()
@@ -464,6 +605,7 @@ func (m *Manager) store(ctx context.Context, rec Record) {
 		data, err := json.Marshal(rec)
 		if err == nil {
 			err = m.cfg.Recorder.PutDecision(ctx, rec.App, rec.ID, data)
+			m.writes.Inc()
 		}
 		if err != nil {
 			m.log.Warn("autoscale: record decision", "app", rec.App, "error", err)
@@ -474,4 +616,86 @@ func (m *Manager) store(ctx context.Context, rec Record) {
 // recordID sorts by time: decisions are listed newest first by key.
 func recordID(at time.Time) string {
 	return at.UTC().Format("20060102T150405.000000000Z")
+}
+
+// noDataAfter is how many evaluations in a row a used metric must lack
+// data before it is logged: a new app's first reading has no rate yet.
+const noDataAfter = 3
+
+// noteData keeps garrison_autoscale_metric_has_data and logs, once, a used
+// metric that goes without data (a counter pattern that matches nothing,
+// a source that is down) and, once, when it comes back.
+func (m *Manager) noteData(app string, d Decision) {
+	m.mu.Lock()
+	missing := m.noData[app]
+	if missing == nil {
+		missing = map[sample.Metric]int{}
+		m.noData[app] = missing
+	}
+	var gone, back []MetricInput
+	for _, mi := range d.Inputs {
+		if !mi.Used {
+			continue
+		}
+		v := 0.0
+		if mi.HasData {
+			v = 1
+		}
+		m.hasData.WithLabelValues(app, string(mi.Metric)).Set(v)
+		n := missing[mi.Metric]
+		switch {
+		case !mi.HasData:
+			missing[mi.Metric] = n + 1
+			if n+1 == noDataAfter {
+				gone = append(gone, mi)
+			}
+		case n >= noDataAfter:
+			back = append(back, mi)
+			missing[mi.Metric] = 0
+		default:
+			missing[mi.Metric] = 0
+		}
+	}
+	m.mu.Unlock()
+	for _, mi := range gone {
+		why := mi.Err
+		switch {
+		case why != "":
+		case mi.Metric == sample.QPS:
+			why = "the source has no value for it (local source: no instance exposes a counter matching the pattern, or none is registered)"
+		default:
+			why = "the source has no value for it"
+		}
+		m.log.Warn("autoscale: a metric of the rule has no data; it cannot vote", "app", app, "metric", mi.Metric, "evaluations", noDataAfter, "why", why)
+	}
+	for _, mi := range back {
+		m.log.Info("autoscale: metric has data again", "app", app, "metric", mi.Metric)
+	}
+}
+
+// Evaluation is an app's last evaluation, acting or not: GET
+// /api/v1/evaluations.
+type Evaluation struct {
+	Decision
+	Rule rulefmt.Rule `json:"rule"`
+}
+
+// Evaluations returns the last evaluation of every rule (of app's rule
+// when app is not ""), in rule order. A rule not evaluated yet (its app
+// does not exist) has none.
+func (m *Manager) Evaluations(app string) []Evaluation {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []Evaluation{}
+	for _, r := range m.rules {
+		if app != "" && r.App != app {
+			continue
+		}
+		st := m.state[r.App]
+		if st == nil || st.Last.At.IsZero() {
+			continue
+		}
+		out = append(out, Evaluation{Decision: st.Last, Rule: r})
+	}
+	return out
 }

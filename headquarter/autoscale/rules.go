@@ -30,8 +30,9 @@ type Rules struct {
 	store   RuleStore
 	log     *slog.Logger
 
-	mu  sync.Mutex
-	doc []byte
+	mu    sync.Mutex
+	doc   []byte
+	limit int // per-app instance limit; 0: rulefmt's default
 
 	lastReloadOK prometheus.Gauge
 	lastReload   prometheus.Gauge
@@ -74,7 +75,10 @@ func (r *Rules) Put(ctx context.Context, data []byte, origin string) ([]rulefmt.
 }
 
 func (r *Rules) apply(ctx context.Context, data []byte, origin string, persist bool) ([]rulefmt.Rule, error) {
-	rules, err := rulefmt.Parse(data, origin)
+	r.mu.Lock()
+	opts := rulefmt.Options{MaxInstances: r.limit}
+	r.mu.Unlock()
+	rules, err := rulefmt.ParseWith(data, origin, opts)
 	if err != nil {
 		r.lastReloadOK.Set(0)
 		return nil, err
@@ -93,6 +97,15 @@ func (r *Rules) apply(ctx context.Context, data []byte, origin string, persist b
 	r.lastReload.SetToCurrentTime()
 	r.log.Info("autoscale rules in force", "rules", len(rules), "from", origin)
 	return rules, nil
+}
+
+// SetInstanceLimit bounds min, max and schedule floors of the rules put
+// from now on by the per-app instance limit apps have (0: rulefmt's
+// DefaultMaxInstances), so a rule cannot ask for more than an app may run.
+func (r *Rules) SetInstanceLimit(n int) {
+	r.mu.Lock()
+	r.limit = n
+	r.mu.Unlock()
 }
 
 // Document is the document in force, as it was given.

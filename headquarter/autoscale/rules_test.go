@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +71,23 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no gauge %s", name)
 	return 0
+}
+
+// Issue 10: min: 4, max: 4 through the API scaled an app past what an app
+// definition may have. The rules take the same per-app limit.
+func TestRulesTakeTheInstanceLimit(t *testing.T) {
+	srv := etcdtest.New(t)
+	m := autoscale.New(autoscale.Config{Target: &memTarget{}})
+	rules := autoscale.NewRules(m, store.New(srv.Client(t)), nil, nil)
+	rules.SetInstanceLimit(20)
+	if _, err := rules.Put(t.Context(), []byte("rules:\n  - app: /a\n    min: 30\n    max: 30\n    up: { qps: 10 }\n"), "request"); err == nil ||
+		!strings.Contains(err.Error(), "rules[0].max: must be at most 20") {
+		t.Fatalf("max above the limit: %v", err)
+	}
+	if len(m.Rules()) != 0 {
+		t.Fatalf("refused rules in force: %v", m.Rules())
+	}
+	if _, err := rules.Put(t.Context(), []byte("rules:\n  - app: /a\n    min: 20\n    max: 20\n    up: { qps: 10 }\n"), "request"); err != nil {
+		t.Fatal(err)
+	}
 }

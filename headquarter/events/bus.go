@@ -2,9 +2,11 @@ package events
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +18,26 @@ import (
 // status updates during a large deployment does not force marathon-lb into
 // a reconnect and full re-sync.
 const DefaultBuffer = 1024
+
+// DefaultBufferBytes bounds the bytes of the frames an event stream (SSE
+// client) may have outstanding, beside DefaultBuffer's count: deployment
+// events carry whole group trees, and a lagging stream pins what it has
+// not read.
+const DefaultBufferBytes = 8 << 20
+
+// DefaultMaxSubscribers caps concurrent subscribers (SSE clients). A gzip
+// stream costs about 0.8 MB (the deflate state), so the cap bounds what
+// event clients can take.
+const DefaultMaxSubscribers = 256
+
+// ErrTooManySubscribers is returned to a subscriber over the cap.
+var ErrTooManySubscribers = errors.New("too many event subscribers")
+
+// errClosed is returned to a subscriber of a closed bus.
+var errClosed = errors.New("event bus is closed")
+
+// size is what a frame pins in memory.
+func (f Frame) size() int64 { return int64(len(f.Type) + len(f.Data) + len(f.Light)) }
 
 // Frame is one encoded event as subscribers receive it. The byte slices are
 // shared by every subscriber: read them, never modify them.
@@ -34,16 +56,32 @@ type Frame struct {
 type Option func(*busConfig)
 
 type busConfig struct {
-	buffer int
-	reg    prometheus.Registerer
-	now    func() time.Time
-	logger *slog.Logger
+	buffer      int
+	bufferBytes int64
+	maxSubs     int
+	reg         prometheus.Registerer
+	now         func() time.Time
+	logger      *slog.Logger
 }
 
 // WithBuffer sets the per-subscriber buffer (DefaultBuffer by default).
 // Values below 1 are taken as 1.
 func WithBuffer(n int) Option {
 	return func(c *busConfig) { c.buffer = max(n, 1) }
+}
+
+// WithBufferBytes bounds the frame bytes an event stream may have
+// outstanding (DefaultBufferBytes by default); a stream over it is dropped
+// as one over its buffer count is. A single frame larger than n still
+// reaches a stream that has nothing else outstanding.
+func WithBufferBytes(n int64) Option {
+	return func(c *busConfig) { c.bufferBytes = max(n, 1) }
+}
+
+// WithMaxSubscribers caps concurrent subscribers (DefaultMaxSubscribers by
+// default); a subscription over it is refused. Values below 1 are taken as 1.
+func WithMaxSubscribers(n int) Option {
+	return func(c *busConfig) { c.maxSubs = max(n, 1) }
 }
 
 // WithRegisterer registers the bus's metrics: garrison_events_published_total
@@ -80,11 +118,44 @@ type Bus struct {
 
 	published *prometheus.CounterVec
 	dropped   prometheus.Counter
+	refused   prometheus.Counter
 }
 
 type subscription struct {
 	ch    chan Frame
 	types []string // nil: every type
+	// maxBytes bounds queued, the bytes of frames sent and not yet taken;
+	// 0 bounds only the count (the consumer does not report what it takes).
+	maxBytes int64
+	queued   atomic.Int64
+}
+
+// offer sends f without blocking; false when the subscriber lags. Safe
+// for concurrent publishers.
+func (s *subscription) offer(f Frame) bool {
+	size := f.size()
+	if s.maxBytes > 0 {
+		if q := s.queued.Add(size); q > s.maxBytes && q != size {
+			s.queued.Add(-size)
+			return false
+		}
+	}
+	select {
+	case s.ch <- f:
+		return true
+	default:
+		if s.maxBytes > 0 {
+			s.queued.Add(-size)
+		}
+		return false
+	}
+}
+
+// took reports that the consumer took f off the channel.
+func (s *subscription) took(f Frame) {
+	if s.maxBytes > 0 {
+		s.queued.Add(-f.size())
+	}
 }
 
 func (s *subscription) wants(typ string) bool {
@@ -93,7 +164,7 @@ func (s *subscription) wants(typ string) bool {
 
 // NewBus returns an open bus.
 func NewBus(opts ...Option) *Bus {
-	cfg := busConfig{buffer: DefaultBuffer, now: time.Now}
+	cfg := busConfig{buffer: DefaultBuffer, bufferBytes: DefaultBufferBytes, maxSubs: DefaultMaxSubscribers, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -110,9 +181,13 @@ func NewBus(opts ...Option) *Bus {
 			Name: "garrison_events_subscribers_dropped_total",
 			Help: "Event subscribers (SSE clients) dropped because they fell behind by more than their buffer.",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "garrison_events_subscribers_refused_total",
+			Help: "Event subscriptions (SSE clients) refused because the bus had its maximum of subscribers.",
+		}),
 	}
 	if cfg.reg != nil {
-		cfg.reg.MustRegister(b.published, b.dropped, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		cfg.reg.MustRegister(b.published, b.dropped, b.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "garrison_events_subscribers",
 			Help: "Current event subscribers (SSE clients).",
 		}, func() float64 { return float64(b.Subscribers()) }))
@@ -148,18 +223,25 @@ func (b *Bus) Publish(ev Event) error {
 // Subscribe returns a channel of frames whose type is in types (all types
 // when types is empty) and a cancel func. The channel closes when cancel
 // is called, when ctx ends, when the subscriber falls more than its buffer
-// behind, or when the bus closes; on a closed bus it is closed already.
-// Always call cancel: it releases the ctx watch.
+// behind, or when the bus closes; on a closed bus, or one with its maximum
+// of subscribers, it is closed already. Always call cancel: it releases the
+// ctx watch.
 func (b *Bus) Subscribe(ctx context.Context, types []string) (<-chan Frame, func()) {
-	ch, cancel, _ := b.subscribe(ctx, types, nil)
-	return ch, cancel
+	s, cancel, _ := b.subscribe(ctx, types, nil, false)
+	return s.ch, cancel
 }
 
 // subscribe adds a subscriber and, under the same lock, publishes first (if
 // not nil) to everyone, so that when the new subscriber wants it, it is the
-// first frame it receives. ok is false on a closed bus.
-func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-chan Frame, func(), bool) {
+// first frame it receives. With countBytes, the subscriber is also bounded
+// by WithBufferBytes and must call took for every frame it receives. The
+// error is errClosed on a closed bus and ErrTooManySubscribers when the
+// bus has its maximum; the subscription's channel is closed then.
+func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame, countBytes bool) (*subscription, func(), error) {
 	s := &subscription{ch: make(chan Frame, b.cfg.buffer)}
+	if countBytes {
+		s.maxBytes = b.cfg.bufferBytes
+	}
 	for _, t := range types {
 		if t != "" && !slices.Contains(s.types, t) {
 			s.types = append(s.types, t)
@@ -167,10 +249,15 @@ func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-ch
 	}
 
 	b.mu.Lock()
-	if b.closed {
+	if b.closed || len(b.subs) >= b.cfg.maxSubs {
+		err := errClosed
+		if !b.closed {
+			err = ErrTooManySubscribers
+			b.refused.Inc()
+		}
 		b.mu.Unlock()
 		close(s.ch)
-		return s.ch, func() {}, false
+		return s, func() {}, err
 	}
 	b.subs = append(b.subs, s)
 	if first != nil {
@@ -182,10 +269,10 @@ func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame) (<-ch
 	b.mu.Unlock()
 
 	stop := context.AfterFunc(ctx, func() { b.unsubscribe(s) })
-	return s.ch, func() {
+	return s, func() {
 		stop()
 		b.unsubscribe(s)
-	}, true
+	}, nil
 }
 
 // deliver offers f to each interested subscriber without blocking and
@@ -196,9 +283,7 @@ func (b *Bus) deliver(f Frame, lagging []*subscription) []*subscription {
 		if !s.wants(f.Type) {
 			continue
 		}
-		select {
-		case s.ch <- f:
-		default:
+		if !s.offer(f) {
 			lagging = append(lagging, s)
 		}
 	}

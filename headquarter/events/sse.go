@@ -3,6 +3,7 @@ package events
 import (
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -108,8 +109,13 @@ func serveStream(c *gin.Context, bus *Bus, cfg handlerConfig) {
 		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"message": err.Error()})
 		return
 	}
-	frames, cancel, ok := bus.subscribe(c.Request.Context(), c.QueryArray("event_type"), &attached)
-	if !ok {
+	sub, cancel, err := bus.subscribe(c.Request.Context(), c.QueryArray("event_type"), &attached, true)
+	switch {
+	case errors.Is(err, ErrTooManySubscribers):
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"message": fmt.Sprintf(
+			"the event stream has its maximum of %d subscribers (--max-event-subscribers); retry later", bus.cfg.maxSubs)})
+		return
+	case err != nil:
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"message": "event stream is shutting down"})
 		return
 	}
@@ -137,10 +143,13 @@ func serveStream(c *gin.Context, bus *Bus, cfg handlerConfig) {
 	c.Status(http.StatusOK)
 	s := &stream{rc: http.NewResponseController(c.Writer), out: out, gz: gz, timeout: cfg.writeTimeout}
 	defer s.close()
-	if s.flush() != nil { // send the headers (and gzip header) now
+	// The server's WriteTimeout is replaced by a deadline per write; its
+	// ReadTimeout ends once the request is read (net/http lifts it).
+	if s.deadline() != nil || s.flush() != nil { // send the headers (and gzip header) now
 		return
 	}
 
+	frames := sub.ch
 	ctx := c.Request.Context()
 	tick := time.NewTicker(cfg.heartbeat)
 	defer tick.Stop()
@@ -158,6 +167,7 @@ func serveStream(c *gin.Context, bus *Bus, cfg handlerConfig) {
 			}
 			// Write what is queued, then flush once.
 			for n := 0; ; n++ {
+				sub.took(f)
 				if s.frame(f, light) != nil {
 					return
 				}

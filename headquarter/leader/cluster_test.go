@@ -20,6 +20,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/garrisonhq/garrison/internal/testport"
 )
 
 // cluster is a three-member etcd cluster of embedded servers on loopback.
@@ -35,9 +37,9 @@ type cluster struct {
 
 const clusterSize = 3
 
-// newCluster starts the cluster. The members' own ports are picked free
-// and then bound by etcd, so another process may take one in between: the
-// whole start is retried on a bind failure (the proxies bind port 0).
+// newCluster starts the cluster. The proxies bind port 0; the members'
+// own ports are reserved with testport, and the whole start is retried on
+// new ports should one be taken by something outside the tests anyway.
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	p := &partition{ids: map[string]int{}, cut: map[int]bool{}}
@@ -95,10 +97,7 @@ func startMembers(t *testing.T, proxies []string, targets []*proxyTarget) (*clus
 		return nil, err
 	}
 	for i := range clusterSize {
-		ports, err := pickPorts(2)
-		if err != nil {
-			return fail(err)
-		}
+		ports := testport.Take(t, 2)
 		client := mustURL(fmt.Sprintf("http://127.0.0.1:%d", ports[0]))
 		peer := mustURL(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
 		cfg := embed.NewConfig()
@@ -212,21 +211,6 @@ func (pt *proxyTarget) proxy() *httputil.ReverseProxy {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	return pt.rp
-}
-
-// pickPorts returns ports free a moment ago; the caller retries when one
-// was taken before etcd bound it.
-func pickPorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func mustURL(s string) *url.URL {

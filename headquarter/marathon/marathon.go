@@ -31,6 +31,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/auth"
 	"github.com/garrisonhq/garrison/headquarter/events"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
@@ -126,16 +127,8 @@ type Leadership interface {
 // LeaderProxyFilter does: the leader's URL, http://host:port.
 const LeaderHeader = "X-Marathon-Leader"
 
-// Auth is the API's optional authentication: HTTP basic with Username and
-// Password, and/or a static Token sent as "Authorization: Bearer <token>"
-// or, as DC/OS clients (go-marathon's DCOSToken) send it, "token=<token>".
-type Auth struct {
-	Username string
-	Password string
-	Token    string
-}
-
-func (a Auth) enabled() bool { return a.Username != "" || a.Password != "" || a.Token != "" }
+// Auth is the API's optional authentication (see auth.Credentials).
+type Auth = auth.Credentials
 
 // api holds the handlers' shared state.
 type api struct {
@@ -173,8 +166,8 @@ func Register(r gin.IRouter, cfg Config) {
 
 	v2 := r.Group("/v2")
 	v2.Use(a.leaderHeader)
-	if cfg.Auth.enabled() {
-		v2.Use(authenticate(cfg.Auth))
+	if cfg.Auth.Enabled() {
+		v2.Use(auth.Middleware(cfg.Auth))
 	}
 	// Every path answers the methods it lacks with 405 and an Allow
 	// header, as Marathon's JAX-RS resources do (gin alone would answer

@@ -2,8 +2,6 @@ package marathon
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -191,43 +189,6 @@ func boolParam(c *gin.Context, name string, def bool) (bool, error) {
 		return false, nil
 	}
 	return false, badRequest("query parameter %s: %q is not true or false", name, v)
-}
-
-// authenticate answers 401 with WWW-Authenticate unless the request carries
-// the configured basic credentials or token.
-func authenticate(cfg Auth) gin.HandlerFunc {
-	equal := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-	challenge := `Basic realm="garrison"`
-	if cfg.Username == "" && cfg.Password == "" {
-		challenge = `Bearer realm="garrison"`
-	}
-	return func(c *gin.Context) {
-		h := c.GetHeader("Authorization")
-		scheme, cred, _ := strings.Cut(h, " ")
-		ok := false
-		switch {
-		case strings.EqualFold(scheme, "Basic") && (cfg.Username != "" || cfg.Password != ""):
-			if raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred)); err == nil {
-				u, p, _ := strings.Cut(string(raw), ":")
-				ok = equal(u, cfg.Username) && equal(p, cfg.Password)
-			}
-		case strings.EqualFold(scheme, "Bearer") && cfg.Token != "":
-			ok = equal(strings.TrimSpace(cred), cfg.Token)
-		case strings.HasPrefix(h, "token=") && cfg.Token != "":
-			ok = equal(strings.TrimPrefix(h, "token="), cfg.Token)
-		}
-		if ok {
-			c.Next()
-			return
-		}
-		// A browser answers a Basic challenge to a script's request with its
-		// own password prompt, which the console's sign-in form replaces:
-		// scripts that say so get the 401 without the challenge.
-		if c.GetHeader("X-Requested-With") != "XMLHttpRequest" {
-			c.Header("WWW-Authenticate", challenge)
-		}
-		c.AbortWithStatusJSON(http.StatusUnauthorized, message{"Unauthorized: missing or invalid credentials"})
-	}
 }
 
 // rawJSON marshals v, for bodies spliced together by hand.

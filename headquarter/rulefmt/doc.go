@@ -18,13 +18,14 @@
 //	rules:
 //	  - app: /ktv/account      # required: the absolute Marathon app id, once per file
 //	    min: 2                 # default 1; 0 allowed (see "At zero" below)
-//	    max: 20                # required, >= 1, >= min
-//	    quorum: 2              # default 2, 1..3: metrics with data over their up thresholds needed to scale up
+//	    max: 20                # required, >= 1, >= min, at most the per-app instance limit (1000 unless configured)
+//	    quorum: 2              # default 2 (1 when up has one threshold), 1..3: metrics with data over their up band needed to scale up
 //	    window: 1m             # default 1m: how far back scout reads
 //	    maxStep: 10            # default 0 = no limit but max: most instances one scale-up adds
 //	    maxStepDown: 1         # default 1: most instances one scale-down removes
 //	    up:   { qps: 400, cpu: 0.75, mem: 0.80 }   # per instance; at least quorum of them
 //	    down: { qps: 100, cpu: 0.25, mem: 0.40 }   # per instance; each below its up threshold
+//	    tolerance: 0.1         # default 0.1, 0..0.5: a metric votes up only this far above up; a step sizes every metric back within it
 //	    cooldown: 60s          # default 60s, >= 0: after any change, before the next scale-DOWN
 //	    scaleDownAfter: 5m     # default 5m, > 0: how long every metric stays under down first
 //	    timezone: Asia/Shanghai  # default UTC: the zone the schedules' cron fields run in
@@ -37,6 +38,9 @@
 //	    sources: { qps: elasticsearch, cpu: prometheus, mem: prometheus }   # optional: configured source per metric
 //	    queries:               # optional: override the source's query per metric (a text/template)
 //	      qps: 'sum(rate(echo_requests_total{app="{{.App}}"}[{{.Window}}]))'
+//	      cpu:                 # or a mapping: the value, and a query counting the instances it came from
+//	        value: 'avg(irate(cpu_seconds_total{app="{{.App}}"}[{{.Window}}]))'
+//	        instances: 'count(irate(cpu_seconds_total{app="{{.App}}"}[{{.Window}}]))'
 //
 // Thresholds are per instance. qps is requests per second per instance
 // (> 0); cpu and mem are fractions of the cpus and mem each instance was

@@ -28,6 +28,7 @@ type ruleDoc struct {
 	MaxStepDown    int                      `yaml:"maxStepDown" json:"maxStepDown"`
 	Up             Thresholds               `yaml:"up,flow" json:"up"`
 	Down           Thresholds               `yaml:"down,flow,omitempty" json:"down"`
+	Tolerance      float64                  `yaml:"tolerance" json:"tolerance"`
 	Cooldown       string                   `yaml:"cooldown" json:"cooldown"`
 	ScaleDownAfter string                   `yaml:"scaleDownAfter" json:"scaleDownAfter"`
 	Timezone       string                   `yaml:"timezone" json:"timezone"`
@@ -35,7 +36,13 @@ type ruleDoc struct {
 	Paused         bool                     `yaml:"paused" json:"paused"`
 	DryRun         bool                     `yaml:"dryRun" json:"dryRun"`
 	Sources        map[sample.Metric]string `yaml:"sources,flow,omitempty" json:"sources,omitempty"`
-	Queries        map[sample.Metric]string `yaml:"queries,omitempty" json:"queries,omitempty"`
+	Queries        map[sample.Metric]any    `yaml:"queries,omitempty" json:"queries,omitempty"`
+}
+
+// queryDoc is a query with its instance count, as the file spells it.
+type queryDoc struct {
+	Value     string `yaml:"value" json:"value"`
+	Instances string `yaml:"instances" json:"instances"`
 }
 
 type scheduleDoc struct {
@@ -48,10 +55,20 @@ func toDoc(r Rule) ruleDoc {
 	d := ruleDoc{
 		App: r.App, Min: r.Min, Max: r.Max, Quorum: r.Quorum,
 		Window: FormatDuration(r.Window), MaxStep: r.MaxStep, MaxStepDown: r.MaxStepDown,
-		Up: r.Up, Down: r.Down,
+		Up: r.Up, Down: r.Down, Tolerance: r.Tolerance,
 		Cooldown: FormatDuration(r.Cooldown), ScaleDownAfter: FormatDuration(r.ScaleDownAfter),
 		Timezone: r.Timezone, Paused: r.Paused, DryRun: r.DryRun,
-		Sources: r.Sources, Queries: r.Queries,
+		Sources: r.Sources,
+	}
+	for m, q := range r.Queries {
+		if d.Queries == nil {
+			d.Queries = map[sample.Metric]any{}
+		}
+		if n := r.InstanceQueries[m]; n != "" {
+			d.Queries[m] = queryDoc{Value: q, Instances: n}
+		} else {
+			d.Queries[m] = q
+		}
 	}
 	for _, s := range r.Schedules {
 		d.Schedules = append(d.Schedules, scheduleDoc{Cron: s.Cron, For: FormatDuration(s.For), Min: s.Min})

@@ -32,7 +32,7 @@ var (
 
 // ruleFields is every key a rule may have, in the order Marshal writes them.
 var ruleFields = []string{"app", "min", "max", "quorum", "window", "maxStep", "maxStepDown",
-	"up", "down", "cooldown", "scaleDownAfter", "timezone", "schedules", "paused", "dryRun",
+	"up", "down", "tolerance", "cooldown", "scaleDownAfter", "timezone", "schedules", "paused", "dryRun",
 	"sources", "queries"}
 
 // Parse decodes and validates a rules file (YAML, or JSON, which YAML
@@ -42,11 +42,16 @@ var ruleFields = []string{"app", "min", "max", "quorum", "window", "maxStep", "m
 // an error (a file caught mid-write must not remove every rule): `rules: []`
 // is no rules.
 func Parse(data []byte, filename string) ([]Rule, error) {
+	return ParseWith(data, filename, Options{})
+}
+
+// ParseWith is Parse with garrison's settings (the instance limit).
+func ParseWith(data []byte, filename string, opts Options) ([]Rule, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{syntaxError(err, filename)}
 	}
-	d := decoder{file: filename}
+	d := decoder{file: filename, maxInstances: opts.MaxInstances}
 	rules := d.rules(&root)
 	if len(d.errs) > 0 {
 		// Checks run field by field, then across fields: sort them back
@@ -72,8 +77,16 @@ func syntaxError(err error, filename string) Error {
 // decoder walks yaml.Node trees, collecting every error rather than
 // stopping at the first: `garrison rules check` shows them all at once.
 type decoder struct {
-	file string
-	errs Errors
+	file         string
+	errs         Errors
+	maxInstances int // 0: DefaultMaxInstances
+}
+
+func (d *decoder) limit() int {
+	if d.maxInstances > 0 {
+		return d.maxInstances
+	}
+	return DefaultMaxInstances
 }
 
 func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) {
@@ -245,7 +258,7 @@ func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 		Min: DefaultMin, Quorum: DefaultQuorum, Window: DefaultWindow,
 		MaxStep: DefaultMaxStep, MaxStepDown: DefaultMaxStepDown,
 		Cooldown: DefaultCooldown, ScaleDownAfter: DefaultScaleDownAfter,
-		Timezone: DefaultTimezone,
+		Timezone: DefaultTimezone, Tolerance: DefaultTolerance,
 	}
 	// at holds each given field's value node, to place cross-field errors;
 	// bad marks fields that failed to decode, so their checks don't pile
@@ -283,6 +296,8 @@ func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 			r.Up, good = d.thresholds(v, p)
 		case "down":
 			r.Down, good = d.thresholds(v, p)
+		case "tolerance":
+			r.Tolerance, good = d.float(v, p)
 		case "cooldown":
 			r.Cooldown, good = d.duration(v, p)
 		case "scaleDownAfter":
@@ -298,7 +313,7 @@ func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 		case "sources":
 			r.Sources, good = d.names(v, p, d.sourceName)
 		case "queries":
-			r.Queries, good = d.names(v, p, d.query)
+			r.Queries, r.InstanceQueries, r.queryAt, good = d.queries(v, p)
 		default:
 			d.unknown(k, p, key)
 			return
@@ -372,8 +387,7 @@ func (d *decoder) names(n *yaml.Node, path string, check func(v *yaml.Node, path
 	good := true
 	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
 		p := join(path, key)
-		if !isMetric(sample.Metric(key)) {
-			d.errf(k, p, "unknown metric (qps, cpu, mem)")
+		if !d.metric(k, p, key) {
 			good = false
 			return
 		}
@@ -388,6 +402,72 @@ func (d *decoder) names(n *yaml.Node, path string, check func(v *yaml.Node, path
 		out = nil
 	}
 	return out, ok && good
+}
+
+// metric checks a key names a metric.
+func (d *decoder) metric(k *yaml.Node, path, key string) bool {
+	if !isMetric(sample.Metric(key)) {
+		d.errf(k, path, "unknown metric (qps, cpu, mem)")
+		return false
+	}
+	return true
+}
+
+// queries decodes `queries:`: per metric a query, or a mapping with the
+// query as `value` and, optionally, `instances`: a query counting the
+// instances the value came from.
+func (d *decoder) queries(n *yaml.Node, path string) (values, instances map[sample.Metric]string, at map[string]Pos, good bool) {
+	values, instances, good = map[sample.Metric]string{}, map[sample.Metric]string{}, true
+	at = map[string]Pos{}
+	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := join(path, key)
+		m := sample.Metric(key)
+		if !d.metric(k, p, key) {
+			good = false
+			return
+		}
+		if v.Kind != yaml.MappingNode {
+			s, ok := d.str(v, p)
+			if !ok || !d.query(v, p, s) {
+				good = false
+				return
+			}
+			values[m] = s
+			at[key] = Pos{v.Line, v.Column}
+			return
+		}
+		d.mapping(v, p, func(key string, k, qv *yaml.Node) {
+			qp := join(p, key)
+			if key != "value" && key != "instances" {
+				d.errf(k, qp, "unknown field (a query has value, instances)")
+				good = false
+				return
+			}
+			s, ok := d.str(qv, qp)
+			if !ok || !d.query(qv, qp, s) {
+				good = false
+				return
+			}
+			if key == "value" {
+				values[m] = s
+				at[string(m)] = Pos{qv.Line, qv.Column}
+			} else {
+				instances[m] = s
+				at[string(m)+".instances"] = Pos{qv.Line, qv.Column}
+			}
+		})
+		if _, set := values[m]; !set {
+			d.errf(v, join(p, "value"), "required")
+			good = false
+		}
+	})
+	if len(values) == 0 {
+		values = nil
+	}
+	if len(instances) == 0 {
+		instances = nil
+	}
+	return values, instances, at, ok && good
 }
 
 func (d *decoder) sourceName(v *yaml.Node, path, s string) bool {
@@ -516,6 +596,17 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 	}
 	if given("max") && !bad["min"] && r.Min > r.Max {
 		d.errf(pos("min"), join(path, "min"), "must not be above max (%d)", r.Max)
+	}
+	if given("max") && r.Max > d.limit() {
+		d.errf(pos("max"), join(path, "max"), "must be at most %d (the per-app instance limit)", d.limit())
+		bad["max"] = true
+	}
+	if given("tolerance") && (r.Tolerance < 0 || r.Tolerance > 0.5) {
+		d.errf(pos("tolerance"), join(path, "tolerance"), "must be between 0 and 0.5 (a fraction of the up threshold)")
+	}
+	if at["quorum"] == nil && !bad["up"] && r.Up.Count() == 1 {
+		// One up threshold: its vote is the quorum.
+		r.Quorum = 1
 	}
 	if !bad["quorum"] {
 		if r.Quorum < 1 || r.Quorum > len(sample.Metrics) {

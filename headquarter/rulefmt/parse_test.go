@@ -49,18 +49,31 @@ func TestParseGood(t *testing.T) {
 	want := rulefmt.Rule{App: "/ktv/song", Min: rulefmt.DefaultMin, Max: 5, Quorum: rulefmt.DefaultQuorum,
 		Window: rulefmt.DefaultWindow, MaxStep: rulefmt.DefaultMaxStep, MaxStepDown: rulefmt.DefaultMaxStepDown,
 		Up: rulefmt.Thresholds{CPU: 0.7, Mem: 0.8}, Cooldown: rulefmt.DefaultCooldown,
-		ScaleDownAfter: rulefmt.DefaultScaleDownAfter, Timezone: rulefmt.DefaultTimezone}
+		ScaleDownAfter: rulefmt.DefaultScaleDownAfter, Timezone: rulefmt.DefaultTimezone, Tolerance: rulefmt.DefaultTolerance}
 	if !reflect.DeepEqual(exported(b), exported(want)) || b.Location() != time.UTC {
 		t.Errorf("defaults:\n got %+v\nwant %+v", b, want)
 	}
 }
 
+// sameRules: the same meaning; positions in the file may differ.
+func sameRules(a, b []rulefmt.Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !reflect.DeepEqual(exported(a[i]), exported(b[i])) || a[i].Location().String() != b[i].Location().String() {
+			return false
+		}
+	}
+	return true
+}
+
 // exported drops what Parse compiles, for comparing with a literal.
 func exported(r rulefmt.Rule) rulefmt.Rule {
 	out := rulefmt.Rule{App: r.App, Min: r.Min, Max: r.Max, Quorum: r.Quorum, Window: r.Window,
-		MaxStep: r.MaxStep, MaxStepDown: r.MaxStepDown, Up: r.Up, Down: r.Down, Cooldown: r.Cooldown,
+		MaxStep: r.MaxStep, MaxStepDown: r.MaxStepDown, Up: r.Up, Down: r.Down, Tolerance: r.Tolerance, Cooldown: r.Cooldown,
 		ScaleDownAfter: r.ScaleDownAfter, Timezone: r.Timezone, Paused: r.Paused, DryRun: r.DryRun,
-		Sources: r.Sources, Queries: r.Queries}
+		Sources: r.Sources, Queries: r.Queries, InstanceQueries: r.InstanceQueries}
 	for _, s := range r.Schedules {
 		out.Schedules = append(out.Schedules, rulefmt.Schedule{Cron: s.Cron, For: s.For, Min: s.Min})
 	}
@@ -78,7 +91,7 @@ func TestParseBad(t *testing.T) {
 			`unknown.bad.yaml:4:5: rules[0].maxstep: unknown field (did you mean "maxStep"?)`,
 			`unknown.bad.yaml:5:32: rules[0].up.disk: unknown metric (qps, cpu, mem)`,
 			`unknown.bad.yaml:10:9: rules[0].schedules[0].max: unknown field (a schedule has cron, for, min)`,
-			`unknown.bad.yaml:11:5: rules[0].colour: unknown field (a rule has app, min, max, quorum, window, maxStep, maxStepDown, up, down, cooldown, scaleDownAfter, timezone, schedules, paused, dryRun, sources, queries)`,
+			`unknown.bad.yaml:11:5: rules[0].colour: unknown field (a rule has app, min, max, quorum, window, maxStep, maxStepDown, up, down, tolerance, cooldown, scaleDownAfter, timezone, schedules, paused, dryRun, sources, queries)`,
 			`unknown.bad.yaml:12:1: groups: unknown field (the file holds "rules")`,
 		}},
 		{"values.bad.yaml", []string{
@@ -205,7 +218,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if !reflect.DeepEqual(again, rules) {
+	if !sameRules(again, rules) {
 		t.Errorf("round trip changed the rules:\n%s", out)
 	}
 	if !strings.Contains(string(out), "cooldown: 1m\n") || !strings.Contains(string(out), "up: {qps: 400, cpu: 0.75, mem: 0.8}") {
@@ -223,14 +236,14 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, js)
 	}
-	if !reflect.DeepEqual(fromJSON, rules) {
+	if !sameRules(fromJSON, rules) {
 		t.Errorf("JSON round trip changed the rules: %s", js)
 	}
 	var decoded []rulefmt.Rule
 	if err := json.Unmarshal(mustField(t, js, "rules"), &decoded); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(decoded, rules) {
+	if !sameRules(decoded, rules) {
 		t.Errorf("json.Unmarshal gave different rules")
 	}
 
@@ -333,5 +346,69 @@ func TestErrorFormat(t *testing.T) {
 		if got := tt.e.Error(); got != tt.want {
 			t.Errorf("got %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// TestInstanceLimit: a rule may not ask for more instances than an app
+// definition may have (issue 10: min: 4, max: 4 scaled an app past what
+// the API would take).
+func TestInstanceLimit(t *testing.T) {
+	doc := []byte("rules:\n  - app: /a\n    max: 5000\n    up: {qps: 10}\n")
+	_, err := rulefmt.Parse(doc, "r.yaml")
+	if err == nil || !strings.Contains(err.Error(), "r.yaml:3:10: rules[0].max: must be at most 1000 (the per-app instance limit)") {
+		t.Fatalf("default limit: %v", err)
+	}
+	_, err = rulefmt.ParseWith([]byte("rules:\n  - app: /a\n    max: 30\n    up: {qps: 10}\n"), "r.yaml", rulefmt.Options{MaxInstances: 20})
+	if err == nil || !strings.Contains(err.Error(), "rules[0].max: must be at most 20") {
+		t.Fatalf("wired limit: %v", err)
+	}
+	rules, err := rulefmt.ParseWith([]byte("rules:\n  - app: /a\n    max: 20\n    up: {qps: 10}\n"), "r.yaml", rulefmt.Options{MaxInstances: 20})
+	if err != nil || rules[0].Max != 20 {
+		t.Fatalf("at the limit: %v %+v", err, rules)
+	}
+}
+
+func TestToleranceAndOneThresholdQuorum(t *testing.T) {
+	rules, err := rulefmt.Parse([]byte("rules:\n  - app: /a\n    max: 8\n    up: {qps: 10}\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rules[0]; r.Quorum != 1 || r.Tolerance != rulefmt.DefaultTolerance {
+		t.Fatalf("quorum %d tolerance %g; want 1 (one up threshold) and the default", r.Quorum, r.Tolerance)
+	}
+	_, err = rulefmt.Parse([]byte("rules:\n  - app: /a\n    max: 8\n    tolerance: 0.9\n    up: {qps: 10}\n"), "r.yaml")
+	if err == nil || !strings.Contains(err.Error(), "r.yaml:4:16: rules[0].tolerance: must be between 0 and 0.5") {
+		t.Fatalf("tolerance 0.9: %v", err)
+	}
+}
+
+func TestQueryWithInstanceCount(t *testing.T) {
+	doc := `rules:
+  - app: /a
+    max: 8
+    up: {qps: 10}
+    queries:
+      qps:
+        value: 'sum(irate(http_requests_total{job="a"}[{{.Window}}]))'
+        instances: 'count(irate(http_requests_total{job="a"}[{{.Window}}]))'
+`
+	rules, err := rulefmt.Parse([]byte(doc), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rules[0]; !strings.HasPrefix(r.Queries[sample.QPS], "sum(") || !strings.HasPrefix(r.InstanceQueries[sample.QPS], "count(") {
+		t.Fatalf("queries %v instances %v", r.Queries, r.InstanceQueries)
+	}
+	out, err := rulefmt.Marshal(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := rulefmt.Parse(out, "out.yaml")
+	if err != nil || back[0].InstanceQueries[sample.QPS] != rules[0].InstanceQueries[sample.QPS] {
+		t.Fatalf("round trip: %v\n%s", err, out)
+	}
+	_, err = rulefmt.Parse([]byte("rules:\n  - app: /a\n    max: 8\n    up: {qps: 10}\n    queries:\n      qps: {instances: 'count(x)'}\n"), "r.yaml")
+	if err == nil || !strings.Contains(err.Error(), "r.yaml:6:12: rules[0].queries.qps.value: required") {
+		t.Fatalf("no value: %v", err)
 	}
 }

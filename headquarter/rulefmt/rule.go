@@ -13,7 +13,8 @@ import (
 // is in force.
 const (
 	DefaultMin            = 1
-	DefaultQuorum         = 2
+	DefaultQuorum         = 2 // or 1 when up sets one threshold
+	DefaultTolerance      = 0.1
 	DefaultWindow         = time.Minute
 	DefaultMaxStep        = 0 // no limit on a scale-up step but max
 	DefaultMaxStepDown    = 1
@@ -21,6 +22,17 @@ const (
 	DefaultScaleDownAfter = 5 * time.Minute
 	DefaultTimezone       = "UTC"
 )
+
+// DefaultMaxInstances bounds min, max and schedule floors when the caller
+// gives no limit: the same per-app instance limit apps have, so a rule can
+// never ask the scheduler for more than an app definition could.
+const DefaultMaxInstances = 1000
+
+// Options are the settings Parse takes from garrison's configuration.
+type Options struct {
+	// MaxInstances is the per-app instance limit (0: DefaultMaxInstances).
+	MaxInstances int
+}
 
 // Rule is one app's validated autoscale rule. Build it with Parse: a Rule
 // made by hand has no compiled schedules or time zone (Schedule.Active is
@@ -41,7 +53,14 @@ type Rule struct {
 	// MaxStepDown bounds a scale-down (at least 1).
 	MaxStepDown int
 	// Up and Down are per-instance thresholds; a zero field is not set.
+	// Up is the target: a metric votes up once it is more than Tolerance
+	// above it, and a scale-up adds the fewest instances that bring every
+	// metric back within that band.
 	Up, Down Thresholds
+	// Tolerance is the band above Up that is not a breach (HPA's 10%):
+	// measured load wobbles, and a count sized to land exactly on the
+	// threshold would be "over" at the next reading and grow by one.
+	Tolerance float64
 	// Cooldown holds scale-downs after any change; scale-ups never wait.
 	Cooldown time.Duration
 	// ScaleDownAfter is how long every metric must stay under its down
@@ -55,11 +74,30 @@ type Rule struct {
 	// the caller records but does not act.
 	Paused, DryRun bool
 	// Sources names the configured metric source per metric (empty: the
-	// default source). Queries overrides that source's query per metric.
-	Sources map[sample.Metric]string
-	Queries map[sample.Metric]string
+	// default source). Queries overrides that source's query per metric;
+	// InstanceQueries (the `instances:` of a query given as a mapping)
+	// counts the instances its value came from.
+	Sources         map[sample.Metric]string
+	Queries         map[sample.Metric]string
+	InstanceQueries map[sample.Metric]string
 
 	loc *time.Location
+	// queryAt places each query in the file, for errors found later
+	// (Prometheus refusing the query in `garrison rules check`).
+	queryAt map[string]Pos
+}
+
+// Pos is a place in a rules file.
+type Pos struct{ Line, Column int }
+
+// QueryPos is where the rule's query for m (its instance count query
+// when instances) is in the file; zero when it was not parsed from one.
+func (r Rule) QueryPos(m sample.Metric, instances bool) Pos {
+	key := string(m)
+	if instances {
+		key += ".instances"
+	}
+	return r.queryAt[key]
 }
 
 // Location is the rule's time zone (UTC for a Rule not built by Parse).

@@ -73,6 +73,9 @@ func New() (*Console, error) {
 	return c, nil
 }
 
+// Routes are the route patterns Register adds; they need no credentials.
+var Routes = []string{"/", "/ui", "/ui/*filepath"}
+
 // Register mounts the console at /ui/ and sends / there. The assets carry
 // no data, so they are served without authentication; every API call the
 // console makes is authenticated like any other client's.

@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/garrisonhq/garrison/internal/diskguard"
 )
 
 // Config says where the embedded server keeps its data and listens.
@@ -32,7 +34,13 @@ type Config struct {
 	LogLevel string
 	// StartTimeout bounds how long Start waits for the member to be ready.
 	StartTimeout time.Duration
+	// QuotaBytes is the database quota (etcd's --quota-backend-bytes);
+	// etcd's default (2 GiB) when 0.
+	QuotaBytes int64
 }
+
+// DefaultQuotaBytes is etcd's own default database quota.
+const DefaultQuotaBytes = 2 << 30
 
 // Server is a running embedded etcd member.
 type Server struct {
@@ -56,6 +64,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.StartTimeout = 60 * time.Second
 	}
 	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkSpace(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	clientURL, err := url.Parse(cfg.ClientURL)
@@ -99,10 +110,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// compacted so the database does not grow without bound.
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = "24h"
+	ec.QuotaBackendBytes = cfg.QuotaBytes
 
-	e, err := embed.StartEtcd(ec)
+	e, err := startEtcd(ctx, ec)
 	if err != nil {
-		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
 	timer := time.NewTimer(cfg.StartTimeout)
 	defer timer.Stop()
@@ -130,6 +142,63 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 func (s *Server) Close() {
 	s.logLevel.SetLevel(zapcore.FatalLevel)
 	s.etcd.Close()
+}
+
+// startEtcd runs embed.StartEtcd, which can block for good (on the file
+// lock of a database another process holds), and gives up when ctx ends: a
+// SIGTERM during start must stop garrison. The abandoned start is closed
+// when it returns.
+func startEtcd(ctx context.Context, ec *embed.Config) (*embed.Etcd, error) {
+	type started struct {
+		e   *embed.Etcd
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		e, err := embed.StartEtcd(ec)
+		done <- started{e, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("start embedded etcd in %s: %w", ec.Dir, r.err)
+		}
+		return r.e, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.e != nil {
+				r.e.Close()
+			}
+		}()
+		return nil, fmt.Errorf("stopped while starting embedded etcd in %s: %w", ec.Dir, context.Cause(ctx))
+	}
+}
+
+// checkSpace fails when the data directory cannot hold etcd's write-ahead
+// log: etcd preallocates each 64 MB segment, and one more ahead of need, and
+// fails with a bare "no space left on device" (or, once running, exits on
+// a failed commit) when it cannot.
+func checkSpace(dir string) error {
+	free, err := diskguard.FreeBytes(dir)
+	if err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	need := uint64(walSegments(dir)) * diskguard.WALSegmentBytes
+	if free < need {
+		return fmt.Errorf("data directory %s has %s free: etcd needs at least %s for its write-ahead log (64 MB segments, preallocated), plus room for its database; free some space or set --data-dir",
+			dir, diskguard.Bytes(free), diskguard.Bytes(need))
+	}
+	return nil
+}
+
+// walSegments is how many new WAL segments etcd preallocates when it
+// starts in dir: the first one and the next one for a new member, the next
+// one for an existing member.
+func walSegments(dir string) int {
+	if _, err := os.Stat(filepath.Join(dir, "member", "wal")); err == nil {
+		return 1
+	}
+	return 2
 }
 
 func defaultPeerURL(client *url.URL) (string, error) {

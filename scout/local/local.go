@@ -58,11 +58,12 @@ import (
 )
 
 // DefaultCounterPattern matches the request counters summed into QPS:
-// every `<prefix>_requests_total`, which includes `http_requests_total`
-// and the example service's `echo_requests_total`. The pattern must match a
-// whole metric name. promhttp's own promhttp_metric_handler_requests_total
-// counts the scrapes themselves and is always skipped.
-const DefaultCounterPattern = `.+_requests_total`
+// a plain `requests_total`, `http_requests_total` and every
+// `<prefix>_requests_total` (the example service's `echo_requests_total`).
+// The pattern must match a whole metric name. promhttp's own
+// promhttp_metric_handler_requests_total counts the scrapes themselves and
+// is always skipped.
+const DefaultCounterPattern = `(.+_)?requests_total`
 
 // Usage is a task's resource use now: the CPU time it has used since it
 // started and its resident memory. The drivers' Usage types have this shape.
@@ -318,7 +319,7 @@ func (s *Source) Read(ctx context.Context, req sample.Request) (sample.Readings,
 
 	var jobs []func(context.Context)
 	for _, w := range works {
-		if s.stats != nil {
+		if s.stats != nil && (w.app.Wants(sample.CPU) || w.app.Wants(sample.Mem)) {
 			for i, id := range w.tasks {
 				jobs = append(jobs, func(ctx context.Context) { w.usage[i] = s.readStats(ctx, w.app.ID, id) })
 			}

@@ -491,6 +491,46 @@ func TestCountersAndRates(t *testing.T) {
 	}
 }
 
+// Issue 11: the default pattern missed a service's plain requests_total,
+// and 40 req/s gave no decision and no sign.
+func TestDefaultPatternCountsPlainRequestsTotal(t *testing.T) {
+	etcd := etcdtest.New(t)
+	cli := etcd.Client(t)
+	x := &exposition{}
+	srv := httptest.NewServer(x)
+	defer srv.Close()
+	reg, err := registrar.Register(t.Context(), cli, "p", "p.1",
+		registrar.Endpoint{Addr: srv.Listener.Addr().String(), Metadata: map[string]string{"appId": "/p", "taskId": "p.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(context.Background())
+	var now atomic.Pointer[time.Time]
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now.Store(&t0)
+	src, err := local.New(nil, cli, local.WithClock(func() time.Time { return *now.Load() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	const body = "# TYPE requests_total counter\nrequests_total %d\n# TYPE http_requests_total counter\nhttp_requests_total %d\n# TYPE myapp_requests_total counter\nmyapp_requests_total %d\n# TYPE promhttp_metric_handler_requests_total counter\npromhttp_metric_handler_requests_total %d\n"
+	x.set(body, 10, 0, 0, 0)
+	if _, err := src.Read(t.Context(), sample.Request{Apps: []sample.App{{ID: "/p"}}}); err != nil {
+		t.Fatal(err)
+	}
+	x.set(body, 30, 20, 40, 1000)
+	t1 := t0.Add(2 * time.Second)
+	now.Store(&t1)
+	out, err := src.Read(t.Context(), sample.Request{Apps: []sample.App{{ID: "/p"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (20 + 20 + 40) requests over 2 s; the scrapes' counter is not load.
+	if v := out["/p"][sample.QPS]; !v.OK || v.Value != 40 {
+		t.Fatalf("qps %+v, want 40 from requests_total, http_requests_total and myapp_requests_total", v)
+	}
+}
+
 // Both drivers' Stats methods fit the source without scout importing
 // signalman outside tests.
 func TestFromDriverFitsBothDrivers(t *testing.T) {
@@ -498,5 +538,35 @@ func TestFromDriverFitsBothDrivers(t *testing.T) {
 	readers = append(readers, local.FromDriver((*process.Driver)(nil)), local.FromDriver((*docker.Driver)(nil)))
 	if len(readers) != 2 {
 		t.Fatal("adapters missing")
+	}
+}
+
+// A rule on QPS alone costs no task stats: with an evaluation every second
+// they would be a Docker stats call per task per second for nothing.
+func TestNoStatsForARuleWithoutCPUOrMemory(t *testing.T) {
+	var calls atomic.Int64
+	stats := local.StatsFunc(func(context.Context, string) (local.Usage, error) {
+		calls.Add(1)
+		return local.Usage{CPUSeconds: 1, MemBytes: 1 << 20}, nil
+	})
+	src, err := local.New(stats, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	app := sample.App{ID: "/q", CPUs: 1, MemMB: 32, Tasks: []string{"q.1", "q.2"}, Metrics: []sample.Metric{sample.QPS}}
+	if _, err := src.Read(t.Context(), sample.Request{Apps: []sample.App{app}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d stats reads for a QPS-only rule", n)
+	}
+	app.Metrics = append(app.Metrics, sample.Mem)
+	out, err := src.Read(t.Context(), sample.Request{Apps: []sample.App{app}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 || !out["/q"][sample.Mem].OK {
+		t.Fatalf("%d stats reads, mem %+v, with memory in the rule", n, out["/q"][sample.Mem])
 	}
 }

@@ -240,3 +240,28 @@ func TestBadQueryIsAnError(t *testing.T) {
 		t.Fatalf("err = %v, want Prometheus's parse error for the cpu query", err)
 	}
 }
+
+// An app's own query that does not parse costs that app its metric, not
+// every app its data (issue 11: the error came every evaluation and took
+// the source down for all); its instance count query is used.
+func TestBadAppQueryFailsThatAppOnly(t *testing.T) {
+	prom := promtest.New(t, promtest.Config{Jobs: []promtest.Job{{Name: "self", Targets: []string{hostPort(t, "http://127.0.0.1:1")}}}})
+	src, err := promsource.New(prom.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps := []sample.App{
+		{ID: "/bad", Query: map[sample.Metric]string{sample.QPS: `sum(rate(x[{{.Window}}])`}},
+		{ID: "/good", Query: map[sample.Metric]string{sample.QPS: `vector(42)`}, InstancesQuery: map[sample.Metric]string{sample.QPS: `vector(3)`}},
+	}
+	got, err := src.Read(t.Context(), sample.Request{Apps: apps, Window: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("one app's bad query failed the read: %v", err)
+	}
+	if v := got["/bad"][sample.QPS]; v.OK || !strings.Contains(v.Err, "parse error") {
+		t.Fatalf("/bad qps %+v, want no data with Prometheus's parse error", v)
+	}
+	if v := got["/good"][sample.QPS]; !v.OK || v.Value != 42 || v.Instances != 3 {
+		t.Fatalf("/good qps %+v, want 42 from 3 instances", v)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -39,16 +40,23 @@ import (
 // LabelApp is the label results are grouped by; its value is the app id.
 const LabelApp = "app"
 
-// Default queries. QPS sums every *_requests_total counter of the app's
-// instances, whatever the service named it; an instance counts once it has
-// a rate (two scrapes), so a new instance without data is not in
-// Instances. CPU and memory are fractions of what each task was given,
-// averaged over the app's tasks.
+// Default queries. QPS sums the request counters of the app's instances
+// (requests_total, http_requests_total, any *_requests_total; promhttp's
+// own scrape counter is not load); an instance counts once it has a rate
+// (two scrapes), so a new instance without data is not in Instances. CPU
+// and memory are fractions of what each task was given, averaged over the
+// app's tasks.
+//
+// Rates are irate: the last two samples in the window, so a reading shows
+// the load of the last scrape interval, not a minute's average that is
+// still mostly the time before a step (issue 11). The window only has to
+// hold two scrapes; scale-downs are damped by scaleDownAfter, not by it.
 const (
-	DefaultQPS          = `sum by (app) (rate({__name__=~".+_requests_total",app!=""}[{{.Window}}]))`
-	DefaultQPSInstances = `count by (app) (sum by (app, instance) (rate({__name__=~".+_requests_total",app!=""}[{{.Window}}])))`
-	DefaultCPU          = `avg by (app) (rate(garrison_task_cpu_seconds_total[{{.Window}}]) / garrison_task_cpus)`
-	DefaultCPUInstances = `count by (app) (rate(garrison_task_cpu_seconds_total[{{.Window}}]) / garrison_task_cpus)`
+	counters            = `{__name__=~"(.+_)?requests_total",__name__!~"promhttp_.+",app!=""}`
+	DefaultQPS          = `sum by (app) (irate(` + counters + `[{{.Window}}]))`
+	DefaultQPSInstances = `count by (app) (sum by (app, instance) (irate(` + counters + `[{{.Window}}])))`
+	DefaultCPU          = `avg by (app) (irate(garrison_task_cpu_seconds_total[{{.Window}}]) / garrison_task_cpus)`
+	DefaultCPUInstances = `count by (app) (irate(garrison_task_cpu_seconds_total[{{.Window}}]) / garrison_task_cpus)`
 	DefaultMem          = `avg by (app) (garrison_task_memory_bytes / garrison_task_memory_limit_bytes)`
 	DefaultMemInstances = `count by (app) (garrison_task_memory_bytes / garrison_task_memory_limit_bytes)`
 )
@@ -202,6 +210,9 @@ type job struct {
 	apps     []string
 	result   map[string]float64 // app label -> value
 	single   *float64           // the lone unlabelled result
+	// err: an override failed (a query that does not parse): its apps
+	// have no data for the metric, the others are unaffected.
+	err error
 }
 
 // plan renders the queries Read would send for req: one per metric (and
@@ -232,15 +243,21 @@ func (s *Source) plan(req sample.Request) ([]*job, error) {
 		var shared, sharedCount string // rendered lazily: only if an app uses it
 		for _, a := range req.Apps {
 			if text := a.Query[m]; text != "" {
-				t, err := s.override(text)
-				if err != nil {
-					return nil, fmt.Errorf("prometheus source %s: app %s: %w", s.addr, a.ID, err)
+				// The app's own query, and the count of the instances its
+				// value came from when the rule gives one.
+				for i, text := range []string{text, a.InstancesQuery[m]} {
+					if text == "" {
+						continue
+					}
+					t, err := s.override(text)
+					if err == nil {
+						text, err = Render(t, Data{Window: window, App: a.ID})
+					}
+					if err != nil {
+						return nil, fmt.Errorf("prometheus source %s: app %s: %w", s.addr, a.ID, err)
+					}
+					add(text, m, i == 1, true, a.ID)
 				}
-				q, err := Render(t, Data{Window: window, App: a.ID})
-				if err != nil {
-					return nil, fmt.Errorf("prometheus source %s: app %s: %w", s.addr, a.ID, err)
-				}
-				add(q, m, false, true, a.ID)
 				continue
 			}
 			if shared == "" {
@@ -318,14 +335,22 @@ func (s *Source) run(ctx context.Context, jobs []*job, at time.Time) error {
 	}
 	wg.Wait()
 	// The first failure names the server and the query; when Prometheus is
-	// down every query fails alike, so the others are only counted.
+	// down every query fails alike, so the others are only counted. An
+	// app's own query that Prometheus refuses (bad_data: it does not parse
+	// or does not apply) fails that app's metric only.
 	var first error
 	n := 0
-	for _, err := range errs {
-		if err != nil {
-			first = cmp.Or(first, err)
-			n++
+	for i, err := range errs {
+		if err == nil {
+			continue
 		}
+		var perr *v1.Error
+		if jobs[i].override && errors.As(err, &perr) && perr.Type == v1.ErrBadData {
+			jobs[i].err = err
+			continue
+		}
+		first = cmp.Or(first, err)
+		n++
 	}
 	if n > 1 {
 		return fmt.Errorf("%w (and %d more of %d queries failed)", first, n-1, len(jobs))
@@ -404,6 +429,14 @@ func assemble(apps []sample.App, jobs []*job) sample.Readings {
 		out[a.ID] = make(sample.Reading, len(sample.Metrics))
 	}
 	for _, j := range jobs {
+		if j.err != nil {
+			for _, app := range j.apps {
+				if !j.count {
+					out[app][j.metric] = sample.Value{Err: j.err.Error()}
+				}
+			}
+			continue
+		}
 		for _, app := range j.apps {
 			v, ok := j.lookup(app)
 			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
@@ -423,9 +456,44 @@ func assemble(apps []sample.App, jobs []*job) sample.Readings {
 	for _, r := range out {
 		for m, v := range r {
 			if !v.OK {
-				r[m] = sample.Value{}
+				r[m] = sample.Value{Err: v.Err}
 			}
 		}
 	}
 	return out
 }
+
+// Check asks Prometheus to parse a rule's query, rendered as the source
+// would send it: an error of Prometheus's own parser (bad_data) names the
+// problem and its position. garrison does not link Prometheus's parser
+// (github.com/prometheus/prometheus pulls that server's whole dependency
+// set into garrison's module); the server that will run the query parses
+// it. Other errors (Prometheus unreachable) are returned as they are.
+func (s *Source) Check(ctx context.Context, query string, app string, window time.Duration) error {
+	t, err := parse("query", query)
+	if err != nil {
+		return err
+	}
+	text, err := Render(t, Data{Window: Window(window), App: app})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	_, _, err = s.api.Query(ctx, text, time.Now())
+	var perr *v1.Error
+	if errors.As(err, &perr) && perr.Type == v1.ErrBadData {
+		return &QueryError{Query: text, Msg: perr.Msg}
+	}
+	if err != nil {
+		return fmt.Errorf("prometheus at %s: %w", s.addr, err)
+	}
+	return nil
+}
+
+// QueryError is a query Prometheus refused.
+type QueryError struct {
+	Query, Msg string
+}
+
+func (e *QueryError) Error() string { return fmt.Sprintf("PromQL %q: %s", e.Query, e.Msg) }

@@ -26,17 +26,17 @@ func TestRenderDefaults(t *testing.T) {
 		count  string
 	}{
 		{"qps 30s", sample.QPS, 30 * time.Second,
-			`sum by (app) (rate({__name__=~".+_requests_total",app!=""}[30s]))`,
-			`count by (app) (sum by (app, instance) (rate({__name__=~".+_requests_total",app!=""}[30s])))`},
+			`sum by (app) (irate({__name__=~"(.+_)?requests_total",__name__!~"promhttp_.+",app!=""}[30s]))`,
+			`count by (app) (sum by (app, instance) (irate({__name__=~"(.+_)?requests_total",__name__!~"promhttp_.+",app!=""}[30s])))`},
 		{"cpu 1m30s", sample.CPU, 90 * time.Second,
-			`avg by (app) (rate(garrison_task_cpu_seconds_total[1m30s]) / garrison_task_cpus)`,
-			`count by (app) (rate(garrison_task_cpu_seconds_total[1m30s]) / garrison_task_cpus)`},
+			`avg by (app) (irate(garrison_task_cpu_seconds_total[1m30s]) / garrison_task_cpus)`,
+			`count by (app) (irate(garrison_task_cpu_seconds_total[1m30s]) / garrison_task_cpus)`},
 		{"mem has no window", sample.Mem, time.Minute,
 			`avg by (app) (garrison_task_memory_bytes / garrison_task_memory_limit_bytes)`,
 			`count by (app) (garrison_task_memory_bytes / garrison_task_memory_limit_bytes)`},
 		{"sub-second window", sample.CPU, 1500 * time.Millisecond,
-			`avg by (app) (rate(garrison_task_cpu_seconds_total[1s500ms]) / garrison_task_cpus)`,
-			`count by (app) (rate(garrison_task_cpu_seconds_total[1s500ms]) / garrison_task_cpus)`},
+			`avg by (app) (irate(garrison_task_cpu_seconds_total[1s500ms]) / garrison_task_cpus)`,
+			`count by (app) (irate(garrison_task_cpu_seconds_total[1s500ms]) / garrison_task_cpus)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

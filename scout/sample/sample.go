@@ -39,6 +39,14 @@ type App struct {
 	// Query overrides a source's default query per metric (a PromQL
 	// template, an Elasticsearch service name); empty uses the default.
 	Query map[Metric]string
+	// Metrics are the metrics the app's rule votes on; nil: all. A source
+	// may skip the work of the others (the local source reads no task
+	// stats for a rule on QPS alone).
+	Metrics []Metric
+	// InstancesQuery, beside a Query override, counts the instances its
+	// value came from (so a new instance without data is not divided
+	// into it); without one the autoscaler assumes every ready instance.
+	InstancesQuery map[Metric]string
 }
 
 // Request asks a source for readings of many apps at once: sources answer
@@ -58,6 +66,9 @@ type Value struct {
 	// Instances is how many instances the value was computed from; a new
 	// instance without data yet is not in it.
 	Instances int
+	// Err says why there is no data when the source knows (an app's own
+	// query failed); the autoscaler records it.
+	Err string
 }
 
 // Reading is one app's values. A source fills the metrics it knows.
@@ -72,4 +83,17 @@ type Source interface {
 	// could not be asked at all (Prometheus down): the autoscaler records it
 	// and treats every metric of that source as having no data.
 	Read(ctx context.Context, req Request) (Readings, error)
+}
+
+// Wants reports whether the app's rule uses m.
+func (a App) Wants(m Metric) bool {
+	if a.Metrics == nil {
+		return true
+	}
+	for _, x := range a.Metrics {
+		if x == m {
+			return true
+		}
+	}
+	return false
 }

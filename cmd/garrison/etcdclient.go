@@ -1,0 +1,94 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/garrisonhq/garrison/registrar"
+)
+
+// etcdSettings say how to reach an external etcd: its URLs, client TLS and
+// etcd's own user/password auth. Anyone who can write /garrison/apps/ runs
+// commands as garrison's user, so a shared etcd should require both.
+type etcdSettings struct {
+	endpoints string
+	caCert    string
+	cert      string
+	key       string
+	user      string
+	password  string
+}
+
+func (s *etcdSettings) register(fs *flag.FlagSet, defaultEndpoints, endpointsHelp string) {
+	fs.StringVar(&s.endpoints, "etcd", defaultEndpoints, endpointsHelp)
+	fs.StringVar(&s.caCert, "etcd-cacert", "", "PEM file of the CA that signed etcd's server certificate (https:// endpoints)")
+	fs.StringVar(&s.cert, "etcd-cert", "", "PEM client certificate presented to etcd (etcd's --client-cert-auth), with --etcd-key")
+	fs.StringVar(&s.key, "etcd-key", "", "PEM private key of --etcd-cert")
+	fs.StringVar(&s.user, "etcd-user", "", "etcd user (etcd auth enabled), with --etcd-password")
+	fs.StringVar(&s.password, "etcd-password", "", "password of --etcd-user")
+}
+
+// secured reports whether any TLS or auth setting is given.
+func (s *etcdSettings) secured() bool {
+	return s.caCert != "" || s.cert != "" || s.key != "" || s.user != "" || s.password != ""
+}
+
+// validate checks that paired settings come in pairs.
+func (s *etcdSettings) validate() error {
+	switch {
+	case (s.cert == "") != (s.key == ""):
+		return errors.New("--etcd-cert and --etcd-key go together: set both or neither")
+	case (s.user == "") != (s.password == ""):
+		return errors.New("--etcd-user and --etcd-password go together: set both or neither")
+	}
+	return nil
+}
+
+// options turns the settings into client options, reading the certificate
+// files now so that a wrong path fails at start with its name.
+func (s *etcdSettings) options(endpoints []string) ([]registrar.ClientOption, error) {
+	var opts []registrar.ClientOption
+	https := slices.ContainsFunc(endpoints, func(e string) bool { return strings.HasPrefix(e, "https://") })
+	if https || s.caCert != "" || s.cert != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if s.caCert != "" {
+			pem, err := os.ReadFile(s.caCert)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-cacert: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--etcd-cacert %s: no PEM certificate in it", s.caCert)
+			}
+		}
+		if s.cert != "" {
+			pair, err := tls.LoadX509KeyPair(s.cert, s.key)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		opts = append(opts, registrar.WithTLS(cfg))
+	}
+	if s.user != "" {
+		opts = append(opts, registrar.WithCredentials(s.user, s.password))
+	}
+	return opts, nil
+}
+
+// connect builds the client for endpoints with these settings.
+func (s *etcdSettings) connect(endpoints []string) (*clientv3.Client, error) {
+	opts, err := s.options(endpoints)
+	if err != nil {
+		return nil, err
+	}
+	return registrar.NewClient(endpoints, opts...)
+}
