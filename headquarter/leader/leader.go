@@ -8,8 +8,10 @@
 // this replica leads, Run calls lead with a context that is cancelled the
 // moment leadership is lost (the session ended: lease expired or revoked,
 // etcd unreachable for a TTL; the election key was deleted: Resign,
-// Abdicate from another replica, an operator; Run's context ended) and
-// with the term's Fence. After a term Run deletes its key, revokes its
+// Abdicate from another replica, an operator; etcd did not confirm the
+// lease before it could have expired, which ends the term before another
+// replica can win, even when this one is cut off with an etcd member that
+// lost quorum; Run's context ended) and with the term's Fence. After a term Run deletes its key, revokes its
 // lease, pauses (Pause, 2 s) and campaigns again with a new session.
 // Leader names the current leader for every replica, IsLeader says whether
 // this one leads, Resign steps down, Abdicate makes whichever replica leads
