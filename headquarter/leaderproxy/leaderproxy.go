@@ -9,6 +9,7 @@ package leaderproxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -18,8 +19,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/gin-gonic/gin"
 )
 
 // Marathon's header and messages (JavaUrlConnectionRequestForwarder).
@@ -59,8 +58,9 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// Middleware returns the gin middleware; use it before the routes.
-func Middleware(cfg Config) gin.HandlerFunc {
+// New returns a handler that serves requests with next while this replica
+// leads (and for paths outside Prefixes), and proxies them otherwise.
+func New(cfg Config, next http.Handler) http.Handler {
 	if cfg.Scheme == "" {
 		cfg.Scheme = "http"
 	}
@@ -80,21 +80,23 @@ func Middleware(cfg Config) gin.HandlerFunc {
 		cfg.Logger = slog.Default()
 	}
 	via := "1.1 " + cfg.Self
-	return func(c *gin.Context) {
-		path := c.Request.URL.Path
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		path := req.URL.Path
 		if !slices.ContainsFunc(cfg.Prefixes, func(p string) bool { return strings.HasPrefix(path, p) }) {
+			next.ServeHTTP(w, req)
 			return
 		}
-		leader, ok := waitLeader(c.Request.Context(), cfg)
+		leader, ok := waitLeader(req.Context(), cfg)
 		if !ok {
-			abort(c, http.StatusServiceUnavailable, msgNoLeader)
+			fail(w, http.StatusServiceUnavailable, msgNoLeader)
 			return
 		}
 		if leader == "" { // this replica leads
+			next.ServeHTTP(w, req)
 			return
 		}
-		if slices.Contains(c.Request.Header.Values(ViaHeader), via) {
-			abort(c, http.StatusBadGateway, msgLoop)
+		if slices.Contains(req.Header.Values(ViaHeader), via) {
+			fail(w, http.StatusBadGateway, msgLoop)
 			return
 		}
 		target := &url.URL{Scheme: cfg.Scheme, Host: leader}
@@ -120,14 +122,11 @@ func Middleware(cfg Config) gin.HandlerFunc {
 				case isRefused(err):
 					msg = msgRefused
 				}
-				w.Header().Set("Content-Type", "application/json; charset=utf-8")
-				w.WriteHeader(status)
-				w.Write([]byte(`{"message":"` + msg + `"}`))
+				fail(w, status, msg)
 			},
 		}
-		rp.ServeHTTP(c.Writer, c.Request)
-		c.Abort()
-	}
+		rp.ServeHTTP(w, req)
+	})
 }
 
 // waitLeader returns "" when this replica leads, the leader's address when
@@ -157,6 +156,9 @@ func isRefused(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func abort(c *gin.Context, status int, msg string) {
-	c.AbortWithStatusJSON(status, gin.H{"message": msg})
+// fail answers in Marathon's {"message"} shape.
+func fail(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }

@@ -40,14 +40,13 @@ func startHQ(t *testing.T, etcd *etcdtest.Server) *hq {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.Use(leaderproxy.Middleware(leaderproxy.Config{Leadership: h.el, Self: h.name, RetryPause: 20 * time.Millisecond, Logger: logger}))
 	r.GET("/v2/whoami", func(c *gin.Context) { c.String(200, h.name) })
 	r.POST("/v2/echo", func(c *gin.Context) {
 		b, _ := io.ReadAll(c.Request.Body)
 		c.String(201, h.name+":"+string(b))
 	})
 	r.GET("/ping", func(c *gin.Context) { c.String(200, "pong "+h.name) })
-	h.srv = &http.Server{Handler: r}
+	h.srv = &http.Server{Handler: leaderproxy.New(leaderproxy.Config{Leadership: h.el, Self: h.name, RetryPause: 20 * time.Millisecond, Logger: logger}, r)}
 	go h.srv.Serve(l)
 	t.Cleanup(func() { h.srv.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
