@@ -19,6 +19,11 @@ missing=()
 [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+# The pipeline's tests: git repositories, the post-receive hook's curl, and
+# a static busybox for build images made FROM scratch.
+command -v git >/dev/null || missing+=(git)
+command -v curl >/dev/null || missing+=(curl)
+[ -x /bin/busybox ] || missing+=(busybox-static)
 # The console's browser tests drive Debian's chromium, headless.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -16,7 +16,6 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/autoscale"
 	"github.com/garrisonhq/garrison/headquarter/rulefmt"
 	"github.com/garrisonhq/garrison/headquarter/store"
-	"github.com/garrisonhq/garrison/internal/etcdspace"
 	"github.com/garrisonhq/garrison/scout/elasticsearch"
 	"github.com/garrisonhq/garrison/scout/local"
 	scoutprom "github.com/garrisonhq/garrison/scout/prometheus"
@@ -100,9 +99,6 @@ func startAutoscaler(ctx context.Context, s autoscaleSettings, hq *headquarter, 
 	}
 	manager := autoscale.New(autoscale.Config{Target: target, Sources: sources, DefaultSource: s.source,
 		Recorder: hq.store, Events: hq.bus, Interval: s.interval, Registerer: reg, Logger: logger})
-	// The decision log lives in etcd beside everything else: show how full
-	// etcd is next to it.
-	reg.MustRegister(etcdspace.New(cli))
 	rules := autoscale.NewRules(manager, hq.store, reg, logger)
 	if err := rules.Load(ctx); err != nil {
 		logger.Warn("stored autoscale rules not loaded", "error", err)
@@ -157,6 +153,10 @@ func (a *autoscaleService) Rules() []rulefmt.Rule { return a.manager.Rules() }
 
 func (a *autoscaleService) Put(ctx context.Context, data []byte, origin string) ([]rulefmt.Rule, error) {
 	return a.rules.Put(ctx, data, origin)
+}
+
+func (a *autoscaleService) Check(data []byte, origin string) ([]rulefmt.Rule, error) {
+	return a.rules.Check(data, origin)
 }
 
 func (a *autoscaleService) Evaluations(app string) any { return a.manager.Evaluations(app) }

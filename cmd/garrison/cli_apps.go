@@ -373,7 +373,7 @@ func (x *cli) deploy(ctx context.Context, wf waitFlags, what string, apps []stri
 	}
 	if x.structured() {
 		if err := x.printValue(map[string]any{"deploymentId": w.DeploymentID, "version": w.Version,
-			"succeeded": out.Succeeded, "reason": out.Reason, "seconds": took.Seconds()}); err != nil {
+			"succeeded": out.Succeeded, "reason": out.Reason, "polled": out.Polled, "seconds": took.Seconds()}); err != nil {
 			return err
 		}
 	} else if out.Succeeded {

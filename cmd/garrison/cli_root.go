@@ -90,7 +90,6 @@ JSON or YAML with -o. Exit status: 0 done, 1 the API refused or a --wait failed,
 			fmt.Fprint(stderr, cmd.UsageString())
 			return usageError{"no command given"}
 		},
-		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)

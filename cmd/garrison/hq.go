@@ -136,6 +136,9 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		Store: hq.store, Process: proc, Registry: cli, Events: hq.bus,
 		HealthOptions: []health.Option{health.WithRegisterer(reg), health.WithStartupInterval(s.startup)},
 		Host:          s.host, Hostname: hostname, PortRange: s.ports, DrainDelay: s.drainDelay, Logger: logger,
+		// The scheduler's own bound, with room for rolling restarts above
+		// the API's total instance limit.
+		MaxTasks: 2 * s.maxTotal,
 	}
 	if dockerDriver != nil {
 		cfg.Docker = dockerDriver

@@ -20,6 +20,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/ci"
 	"github.com/garrisonhq/garrison/headquarter/api"
 	"github.com/garrisonhq/garrison/headquarter/leader"
 	"github.com/garrisonhq/garrison/headquarter/leaderproxy"
@@ -39,6 +40,7 @@ type upSettings struct {
 	http       httpSettings
 	hq         hqSettings
 	autoscale  autoscaleSettings
+	ci         ciSettings
 	// advertise and leaderTTL matter with an external etcd, where the
 	// headquarters sharing it elect one leader.
 	advertise string
@@ -58,6 +60,7 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	s.http.register(fs)
 	s.hq.register(fs)
 	s.autoscale.register(fs)
+	s.ci.register(fs)
 	fs.StringVar(&s.advertise, "advertise-addr", "", "with --etcd: host:port the other headquarters reach this one's API at, the value of its leader election (default: --addr)")
 	fs.DurationVar(&s.leaderTTL, "leader-ttl", leader.DefaultTTL, "with --etcd: how long a leader that stopped renewing its etcd lease (crashed, paused, cut off) keeps the lead")
 }
@@ -180,12 +183,16 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		// Until elected: /ping, /health, /metrics of its own (its request
+		// Until elected: the console, /ping, /health, /metrics of its own (its request
 		// metrics in a registry of their own: the leader's router
 		// registers them on reg later); writes go to the leader, whose
 		// disk guard gates them.
-		handler.set(api.NewRouter(api.Config{Registry: cli, Registerer: prometheus.NewRegistry(), Gatherer: reg, Logger: logger,
-			Auth: s.hq.auth}))
+		follower, err := newRouter(api.Config{Registry: cli, Registerer: prometheus.NewRegistry(), Gatherer: reg, Logger: logger,
+			Auth: s.hq.auth}, nil, advertise, cli)
+		if err != nil {
+			return err
+		}
+		handler.set(follower)
 		scheme := "http"
 		if server.TLSConfig != nil {
 			scheme = "https"
@@ -247,6 +254,11 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopCI, err := startCI(ctx, router, cli, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
+	if err != nil {
+		return err
+	}
+	defer stopCI()
 	hq.exportTaskStats(reg, logger)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() {
 		if !s.hq.auth.Enabled() {
@@ -312,15 +324,20 @@ func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // newRouter is the API and console with every route garrison serves; the
 // auth and write gate of cfg cover them all but the console's assets,
-// which carry no data.
+// which carry no data. Without hq (a follower, whose API requests go to
+// the leader) it has the console and garrison's own base routes.
 func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Client) (*gin.Engine, error) {
 	console, err := ui.New()
 	if err != nil {
 		return nil, err
 	}
 	cfg.OpenRoutes = append(cfg.OpenRoutes, ui.Routes...)
+	// Webhooks prove themselves with their own signatures or tokens.
+	cfg.OpenRoutes = append(cfg.OpenRoutes, ci.OpenRoutes...)
 	router := api.NewRouter(cfg)
-	hq.routes(router, addr, cli, cfg.Logger)
+	if hq != nil {
+		hq.routes(router, addr, cli, cfg.Logger)
+	}
 	console.Register(router)
 	return router, nil
 }

@@ -23,6 +23,8 @@ type Autoscale interface {
 	// Put validates, stores and applies a rules document (YAML or JSON);
 	// its error is rulefmt.Errors when the document is invalid.
 	Put(ctx context.Context, data []byte, origin string) ([]rulefmt.Rule, error)
+	// Check validates a rules document as Put does, and applies nothing.
+	Check(data []byte, origin string) ([]rulefmt.Rule, error)
 	// Decisions are the newest recorded decisions (all apps when app is
 	// ""), newest first.
 	Decisions(ctx context.Context, app string, limit int) ([]json.RawMessage, error)
@@ -55,6 +57,25 @@ func autoscaleRoutes(r *gin.Engine, a Autoscale) {
 			c.JSON(http.StatusUnprocessableEntity, gin.H{"message": "Rules are not valid", "errors": invalid})
 		case err != nil:
 			c.JSON(http.StatusServiceUnavailable, gin.H{"message": err.Error()})
+		default:
+			c.JSON(http.StatusOK, gin.H{"rules": orEmptyRules(rules)})
+		}
+	})
+	// Check is Put without the effect: 200 with the rules it would apply, or
+	// 422 with every error's line, column and field.
+	r.POST("/api/v1/rules/check", func(c *gin.Context) {
+		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxRulesBytes))
+		if err != nil {
+			c.JSON(http.StatusRequestEntityTooLarge, gin.H{"message": "rules document: " + err.Error()})
+			return
+		}
+		rules, err := a.Check(body, "request")
+		var invalid rulefmt.Errors
+		switch {
+		case errors.As(err, &invalid):
+			c.JSON(http.StatusUnprocessableEntity, gin.H{"message": "Rules are not valid", "errors": invalid})
+		case err != nil:
+			c.JSON(http.StatusUnprocessableEntity, gin.H{"message": err.Error()})
 		default:
 			c.JSON(http.StatusOK, gin.H{"rules": orEmptyRules(rules)})
 		}

@@ -74,6 +74,15 @@ func (r *Rules) Put(ctx context.Context, data []byte, origin string) ([]rulefmt.
 	return r.apply(ctx, data, origin, true)
 }
 
+// Check validates a rules document with the settings Put uses, and stores
+// and applies nothing: editors call it as the user types.
+func (r *Rules) Check(data []byte, origin string) ([]rulefmt.Rule, error) {
+	r.mu.Lock()
+	opts := rulefmt.Options{MaxInstances: r.limit}
+	r.mu.Unlock()
+	return rulefmt.ParseWith(data, origin, opts)
+}
+
 func (r *Rules) apply(ctx context.Context, data []byte, origin string, persist bool) ([]rulefmt.Rule, error) {
 	r.mu.Lock()
 	opts := rulefmt.Options{MaxInstances: r.limit}

@@ -91,3 +91,33 @@ func TestRulesTakeTheInstanceLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Check is what an editor calls as the user types: the same verdict as Put,
+// with nothing stored or applied.
+func TestRulesCheckAppliesNothing(t *testing.T) {
+	srv := etcdtest.New(t)
+	st := store.New(srv.Client(t))
+	m := autoscale.New(autoscale.Config{Target: &memTarget{}})
+	rules := autoscale.NewRules(m, st, nil, nil)
+	rules.SetInstanceLimit(10)
+	good := []byte("rules:\n  - app: /a\n    min: 1\n    max: 3\n    up: { cpu: 0.8, mem: 0.8 }\n")
+	got, err := rules.Check(good, "editor")
+	if err != nil || len(got) != 1 || got[0].App != "/a" {
+		t.Fatalf("Check(good) = %v, %v", got, err)
+	}
+	if len(m.Rules()) != 0 || len(rules.Document()) != 0 {
+		t.Fatalf("Check applied the rules: %d in force, document %q", len(m.Rules()), rules.Document())
+	}
+	stored, err := st.Rules(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.Data) != 0 {
+		t.Fatalf("Check stored the rules: %q", stored.Data)
+	}
+	// Above the instance limit Put would refuse: so does Check, with the line.
+	_, err = rules.Check([]byte("rules:\n  - app: /a\n    min: 1\n    max: 30\n    up: { cpu: 0.8, mem: 0.8 }\n"), "editor")
+	if err == nil || !strings.Contains(err.Error(), "editor:4:") || !strings.Contains(err.Error(), "max") {
+		t.Fatalf("Check over the instance limit = %v, want a line-4 error on max", err)
+	}
+}

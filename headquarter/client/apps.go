@@ -72,7 +72,7 @@ type Written struct {
 	Created bool `json:"-"`
 }
 
-func written(resp *Response) (*Written, error) {
+func written(resp *Response) *Written {
 	w := &Written{DeploymentID: resp.DeploymentID(), Created: resp.Status == http.StatusCreated}
 	var body struct {
 		DeploymentID string `json:"deploymentId"`
@@ -84,7 +84,7 @@ func written(resp *Response) (*Written, error) {
 		}
 		w.Version = body.Version
 	}
-	return w, nil
+	return w
 }
 
 // Apps lists every app with its counts and deployments (GET /v2/apps).
@@ -151,7 +151,7 @@ func (c *Client) CreateApp(ctx context.Context, def []byte) (*Written, error) {
 	if err != nil {
 		return nil, err
 	}
-	return written(resp)
+	return written(resp), nil
 }
 
 // PutApp replaces (or creates) app id with a full definition (PUT
@@ -165,7 +165,7 @@ func (c *Client) PutApp(ctx context.Context, id string, def []byte, force bool) 
 	if err != nil {
 		return nil, err
 	}
-	return written(resp)
+	return written(resp), nil
 }
 
 // PutApps replaces (or creates) several apps in one deployment (PUT
@@ -179,7 +179,7 @@ func (c *Client) PutApps(ctx context.Context, defs []byte, force bool) (*Written
 	if err != nil {
 		return nil, err
 	}
-	return written(resp)
+	return written(resp), nil
 }
 
 // PatchApp changes the fields of app id that patch gives (PUT, the
@@ -193,7 +193,7 @@ func (c *Client) PatchApp(ctx context.Context, id string, patch any, force bool)
 	if err != nil {
 		return nil, err
 	}
-	return written(resp)
+	return written(resp), nil
 }
 
 // ScaleApp sets app id's instance count.
@@ -212,7 +212,7 @@ func (c *Client) RestartApp(ctx context.Context, id string, force bool) (*Writte
 	if err != nil {
 		return nil, err
 	}
-	return written(resp)
+	return written(resp), nil
 }
 
 // DeleteApp removes app id and stops its tasks.
@@ -221,7 +221,7 @@ func (c *Client) DeleteApp(ctx context.Context, id string, force bool) (*Written
 	if err != nil {
 		return nil, err
 	}
-	return written(resp)
+	return written(resp), nil
 }
 
 // Info is what GET /v2/info says of the server.

@@ -67,8 +67,7 @@ func (c *Client) KillTasks(ctx context.Context, ids []string, scale bool) ([]Tas
 		return nil, nil, err
 	}
 	if scale {
-		w, err := written(resp)
-		return nil, w, err
+		return nil, written(resp), nil
 	}
 	var out struct {
 		Tasks []Task `json:"tasks"`
@@ -124,7 +123,7 @@ func (c *Client) CancelDeployment(ctx context.Context, id string, force bool) (*
 	if resp.Status == http.StatusAccepted || len(resp.Body) == 0 {
 		return nil, nil
 	}
-	return written(resp)
+	return written(resp), nil
 }
 
 // Instance is one registered instance of a service.

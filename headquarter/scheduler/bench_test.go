@@ -40,7 +40,7 @@ func BenchmarkLaunch50Docker(b *testing.B) {
 	dockertest.BuildGoImage(b, cli, benchImage, dockertest.TestServerPackage)
 	srv := etcdtest.New(b)
 	etcd := srv.Client(b)
-	drv, err := docker.New(cli)
+	drv, err := docker.New(cli, docker.WithNamespace(dockertest.UniqueName("bench-")))
 	if err != nil {
 		b.Fatal(err)
 	}

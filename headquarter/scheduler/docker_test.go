@@ -25,11 +25,21 @@ const testImage = "garrison-test/testserver:scheduler"
 
 // dockerScheduler runs a scheduler over the real Docker engine.
 func dockerScheduler(t *testing.T) (*scheduler.Scheduler, *etcdtest.Server) {
+	sched, srv, _ := dockerSchedulerWith(t, nil, 0)
+	return sched, srv
+}
+
+// dockerSchedulerWith is dockerScheduler with a wrapper around the Docker
+// driver (to force a timing) and a resync interval (0: default); it also
+// returns the real driver.
+func dockerSchedulerWith(t *testing.T, wrap func(scheduler.Driver) scheduler.Driver, resync time.Duration) (*scheduler.Scheduler, *etcdtest.Server, *docker.Driver) {
 	cli := dockertest.Client(t)
 	dockertest.BuildGoImage(t, cli, testImage, dockertest.TestServerPackage)
 	srv := etcdtest.New(t)
 	etcd := srv.Client(t)
-	drv, err := docker.New(cli)
+	// Its own namespace: the scheduler kills containers it does not know,
+	// and other tests share the engine.
+	drv, err := docker.New(cli, docker.WithNamespace(dockertest.UniqueName("sched-")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +47,11 @@ func dockerScheduler(t *testing.T) (*scheduler.Scheduler, *etcdtest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched := scheduler.New(scheduler.Config{Store: store.New(etcd), Docker: drv, Process: proc, Registry: etcd,
+	var d scheduler.Driver = drv
+	if wrap != nil {
+		d = wrap(drv)
+	}
+	sched := scheduler.New(scheduler.Config{Store: store.New(etcd), Docker: d, Process: proc, Registry: etcd, ResyncInterval: resync,
 		Events: events.NewBus(), PortRange: [2]int{16000, 16999},
 		DrainDelay: 500 * time.Millisecond, Interval: 100 * time.Millisecond, RegistryTTL: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -57,7 +71,7 @@ func dockerScheduler(t *testing.T) (*scheduler.Scheduler, *etcdtest.Server) {
 		wg.Wait()
 		proc.Close()
 	})
-	return sched, srv
+	return sched, srv, drv
 }
 
 func dockerApp(t *testing.T, id string, instances int) *app.App {

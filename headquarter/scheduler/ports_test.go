@@ -5,10 +5,10 @@ import "testing"
 // Two tasks hold one port (requirePorts, or an adopted task): the end of
 // one does not free the port while the other holds it.
 func TestPortReleaseCountsHolders(t *testing.T) {
-	p := newPortAllocator("127.0.0.1", [2]int{40100, 40199})
+	p := newPortAllocator("127.0.0.1", [2]int{13100, 13199})
 	got, ok := p.allocate(1)
 	if !ok {
-		t.Fatal("no free port in 40100-40199")
+		t.Fatal("no free port in 13100-13199")
 	}
 	held := got[0]
 	p.take([]int{held}) // a second task holds it too

@@ -3,6 +3,7 @@ package ui_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/loadgen"
 	"github.com/garrisonhq/garrison/internal/testbin"
 )
 
@@ -276,4 +278,86 @@ func TestConsoleLogin(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#login-submit")))
 	waitJS(t, ctx, "the dialog closed and the apps listed", `!document.querySelector('#login').open && document.querySelector('caption') && document.querySelector('caption').textContent === '0 of 0 apps'`)
 	waitJS(t, ctx, "the live stream connected with the credentials", `document.querySelector('#live').textContent === 'live'`)
+}
+
+// A bounded load on an app with a rule: the decision appears on the
+// autoscaler page's chart and in its table, with no reload.
+func TestConsoleShowsAutoscaleDecision(t *testing.T) {
+	ctx := browser(t)
+	base := startGarrison(t)
+
+	app := fmt.Sprintf(`{"id": "/ui/scaled", "cmd": %q, "instances": 1, "cpus": 0.1, "mem": 32,
+	  "healthChecks": [{"protocol": "HTTP", "path": "/health", "intervalSeconds": 2, "timeoutSeconds": 1}]}`, echoBin+" -register=false")
+	send(t, "POST", base+"/v2/apps", "application/json", app, http.StatusCreated)
+	rules := "rules:\n  - app: /ui/scaled\n    min: 1\n    max: 3\n    quorum: 1\n    up: { qps: 5 }\n    down: { qps: 1 }\n"
+	send(t, "PUT", base+"/api/v1/rules", "application/yaml", rules, http.StatusOK)
+	addr := taskAddr(t, base, "/ui/scaled")
+
+	step(t, ctx, "autoscaler page", chromedp.Navigate(base+"/ui/#/autoscaler"), chromedp.WaitVisible(chromedp.CSS("#rules-editor")))
+	waitJS(t, ctx, "the rule's first evaluation listed", `!!document.querySelector('tr[data-evaluation="/ui/scaled"]')`)
+
+	// 30 req/s against up.qps 5: a scale-up. Bounded in time and count, and
+	// stopped as soon as the page shows the decision.
+	loadCtx, stopLoad := context.WithCancel(t.Context())
+	loadDone := make(chan loadgen.Result, 1)
+	go func() {
+		loadDone <- loadgen.Run(loadCtx, loadgen.Config{Target: func() (string, error) { return "http://" + addr + "/", nil },
+			Rate: 30, Duration: 90 * time.Second, MaxRequests: 2700})
+	}()
+	waitJS(t, ctx, "an up decision dot on the app's chart", `!!document.querySelector('figure[data-chart="/ui/scaled"] circle[data-decision]')`)
+	waitJS(t, ctx, "the decision in the table", `[...document.querySelectorAll('tr[data-decision]')].some(tr => tr.textContent.includes('/ui/scaled') && tr.textContent.includes('up'))`)
+	shot(t, ctx, "autoscaler-decision")
+	stopLoad()
+	if res := <-loadDone; res.Sent == 0 {
+		t.Fatalf("the load sent nothing: %+v", res)
+	}
+
+	// The rules editor checks as you type: a bad edit shows its line.
+	step(t, ctx, "a bad rule", chromedp.SetValue(chromedp.CSS("#rules-editor"), "rules:\n  - app: /ui/scaled\n    min: 5\n    max: 2\n"))
+	waitJS(t, ctx, "the check's error", `document.querySelector('#rules-editor').dispatchEvent(new Event('input')) || document.querySelector('#rules-errors li') !== null`)
+	waitJS(t, ctx, "the error names its line", `[...document.querySelectorAll('#rules-errors li')].some(li => li.textContent.includes('line'))`)
+}
+
+func send(t *testing.T, method, url, contentType, body string, want int) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s = %d %s, want %d", method, url, resp.StatusCode, b, want)
+	}
+}
+
+// taskAddr waits for the app's first task to run and returns host:port.
+func taskAddr(t *testing.T, base, id string) string {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/v2/apps" + id + "/tasks")
+		if err == nil {
+			var out struct {
+				Tasks []struct {
+					Host               string
+					Ports              []int
+					State              string
+					HealthCheckResults []struct{ Alive bool }
+				}
+			}
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			for _, task := range out.Tasks {
+				if len(task.Ports) > 0 && len(task.HealthCheckResults) > 0 && task.HealthCheckResults[0].Alive {
+					return fmt.Sprintf("%s:%d", task.Host, task.Ports[0])
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s has no healthy task", id)
+	return ""
 }

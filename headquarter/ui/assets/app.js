@@ -585,8 +585,12 @@ function autoscalerView(main) {
   const errs = h('ul', { id: 'rules-errors', class: 'errors', 'aria-live': 'polite' });
   const save = h('button', { type: 'button', class: 'primary', id: 'rules-save' }, 'Apply rules');
   const decisions = h('div', {});
+  const evaluations = h('div', {});
   const charts = h('div', {});
   let decisionList = [];
+  // history keeps each app's evaluations seen while the page is open: the
+  // line of the chart; decisions are its dots.
+  const history = new Map();
 
   function showRuleErrors(list) {
     put(errs, list.map((e) => h('li', {}, typeof e === 'string' ? e : `${e.line ? 'line ' + e.line + (e.column ? ':' + e.column : '') + ' ' : ''}${e.field || e.path || ''}: ${e.message || e.error || JSON.stringify(e)}`)));
@@ -598,7 +602,6 @@ function autoscalerView(main) {
       await api('POST', '/api/v1/rules/check', area.value);
       showRuleErrors([]);
     } catch (e) {
-      if (e.status === 404 || e.status === 405) return; // an older garrison: validated on apply
       showRuleErrors(e.body && e.body.errors ? e.body.errors : [errorText(e)]);
     }
   }, 400);
@@ -609,6 +612,7 @@ function autoscalerView(main) {
       showRuleErrors([]);
       notice('Rules applied');
       loadDecisions();
+      loadEvaluations();
     } catch (e) { showRuleErrors(e.body && e.body.errors ? e.body.errors : [errorText(e)]); }
   });
 
@@ -624,11 +628,46 @@ function autoscalerView(main) {
     try {
       const { data } = await api('GET', '/api/v1/decisions?limit=200');
       decisionList = data.decisions || [];
-      renderDecisions();
+      render();
     } catch (e) { put(decisions, h('p', { class: 'error' }, errorText(e))); }
   }
 
-  function renderDecisions() {
+  async function loadEvaluations() {
+    try {
+      const { data } = await api('GET', '/api/v1/evaluations');
+      for (const ev of data.evaluations || []) {
+        if (!history.has(ev.app)) history.set(ev.app, []);
+        const list = history.get(ev.app);
+        if (!list.length || list[list.length - 1].at !== ev.at) list.push(ev);
+        if (list.length > 720) list.shift();
+      }
+      renderEvaluations(data.evaluations || []);
+      renderCharts();
+    } catch (e) { put(evaluations, h('p', { class: 'error' }, errorText(e))); }
+  }
+
+  function metricCell(i) {
+    if (!i) return h('td', {}, '');
+    if (!i.hasData) return h('td', { class: 'muted' }, i.error ? 'no data: ' + i.error : 'no data');
+    const vote = i.over ? badge('over up', 'warn') : i.under ? badge('under down', 'ok') : badge('between', 'idle');
+    const th = [i.up ? 'up ' + fmt(i.up) : '', i.down ? 'down ' + fmt(i.down) : ''].filter(Boolean).join(', ');
+    return h('td', {}, `${fmt(i.perInstance)} per instance (${fmt(i.value)} over ${i.instances}) `, vote, h('div', { class: 'muted' }, th + (i.used ? '' : ' · not voting')));
+  }
+
+  function renderEvaluations(list) {
+    const rows = list.map((ev) => {
+      const by = Object.fromEntries((ev.inputs || []).map((i) => [i.metric, i]));
+      return h('tr', { 'data-evaluation': ev.app },
+        h('td', {}, h('a', { href: '#/apps' + ev.app }, ev.app)),
+        h('td', {}, new Date(ev.at).toLocaleTimeString()),
+        h('td', { class: 'num' }, `${ev.from} → ${ev.to}`),
+        metricCell(by.qps), metricCell(by.cpu), metricCell(by.mem),
+        h('td', {}, badge(ev.action, ev.action === 'up' ? 'warn' : ev.action === 'down' ? 'ok' : 'idle'), ' ', ev.reason));
+    });
+    put(evaluations, table('The last evaluation of each rule, acting or not', ['App', 'At', 'Count', 'QPS', 'CPU', 'Memory', 'Outcome and why'], rows, 'No rule evaluated yet.'));
+  }
+
+  function render() {
     const rows = decisionList.slice(0, 50).map((d) => h('tr', { 'data-decision': d.id },
       h('td', {}, new Date(d.at).toLocaleTimeString()),
       h('td', {}, h('a', { href: '#/apps' + d.app }, d.app)),
@@ -638,16 +677,21 @@ function autoscalerView(main) {
       h('td', {}, d.acted ? 'acted' : d.dryRun ? 'dry run' : d.paused ? 'paused' : d.notNow ? 'held by a deployment' : d.actError || 'not acted'),
       h('td', { class: 'num' }, d.readySeconds ? d.readySeconds.toFixed(1) + ' s' : '')));
     put(decisions, table('Newest first', ['At', 'App', 'Action', 'Count', 'Reason', 'Outcome', 'Ready after'], rows, 'No decision yet.'));
-    const byApp = new Map();
-    for (const d of decisionList) { if (!byApp.has(d.app)) byApp.set(d.app, []); byApp.get(d.app).push(d); }
-    put(charts, ...[...byApp.entries()].slice(0, 12).map(([id, list]) => chart(id, list.slice().reverse())));
+    renderCharts();
   }
 
-  put(main, 
+  function renderCharts() {
+    const apps = new Set([...history.keys(), ...decisionList.map((d) => d.app)]);
+    put(charts, [...apps].sort().slice(0, 12).map((id) => chart(id, history.get(id) || [], decisionList.filter((d) => d.app === id).reverse())));
+  }
+
+  put(main,
     h('h1', {}, 'Autoscaler'),
     h('h2', {}, 'Each app against its thresholds'),
-    h('p', { class: 'muted' }, 'QPS per instance at each recorded decision, with the rule\'s up (red) and down (green) thresholds; dots are decisions. The table below is the same data as text.'),
+    h('p', { class: 'muted' }, 'QPS per instance at every evaluation while this page is open (the line) and at each recorded decision (the dots), with the rule\'s up (red) and down (green) thresholds. The tables below hold the same data as text.'),
     charts,
+    h('h2', {}, 'Last evaluations'),
+    evaluations,
     h('h2', {}, 'Decisions'),
     decisions,
     h('h2', {}, 'Rules'),
@@ -655,39 +699,50 @@ function autoscalerView(main) {
     area, errs, h('div', { class: 'row-actions' }, save));
   loadRules();
   loadDecisions();
+  loadEvaluations();
+  // Evaluations that change nothing publish no event: read them at the
+  // autoscaler's own pace while the page is shown.
+  const timer = setInterval(loadEvaluations, 5000);
   const off = onEvent((ev) => {
     if (ev.eventType !== 'autoscale_decision_event') return;
     const d = ev.record || ev.decision || ev;
     if (!d || !d.app) { loadDecisions(); return; }
     decisionList = [d, ...decisionList.filter((x) => x.id !== d.id)].slice(0, 200);
-    renderDecisions();
+    render();
   });
-  return { refresh: () => { loadDecisions(); }, dispose: off };
+  return { refresh: () => { loadDecisions(); loadEvaluations(); }, dispose: () => { off(); clearInterval(timer); } };
 }
 
-// chart draws one metric (the first with data) per instance over the app's
-// decisions, against the rule's thresholds.
-function chart(appId, list) {
+function fmt(v) { return v === undefined || v === null ? '' : Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(1) : v.toFixed(3); }
+
+// chart draws one metric per instance (QPS when it has data, else the
+// first with data) over time, against the rule's thresholds.
+function chart(appId, evals, decs) {
   const W = 600, H = 180, P = 30;
   const pick = (d) => (d.inputs || []).find((i) => i.hasData && i.metric === 'qps') || (d.inputs || []).find((i) => i.hasData);
-  const pts = list.map((d) => ({ t: new Date(d.at).getTime(), m: pick(d), d })).filter((p) => p.m);
-  const title = h('h3', {}, appId, pts.length ? ` — ${pts[0].m.metric} per instance` : '');
-  if (!pts.length) return h('figure', {}, title, h('p', { class: 'muted' }, 'No metric data in its decisions yet.'));
-  const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 1);
-  const up = pts[pts.length - 1].m.up, down = pts[pts.length - 1].m.down;
-  const vmax = Math.max(...pts.map((p) => p.m.perInstance), up || 0, down || 0) * 1.15 || 1;
+  const line = evals.map((e) => ({ t: new Date(e.at).getTime(), m: pick(e) })).filter((p) => p.m);
+  const dots = decs.map((d) => ({ t: new Date(d.at).getTime(), m: pick(d), d })).filter((p) => p.m);
+  const all = line.concat(dots);
+  const metric = all.length ? all[all.length - 1].m.metric : '';
+  const title = h('h3', {}, appId, metric ? ` — ${metric} per instance` : '');
+  if (!all.length) return h('figure', { 'data-chart': appId }, title, h('p', { class: 'muted' }, 'No metric data yet.'));
+  const ts = all.map((p) => p.t);
+  const t0 = Math.min(...ts), t1 = Math.max(Math.max(...ts), t0 + 1);
+  const last = all.reduce((a, b) => (b.t > a.t ? b : a)).m;
+  const up = last.up, down = last.down;
+  const vmax = Math.max(...all.map((p) => p.m.perInstance), up || 0, down || 0) * 1.15 || 1;
   const X = (t) => P + (W - 2 * P) * (t - t0) / (t1 - t0);
-  const Y = (v) => H - P + (-(H - 2 * P) * v / vmax);
-  const line = pts.map((p, i) => (i ? 'L' : 'M') + X(p.t).toFixed(1) + ' ' + Y(p.m.perInstance).toFixed(1)).join(' ');
-  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${appId}: ${pts[0].m.metric} per instance over ${pts.length} decisions` },
+  const Y = (v) => H - P - (H - 2 * P) * v / vmax;
+  const path = line.map((p, i) => (i ? 'L' : 'M') + X(p.t).toFixed(1) + ' ' + Y(p.m.perInstance).toFixed(1)).join(' ');
+  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${appId}: ${metric} per instance over ${line.length} evaluations and ${dots.length} decisions` },
     up ? s('line', { class: 'up', x1: P, x2: W - P, y1: Y(up), y2: Y(up) }) : null,
     down ? s('line', { class: 'down', x1: P, x2: W - P, y1: Y(down), y2: Y(down) }) : null,
     up ? s('text', { x: W - P + 2, y: Y(up) + 4 }, 'up') : null,
     down ? s('text', { x: W - P + 2, y: Y(down) + 4 }, 'down') : null,
-    s('path', { class: 'val', d: line }),
-    pts.map((p) => s('circle', { class: 'dec', cx: X(p.t), cy: Y(p.m.perInstance), r: 4 }, s('title', {}, `${new Date(p.t).toLocaleTimeString()}: ${p.d.action} ${p.d.from}→${p.d.to}: ${p.d.reason}`))),
-    s('text', { x: 2, y: P }, vmax.toFixed(1)), s('text', { x: 2, y: H - P }, '0'));
-  return h('figure', {}, title, svg);
+    path ? s('path', { class: 'val', d: path }) : null,
+    dots.map((p) => s('circle', { class: 'dec', cx: X(p.t), cy: Y(p.m.perInstance), r: 4, 'data-decision': p.d.id }, s('title', {}, `${new Date(p.t).toLocaleTimeString()}: ${p.d.action} ${p.d.from}→${p.d.to}: ${p.d.reason}`))),
+    s('text', { x: 2, y: P }, fmt(vmax)), s('text', { x: 2, y: H - P }, '0'));
+  return h('figure', { 'data-chart': appId }, title, svg);
 }
 
 // ---- events

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+
+	cirun "github.com/garrisonhq/garrison/ci/run"
+	"github.com/garrisonhq/garrison/deploy"
+	"github.com/garrisonhq/garrison/images"
+	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/gittest"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/registrytest"
+	"github.com/garrisonhq/garrison/internal/testbin"
+)
+
+// TestPushToProduction: pushes to a bare repository build the service,
+// deploy it to each run's alpha, test it there, destroy alpha, record the
+// release, promote it to qa on green and to production by a call; a release
+// whose test fails is recorded and never promoted; a rollback puts the
+// earlier release back in production.
+func TestPushToProduction(t *testing.T) {
+	cli := dockertest.Client(t)
+	const stepImage = "garrison-test/busybox:ci"
+	var buildLog bytes.Buffer
+	if err := images.BuildBusybox(context.Background(), cli, stepImage, &buildLog); err != nil {
+		t.Fatalf("%v\n%s", err, buildLog.String())
+	}
+	service, cleanup, err := testbin.Build(dockertest.TestServerPackage, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	serviceBin, err := os.ReadFile(service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t)
+	repo := gittest.New(t)
+	dir := t.TempDir()
+	projects := filepath.Join(dir, "projects.yaml")
+	os.WriteFile(projects, []byte("projects:\n  - name: shop\n    repo: "+repo.Bare+"\n    secret: hook-secret\n"), 0o600)
+	addrs := freeAddrs(t, 2)
+	base := "http://" + addrs[0]
+	startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", filepath.Join(dir, "data"),
+		"--task-ports", "18000-18199", "--ci-projects", projects, "--ci-registry", reg)
+	waitHTTP(t, base+"/ping", 30*time.Second)
+	const app = "/e2e/shop"
+	t.Cleanup(func() {
+		// garrison is stopped by now (cleanups run last-in first): its
+		// containers are removed directly.
+		removeAppContainers(cli, app)
+		removeAppContainers(cli, "/qa"+app)
+	})
+
+	script, _ := os.ReadFile("../../ci/hooks/post-receive")
+	os.WriteFile(filepath.Join(repo.Bare, "hooks", "post-receive"), script, 0o755)
+	gittest.Git(t, repo.Bare, "config", "garrison.url", base)
+	gittest.Git(t, repo.Bare, "config", "garrison.project", "shop")
+	gittest.Git(t, repo.Bare, "config", "garrison.token", "hook-secret")
+	pipelineFile := func(testCmd string) string {
+		return fmt.Sprintf(`app: %s
+build:
+  image: %s
+  commands: ["mkdir -p out", "cp bin/service out/service"]
+image:
+  files: [{from: out/service, to: /service}]
+  entrypoint: [/service]
+deploy:
+  instances: 1
+  cpus: 0.05
+  mem: 32
+  portDefinitions: [{port: 0}]
+  healthChecks: [{protocol: HTTP, path: /health, portIndex: 0, gracePeriodSeconds: 30, intervalSeconds: 2, timeoutSeconds: 1, maxConsecutiveFailures: 3}]
+tests:
+  - name: smoke
+    image: %s
+    commands: [%q]
+environments:
+  - alpha
+  - {name: qa, auto: true}
+  - production
+`, app, stepImage, stepImage, testCmd)
+	}
+	var pushed []string
+	t.Cleanup(func() {
+		for _, ref := range pushed {
+			cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true})
+			cli.ImageRemove(context.Background(), strings.TrimPrefix(ref, reg+"/"), image.RemoveOptions{Force: true})
+		}
+	})
+	var runIDs []string
+	pushRun := func(msg, testCmd string) string {
+		t.Helper()
+		// An executable, as a build leaves it.
+		os.MkdirAll(filepath.Join(repo.Work, "bin"), 0o755)
+		if err := os.WriteFile(filepath.Join(repo.Work, "bin", "service"), serviceBin, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		repo.Commit(msg, map[string]string{".garrison.yml": pipelineFile(testCmd), "CHANGES": msg})
+		out := repo.Push()
+		i := strings.Index(out, `"run":"`)
+		if i < 0 {
+			t.Fatalf("push output:\n%s", out)
+		}
+		id := strings.SplitN(out[i+7:], `"`, 2)[0]
+		runIDs = append(runIDs, id)
+		return id
+	}
+	waitRun := func(id string, want cirun.State) cirun.Run {
+		t.Helper()
+		var x cirun.Run
+		poll.Until(t, 4*time.Minute, "run "+id+" "+string(want), func() (bool, string) {
+			code, _, body := marathonCall(t, "GET", base+"/api/v1/runs/"+id, nil)
+			json.Unmarshal(body, &x)
+			if x.State.Final() && x.State != want {
+				t.Fatalf("run %s ended %s: %s", id, x.State, x.Reason)
+			}
+			return code == 200 && x.State == want, string(x.State) + " " + x.Reason
+		})
+		if x.Image != "" {
+			pushed = append(pushed, x.Image)
+		}
+		return x
+	}
+	deployedImage := func(id string) string {
+		code, _, body := marathonCall(t, "GET", base+"/v2/apps"+id, nil)
+		var a struct {
+			App struct {
+				Container struct {
+					Docker struct{ Image string }
+				}
+				TasksHealthy int
+			}
+		}
+		json.Unmarshal(body, &a)
+		if code != 200 {
+			return ""
+		}
+		return a.App.Container.Docker.Image
+	}
+	call := func(method, path string, body any) (int, string) {
+		code, _, b := marathonCall(t, method, base+path, body)
+		return code, string(b)
+	}
+
+	// Release 1: tests pass, alpha is destroyed, qa gets it automatically.
+	r1 := waitRun(pushRun("first", "wget -qO- $ALPHA_URL/health"), cirun.Passed)
+	if deployedImage(deploy.AlphaID(r1.ID, app)) != "" {
+		t.Errorf("alpha of %s still deployed", r1.ID)
+	}
+	if got := deployedImage("/qa" + app); got != r1.Image {
+		t.Fatalf("qa runs %q, want %q", got, r1.Image)
+	}
+	if got := deployedImage(app); got != "" {
+		t.Fatalf("production runs %q before any promotion", got)
+	}
+	if code, body := call("POST", "/api/v1/releases/promote", map[string]string{"app": app, "version": r1.Version, "environment": "production"}); code != 200 {
+		t.Fatalf("promote 1: %d %s", code, body)
+	}
+	if got := deployedImage(app); got != r1.Image {
+		t.Fatalf("production runs %q, want %q", got, r1.Image)
+	}
+
+	// Release 2, promoted the same way.
+	r2 := waitRun(pushRun("second", "wget -qO- $ALPHA_URL/health"), cirun.Passed)
+	if code, body := call("POST", "/api/v1/releases/promote", map[string]string{"app": app, "version": r2.Version, "environment": "production"}); code != 200 {
+		t.Fatalf("promote 2: %d %s", code, body)
+	}
+	if got := deployedImage(app); got != r2.Image {
+		t.Fatalf("production runs %q, want %q", got, r2.Image)
+	}
+
+	// Release 3 fails its test: recorded, alpha destroyed, never promoted.
+	r3 := waitRun(pushRun("third", "wget -qO- $ALPHA_URL/no-such-page"), cirun.Failed)
+	if r3.Reason != "test smoke exited with code 1" {
+		t.Errorf("reason %q", r3.Reason)
+	}
+	if deployedImage(deploy.AlphaID(r3.ID, app)) != "" || deployedImage("/qa"+app) != r2.Image {
+		t.Errorf("after a failed test: alpha %q, qa %q", deployedImage(deploy.AlphaID(r3.ID, app)), deployedImage("/qa"+app))
+	}
+	if code, body := call("POST", "/api/v1/releases/promote", map[string]string{"app": app, "version": r3.Version, "environment": "qa"}); code != http.StatusConflict {
+		t.Errorf("promote a failed release: %d %s", code, body)
+	}
+
+	// Roll production back to release 1.
+	code, body := call("POST", "/api/v1/releases/rollback", map[string]string{"app": app, "environment": "production"})
+	if code != 200 || !strings.Contains(body, `"version":"`+r1.Version+`"`) {
+		t.Fatalf("rollback: %d %s", code, body)
+	}
+	if got := deployedImage(app); got != r1.Image {
+		t.Fatalf("production runs %q after the rollback, want %q", got, r1.Image)
+	}
+	resp, err := http.Get(base + "/api/v1/releases?app=" + app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var hist struct {
+		Releases     []deploy.Release
+		Environments []deploy.Environment
+	}
+	json.Unmarshal(raw, &hist)
+	if len(hist.Releases) != 3 || hist.Releases[0].Version != r3.Version || hist.Releases[0].Passed || !hist.Releases[2].Passed ||
+		hist.Releases[2].Tests[0].Name != "smoke" || hist.Releases[0].Tests[0].ExitCode != 1 {
+		t.Errorf("releases: %s", raw)
+	}
+	for _, e := range hist.Environments {
+		if e.Name == "production" && (e.Current != r1.Version || len(e.History) != 3 || !e.History[2].Rollback) {
+			t.Errorf("production history: %+v", e)
+		}
+	}
+}
