@@ -197,7 +197,10 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		if server.TLSConfig != nil {
 			scheme = "https"
 		}
-		server.Handler = leaderproxy.New(leaderproxy.Config{Leadership: el, Self: advertise, Scheme: scheme, Logger: logger}, &handler)
+		// Requests wait (up to 10 s) while this replica is elected but its
+		// scheduler is still starting.
+		server.Handler = leaderproxy.New(leaderproxy.Config{Leadership: readyLeader{el, &handler}, Self: advertise, Scheme: scheme,
+			Tries: 40, Logger: logger}, &handler)
 		go func() { serveErr <- serve(server, listener) }()
 		terms := make(chan context.Context)
 		elCtx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
@@ -274,6 +277,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		go func() { serveErr <- serve(server, listener) }()
 	} else {
 		handler.set(router)
+		handler.ready.Store(true)
 	}
 	logger.Info("garrison is up", "addr", listener.Addr().String(), "etcd", endpoints)
 
@@ -313,8 +317,20 @@ func shutdown(server *http.Server, logger *slog.Logger, ctx context.Context) err
 }
 
 // swapHandler serves with the handler set last: a follower's, then the
-// leader's full router once elected.
-type swapHandler struct{ h atomic.Pointer[http.Handler] }
+// leader's full router once elected (ready).
+type swapHandler struct {
+	h     atomic.Pointer[http.Handler]
+	ready atomic.Bool
+}
+
+// readyLeader says this replica leads only once its router is the
+// leader's: until then leaderproxy holds its API requests back.
+type readyLeader struct {
+	*leader.Elector
+	handler *swapHandler
+}
+
+func (r readyLeader) IsLeader() bool { return r.handler.ready.Load() && r.Elector.IsLeader() }
 
 func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
 
