@@ -168,7 +168,6 @@ func TestStoppedLeaderIsFencedOnResume(t *testing.T) {
 	next := waitLeader(t, rs, "a new leader while the leading process is stopped")
 	f, _, began, _ := next.term()
 	t.Logf("takeover after SIGSTOP of the leader: %s (session TTL %s)", began.Sub(stopped).Round(time.Millisecond), testTTL)
-	_, before, _ := ch.state()
 
 	if err := ch.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -177,10 +176,9 @@ func TestStoppedLeaderIsFencedOnResume(t *testing.T) {
 		_, _, refused := ch.state()
 		return refused >= 3
 	})
+	// A write etcd committed just before the stop may be reported after
+	// the resume; what counts is that none was committed in the new term.
 	_, acks, _ := ch.state()
-	if len(acks) != len(before) {
-		t.Fatalf("the resumed process had %d writes acknowledged after the takeover", len(acks)-len(before))
-	}
 	for _, rev := range acks {
 		if rev >= f.Rev() {
 			t.Fatalf("the old leader wrote at revision %d, after the new term began at %d", rev, f.Rev())
