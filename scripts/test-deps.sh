@@ -24,15 +24,44 @@ missing=()
 # a static busybox for build images made FROM scratch.
 command -v git >/dev/null || missing+=(git)
 command -v curl >/dev/null || missing+=(curl)
-[ -x /bin/busybox ] || missing+=(busybox-static)
+# Debian's busybox package also has a /bin/busybox, but linked
+# dynamically: it cannot run in an image FROM scratch.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 # The console's browser tests drive Debian's chromium, headless.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test-deps: installing ${missing[*]}"
 	need_root apt-get update -qq
 	# Package scripts must not start daemons here: the tests start their own
-	# on free loopback ports.
+	# on free loopback ports, and a Debian etcd on 2379 would stop
+	# `garrison up`'s embedded one. RUNLEVEL=1 covers sysvinit scripts;
+	# systemd units are started by deb-systemd-invoke, which only a
+	# policy-rc.d refusing every start holds back (kept if one exists).
+	policy=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		trap 'need_root rm -f "$policy"' EXIT
+		printf '#!/bin/sh\n# garrison test-deps: no daemon starts while it installs\nexit 101\n' | need_root tee "$policy" >/dev/null
+		need_root chmod 755 "$policy"
+	fi
 	need_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	if [ -n "$policy" ]; then
+		need_root rm -f "$policy"
+		trap - EXIT
+	fi
+	# Nor at the next boot: the servers it installed stay off (Docker's
+	# engine is wanted, and started below).
+	if [ -d /run/systemd/system ]; then
+		units=()
+		for pkg in "${missing[@]}"; do
+			case $pkg in
+			etcd-server) units+=(etcd.service) ;;
+			prometheus) units+=(prometheus.service) ;;
+			docker-registry) units+=(docker-registry.service) ;;
+			esac
+		done
+		[ ${#units[@]} -eq 0 ] || need_root systemctl disable --now "${units[@]}" >/dev/null 2>&1 || true
+	fi
 fi
 
 docker_ok() { docker version >/dev/null 2>&1; }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -86,7 +87,13 @@ func (d *Docker) Run(ctx context.Context, spec Spec, log io.Writer) (int, error)
 	for k, v := range step.Env {
 		env = append(env, k+"="+v)
 	}
-	mounts := []mount.Mount{{Type: mount.TypeBind, Source: spec.Workspace, Target: pipeline.Workspace}}
+	// Docker takes only absolute bind sources; the workspace lives under
+	// --data-dir, which is relative by default (./garrison-data).
+	ws, err := filepath.Abs(spec.Workspace)
+	if err != nil {
+		return -1, fmt.Errorf("workspace %s: %w", spec.Workspace, err)
+	}
+	mounts := []mount.Mount{{Type: mount.TypeBind, Source: ws, Target: pipeline.Workspace}}
 	if step.HostGo {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: d.goRoot, Target: pipeline.HostGoRoot, ReadOnly: true})
 		env = append(env, "GOROOT="+pipeline.HostGoRoot, "GOCACHE="+pipeline.Workspace+"/.cache/go-build",

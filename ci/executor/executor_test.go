@@ -182,3 +182,19 @@ func TestHostGoBuildsAStaticBinary(t *testing.T) {
 		t.Errorf("binary not in the workspace: %v", err)
 	}
 }
+
+// TestRelativeWorkspaceIsMounted: garrison's default --data-dir is
+// ./garrison-data, so a run's workspace path is relative; Docker refuses
+// a relative bind source ("mount path must be absolute"), which failed
+// every build of the README's pipeline walkthrough.
+func TestRelativeWorkspaceIsMounted(t *testing.T) {
+	d, img, ws := setup(t)
+	t.Chdir(filepath.Dir(ws))
+	os.WriteFile(filepath.Join(ws, "in.txt"), []byte("relative\n"), 0o644)
+	var log syncBuffer
+	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.rel", Workspace: filepath.Base(ws),
+		Step: pipeline.Step{Name: "build", Image: img, Commands: []string{"cat in.txt"}}}, &log)
+	if err != nil || code != 0 || !strings.Contains(log.String(), "relative") {
+		t.Fatalf("code %d, err %v\n%s", code, err, log.String())
+	}
+}

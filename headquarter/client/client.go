@@ -11,6 +11,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,6 +168,11 @@ func newAPIError(method, path string, status int, body []byte) *APIError {
 		if len(e.Message) > 200 {
 			e.Message = e.Message[:200] + "..."
 		}
+		// net/http's answer to plain HTTP on its TLS port: garrison runs
+		// with --tls-cert, and the address still says http.
+		if status == http.StatusBadRequest && strings.Contains(e.Message, "HTTP request to an HTTPS server") {
+			e.Message += " (garrison serves HTTPS: set --addr https://HOST:PORT)"
+		}
 		return e
 	}
 	e.Message, e.RuleErrors = b.Message, b.Errors
@@ -245,8 +251,12 @@ func (c *Client) transportError(method, path string, err error) error {
 		err = ue.Err
 	}
 	hint := ""
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
 		hint = " (is garrison running there? set --addr or GARRISON_ADDR)"
+	case errors.As(err, &unknownCA):
+		hint = " (set SSL_CERT_FILE to the PEM file of the CA that signed garrison's --tls-cert)"
 	}
 	return fmt.Errorf("%s %s: %w%s", method, c.url(path, nil), err, hint)
 }

@@ -294,12 +294,16 @@ func TestConsoleShowsAutoscaleDecision(t *testing.T) {
 	app := fmt.Sprintf(`{"id": "/ui/scaled", "cmd": %q, "instances": 1, "cpus": 0.1, "mem": 32,
 	  "healthChecks": [{"protocol": "HTTP", "path": "/health", "intervalSeconds": 2, "timeoutSeconds": 1}]}`, echoBin+" -register=false")
 	send(t, "POST", base+"/v2/apps", "application/json", app, http.StatusCreated)
-	rules := "rules:\n  - app: /ui/scaled\n    min: 1\n    max: 3\n    quorum: 1\n    up: { qps: 5 }\n    down: { qps: 1 }\n"
+	rules := "rules:\n  - app: /ui/scaled\n    min: 1\n    max: 3\n    quorum: 1\n    up: { qps: 5 }\n    down: { qps: 1 }\n" +
+		"    schedules:\n      - cron: \"0 3 * * *\"\n        for: 1h\n        min: 2\n"
 	send(t, "PUT", base+"/api/v1/rules", "application/yaml", rules, http.StatusOK)
 	addr := taskAddr(t, base, "/ui/scaled")
 
 	step(t, ctx, "autoscaler page", chromedp.Navigate(base+"/ui/#/autoscaler"), chromedp.WaitVisible(chromedp.CSS("#rules-editor")))
 	waitJS(t, ctx, "the rule's first evaluation listed", `!!document.querySelector('tr[data-evaluation="/ui/scaled"]')`)
+	// The nightly floor is shown ahead (a daily window always falls in the
+	// next 48 hours).
+	waitJS(t, ctx, "the cron floor ahead", `[...document.querySelectorAll('tr[data-floor="/ui/scaled"]')].some(tr => tr.textContent.includes('0 3 * * *'))`)
 
 	// 30 req/s against up.qps 5: a scale-up. Bounded in time and count, and
 	// stopped as soon as the page shows the decision.

@@ -592,6 +592,7 @@ function autoscalerView(main) {
   const save = h('button', { type: 'button', class: 'primary', id: 'rules-save' }, 'Apply rules');
   const decisions = h('div', {});
   const evaluations = h('div', {});
+  const floors = h('div', {});
   const charts = h('div', {});
   let decisionList = [];
   // history keeps each app's evaluations seen while the page is open: the
@@ -617,6 +618,7 @@ function autoscalerView(main) {
       await api('PUT', '/api/v1/rules', area.value);
       showRuleErrors([]);
       notice('Rules applied');
+      loadFloors();
       loadDecisions();
       loadEvaluations();
     } catch (e) { showRuleErrors(e.body && e.body.errors ? e.body.errors : [errorText(e)]); }
@@ -650,6 +652,20 @@ function autoscalerView(main) {
       renderEvaluations(data.evaluations || []);
       renderCharts();
     } catch (e) { put(evaluations, h('p', { class: 'error' }, errorText(e))); }
+  }
+
+  async function loadFloors() {
+    try {
+      const { data } = await api('GET', '/api/v1/schedules?within=48h');
+      const rows = (data.schedules || []).map((w) => h('tr', { 'data-floor': w.app },
+        h('td', {}, h('a', { href: '#/apps' + w.app }, w.app)),
+        h('td', { class: 'num' }, w.min),
+        h('td', {}, new Date(w.start).toLocaleString()),
+        h('td', {}, new Date(w.end).toLocaleString()),
+        h('td', {}, w.active ? badge('in force now', 'warn') : 'in ' + until(w.start)),
+        h('td', {}, h('code', {}, w.cron), ' ', h('span', { class: 'muted' }, w.timezone))));
+      put(floors, table('Cron floors in force now and in the next 48 hours', ['App', { label: 'At least', num: 1 }, 'From', 'Until', 'When', 'Schedule'], rows, 'No schedule raises a floor in the next 48 hours.'));
+    } catch (e) { put(floors, h('p', { class: 'error' }, errorText(e))); }
   }
 
   function metricCell(i) {
@@ -700,12 +716,15 @@ function autoscalerView(main) {
     evaluations,
     h('h2', {}, 'Decisions'),
     decisions,
+    h('h2', {}, 'Floors ahead'),
+    floors,
     h('h2', {}, 'Rules'),
     h('p', { class: 'muted' }, 'YAML, checked as you type; applying replaces the rules in force.'),
     area, errs, h('div', { class: 'row-actions' }, save));
   loadRules();
   loadDecisions();
   loadEvaluations();
+  loadFloors();
   // Evaluations that change nothing publish no event: read them at the
   // autoscaler's own pace while the page is shown.
   const timer = setInterval(loadEvaluations, 5000);
@@ -717,6 +736,12 @@ function autoscalerView(main) {
     render();
   });
   return { refresh: () => { loadDecisions(); loadEvaluations(); }, dispose: () => { off(); clearInterval(timer); } };
+}
+
+function until(iso) {
+  const sec = Math.max(0, (new Date(iso).getTime() - Date.now()) / 1000);
+  if (sec < 3600) return Math.ceil(sec / 60) + ' min';
+  return Math.floor(sec / 3600) + ' h ' + Math.round((sec % 3600) / 60) + ' min';
 }
 
 function fmt(v) { return v === undefined || v === null ? '' : Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(1) : v.toFixed(3); }
