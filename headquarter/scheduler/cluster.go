@@ -324,7 +324,7 @@ func (s *Scheduler) onClusterTask(nt nomad.Task) {
 	prev := t.status.State
 	t.status = st
 	t.record.Ports = st.Ports
-	t.clusterHealthy = nt.Healthy
+	t.clusterHealthy, t.clusterNode = nt.Healthy, nt.NodeID
 	s.mu.Unlock()
 	if prev != st.State {
 		s.publishStatus(t, st.State, st.Message)

@@ -5,6 +5,10 @@
 // replaces failed tasks with Marathon's backoff, rolls new versions out
 // within the app's upgrade strategy, registers healthy tasks in the
 // registry and takes them out of it before they are killed.
+//
+// With Config.Cluster (Nomad) it plans no tasks: apps are handed to the
+// cluster whole after each store write, and the task view, deployments and
+// queue follow what the cluster reports (cluster.go).
 package scheduler
 
 import (
@@ -169,8 +173,10 @@ type taskState struct {
 	gone bool
 	// launchedSeq is launchSeq when its launch finished (0: adopted).
 	launchedSeq uint64
-	// clusterHealthy is the cluster's health of the task (nil: undecided).
+	// clusterHealthy is the cluster's health of the task (nil: undecided),
+	// clusterNode the node it was placed on.
 	clusterHealthy *bool
+	clusterNode    string
 }
 
 // taskRecord is what the store keeps about a task, written before launch.

@@ -52,7 +52,7 @@ func (s *Scheduler) taskInfoLocked(t *taskState) TaskInfo {
 	}
 	if t.record.Driver == driverCluster {
 		// Placed by the cluster: its node, not this machine.
-		ti.Host, ti.SlaveID = t.status.Host, ""
+		ti.Host, ti.SlaveID = t.status.Host, t.clusterNode
 		ti.IPAddresses = []events.IPAddress{{IPAddress: t.status.Host, Protocol: "IPv4"}}
 	}
 	if t.launching {

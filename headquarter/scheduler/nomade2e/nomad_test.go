@@ -193,6 +193,7 @@ type mTask struct {
 	ID        string `json:"id"`
 	AppID     string `json:"appId"`
 	Host      string `json:"host"`
+	SlaveID   string `json:"slaveId"`
 	Ports     []int  `json:"ports"`
 	State     string `json:"state"`
 	Version   string `json:"version"`
@@ -284,8 +285,8 @@ func TestCreateScaleAndRollingUpdate(t *testing.T) {
 
 	var tasks struct{ Tasks []mTask }
 	s.expect("GET", "/v2/tasks", nil, 200, &tasks)
-	if len(tasks.Tasks) != 1 || tasks.Tasks[0].ID != first[0].ID || tasks.Tasks[0].Host == "" || len(tasks.Tasks[0].Ports) != 1 {
-		t.Fatalf("/v2/tasks: %+v, want the one task %s with host and port", tasks.Tasks, first[0].ID)
+	if len(tasks.Tasks) != 1 || tasks.Tasks[0].ID != first[0].ID || tasks.Tasks[0].Host == "" || tasks.Tasks[0].SlaveID == "" || len(tasks.Tasks[0].Ports) != 1 {
+		t.Fatalf("/v2/tasks: %+v, want the one task %s with host, node and port", tasks.Tasks, first[0].ID)
 	}
 
 	s.expect("PUT", "/v2/apps/web", map[string]any{"instances": 3}, 200, nil)
