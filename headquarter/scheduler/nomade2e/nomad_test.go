@@ -73,7 +73,7 @@ const wait = 3 * time.Minute
 // Nomad driver as its cluster, and the Marathon API over HTTP. restart
 // replaces the scheduler and the API, keeping etcd and Nomad.
 type stack struct {
-	t      *testing.T
+	t      testing.TB
 	store  *store.Store
 	nomad  *nomadapi.Client
 	driver *nomad.Driver
@@ -81,14 +81,14 @@ type stack struct {
 	stop   func()
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	return newStackAt(t, "")
 }
 
 // newStackAt is newStack with garrison's Nomad client sent to addr (a
 // proxy before the agent) when not "".
-func newStackAt(t *testing.T, addr string) *stack {
+func newStackAt(t testing.TB, addr string) *stack {
 	t.Helper()
 	etcd := etcdtest.New(t)
 	c, ns := agent.Namespace(t)
@@ -246,7 +246,7 @@ func (s *stack) settled(id string, n int, envID string) []mTask {
 
 // answers checks the task serves on its host and first port and runs with
 // TESTSERVER_ID=envID.
-func answers(t *testing.T, tk mTask, envID string) {
+func answers(t testing.TB, tk mTask, envID string) {
 	t.Helper()
 	if tk.Host == "" || len(tk.Ports) == 0 {
 		t.Fatalf("task %s has no address: host %q ports %v", tk.ID, tk.Host, tk.Ports)
