@@ -216,6 +216,10 @@ func (s *Scheduler) runCluster(ctx context.Context) error {
 	resync := time.NewTicker(s.cfg.ResyncInterval)
 	defer resync.Stop()
 	for {
+		// A task change only re-judges what is known; Nomad is read for
+		// rollouts each Interval and for queues each ResyncInterval, so a
+		// burst of allocation changes costs no burst of requests.
+		var rollouts, queues bool
 		select {
 		case <-ctx.Done():
 			return nil
@@ -232,10 +236,12 @@ func (s *Scheduler) runCluster(ctx context.Context) error {
 				}
 			}
 			s.syncJobs(ctx)
+			rollouts, queues = true, true
 		case <-s.trigger:
 		case <-ticker.C:
+			rollouts = true
 		}
-		s.clusterPass(ctx)
+		s.clusterPass(ctx, rollouts, queues)
 	}
 }
 
@@ -334,7 +340,7 @@ func (s *Scheduler) onClusterTask(nt nomad.Task) {
 
 // clusterPass follows the cluster's deployments and queue, finishes or
 // fails garrison's deployments, and asks for replacements Nomad left out.
-func (s *Scheduler) clusterPass(ctx context.Context) {
+func (s *Scheduler) clusterPass(ctx context.Context, readRollouts, readQueues bool) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	var reschedule []string
@@ -358,14 +364,14 @@ func (s *Scheduler) clusterPass(ctx context.Context) {
 			}
 		}
 	}
-	var short []string
+	short := map[string]bool{}
 	for id, as := range s.apps {
 		if s.runningLocked(id) < as.app.Instances {
-			short = append(short, id)
+			short[id] = true
 		}
 	}
 	for id := range s.cluster.queue {
-		if !slices.Contains(short, id) {
+		if !short[id] {
 			delete(s.cluster.queue, id)
 		}
 	}
@@ -384,6 +390,9 @@ func (s *Scheduler) clusterPass(ctx context.Context) {
 	}
 	rollouts := map[string]nomad.Rollout{}
 	for id := range deployed {
+		if !readRollouts {
+			break
+		}
 		r, ok, err := s.cfg.Cluster.Deployment(ctx, id)
 		if err != nil {
 			s.log.Debug("cluster: deployment not read", "app", id, "error", err)
@@ -394,7 +403,10 @@ func (s *Scheduler) clusterPass(ctx context.Context) {
 		}
 	}
 	queues := map[string]nomad.Queued{}
-	for _, id := range short {
+	for id := range short {
+		if !readQueues {
+			break
+		}
 		q, err := s.cfg.Cluster.Queue(ctx, id)
 		if err == nil {
 			queues[id] = q
