@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,8 @@ import (
 )
 
 // TestPushToProduction: pushes to a bare repository build the service,
-// deploy it to each run's alpha, test it there, destroy alpha, record the
+// deploy it to each run's alpha, test it there (in a fresh container and
+// on a warm runner of the pool), destroy alpha, record the
 // release, promote it to qa on green and to production by a call; a release
 // whose test fails is recorded and never promoted; a rollback puts the
 // earlier release back in production with no failed request during the
@@ -59,8 +61,9 @@ func TestPushToProduction(t *testing.T) {
 	os.WriteFile(projects, []byte("projects:\n  - name: shop\n    repo: "+repo.Bare+"\n    secret: hook-secret\n"), 0o600)
 	addrs := freeAddrs(t, 2)
 	base := "http://" + addrs[0]
+	t.Cleanup(func() { killTasksUnder(filepath.Join(dir, "data")) }) // the runner pool, after garrison is killed
 	startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", filepath.Join(dir, "data"),
-		"--task-ports", "18000-18199", "--ci-projects", projects, "--ci-registry", reg)
+		"--task-ports", "18000-18199", "--ci-projects", projects, "--ci-registry", reg, "--ci-runner-pool", "/e2e/runners")
 	waitHTTP(t, base+"/ping", 30*time.Second)
 	const app = "/e2e/shop"
 	t.Cleanup(func() {
@@ -93,6 +96,8 @@ tests:
   - name: smoke
     image: %s
     commands: [%q]
+  - name: warm
+    commands: ["test -f CHANGES", "wget -qO- $ALPHA_URL/health"]
 environments:
   - alpha
   - {name: qa, auto: true}
@@ -179,6 +184,11 @@ environments:
 
 	// Release 1: tests pass, alpha is destroyed, qa gets it automatically.
 	r1 := waitRun(pushRun("first", "wget -qO- $ALPHA_URL/health"), cirun.Passed)
+	// The test step without an image ran on a warm runner of the pool.
+	if code, _, b := marathonCall(t, "GET", base+"/api/v1/runs/"+r1.ID+"/log?follow=false", nil); code != 200 ||
+		!regexp.MustCompile(`\*\*\* step warm in a warm runner\n(.*\n)?\*\*\* runner 127\.0\.0\.1:\d+ took the job\n`).Match(b) {
+		t.Errorf("warm test step: %d\n%s", code, b)
+	}
 	if deployedImage(deploy.AlphaID(r1.ID, app)) != "" {
 		t.Errorf("alpha of %s still deployed", r1.ID)
 	}
