@@ -2,7 +2,8 @@
 # Installs and starts what garrison's tests talk to, when it is missing:
 # Debian's docker.io (with the daemon started host-networking only),
 # etcd-server, etcd-client (etcdctl, used in the README and its test),
-# prometheus and docker-registry. Safe to run again.
+# prometheus and docker-registry, and builds Nomad (cached under
+# ~/.cache/garrison). Safe to run again.
 set -euo pipefail
 
 need_root() {
@@ -49,4 +50,7 @@ if ! docker_ok; then
 		exit 1
 	fi
 fi
+# Nomad is built from the Go module proxy (minutes, once), then cached.
+nomad=$("$(dirname "$0")/nomad-build.sh")
+echo "test-deps: $("$nomad" version | head -n1)"
 echo "test-deps: docker $(docker version --format '{{.Server.Version}}'), $(/usr/bin/etcd --version | head -n1), $(/usr/bin/prometheus --version 2>&1 | head -n1)"

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/autoscale"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/loadgen"
@@ -51,7 +52,9 @@ func startAutoscaleStackAt(t *testing.T, addrs []string, extraArgs ...string) *a
 // startAutoscaleStackWith runs the echo app as given by how: a "cmd"
 // (process driver) or a "container" with "args" (Docker).
 func startAutoscaleStackWith(t *testing.T, addrs []string, how map[string]any, extraArgs ...string) *autoscaleStack {
-	s := &autoscaleStack{t: t, base: "http://" + addrs[0], etcd: "http://" + addrs[1], app: "/e2e/auto",
+	// An app id of its own: other worktrees' suites share the Docker daemon,
+	// and removeAppContainers removes every container of an app id.
+	s := &autoscaleStack{t: t, base: "http://" + addrs[0], etcd: "http://" + addrs[1], app: fmt.Sprintf("/e2e/auto-%d", os.Getpid()),
 		rules: filepath.Join(t.TempDir(), "rules.yaml")}
 	s.writeRules("rules: []\n")
 	args := append([]string{"up", "--addr", addrs[0], "--etcd-listen", s.etcd, "--data-dir", t.TempDir(),
@@ -170,7 +173,7 @@ func (s *autoscaleStack) load(rate float64) (stop func() loadgen.Result) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	svc, err := discovery.New(s.t.Context(), cli, "e2e_auto")
+	svc, err := discovery.New(s.t.Context(), cli, app.ServiceName(s.app))
 	if err != nil {
 		s.t.Fatal(err)
 	}

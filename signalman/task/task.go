@@ -143,6 +143,14 @@ const maxLabelEnv = 512
 // (MARATHON_APP_*, MESOS_TASK_ID), the ports and HOST, then the app's own
 // env, which wins on a clash.
 func (s Spec) Environment() map[string]string {
+	return s.EnvironmentWith(func(i int) string { return strconv.Itoa(s.Ports[i].Host) })
+}
+
+// EnvironmentWith is Environment with port i's value given by portValue,
+// for a driver whose host ports are chosen after the spec is written (Nomad
+// passes its ${NOMAD_HOST_PORT_p<i>} interpolation). PORT_<port> needs a
+// number in its name: without a Requested or Host port it is left out.
+func (s Spec) EnvironmentWith(portValue func(i int) string) map[string]string {
 	env := map[string]string{
 		"MARATHON_APP_ID":            s.AppID,
 		"MARATHON_APP_VERSION":       s.Version,
@@ -172,11 +180,11 @@ func (s Spec) Environment() map[string]string {
 	if len(s.Ports) > 0 {
 		ports := make([]string, len(s.Ports))
 		for i, p := range s.Ports {
-			ports[i] = strconv.Itoa(p.Host)
+			ports[i] = portValue(i)
 			env[fmt.Sprintf("PORT%d", i)] = ports[i]
 			if p.Requested != 0 {
 				env[fmt.Sprintf("PORT_%d", p.Requested)] = ports[i]
-			} else {
+			} else if p.Host != 0 {
 				env[fmt.Sprintf("PORT_%d", p.Host)] = ports[i]
 			}
 			if p.Name != "" {

@@ -28,3 +28,19 @@ func TestEnvironmentFollowsMarathon(t *testing.T) {
 		t.Error("PORT set for a task without ports")
 	}
 }
+
+// A driver whose host ports are chosen later passes references for them;
+// PORT_<port> needs a number and is left out when neither is known.
+func TestEnvironmentWithLateHostPorts(t *testing.T) {
+	s := Spec{Ports: []Port{{Name: "http", Requested: 10001}, {}}}
+	env := s.EnvironmentWith(func(i int) string { return "${P" + string(rune('0'+i)) + "}" })
+	want := map[string]string{"PORT0": "${P0}", "PORT1": "${P1}", "PORT_HTTP": "${P0}", "PORT_10001": "${P0}", "PORTS": "${P0},${P1}"}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q", k, env[k], v)
+		}
+	}
+	if v, ok := env["PORT_0"]; ok {
+		t.Errorf("PORT_0 = %q for a port with no number yet", v)
+	}
+}

@@ -1,0 +1,345 @@
+// Package nomadtest runs a real Nomad agent for tests: `nomad agent -dev`
+// (server and client in one process) bound to 127.0.0.1, with the docker
+// and raw_exec drivers enabled and its data in a temporary directory. A
+// test package starts one agent from TestMain (Main) and shares it; tests
+// keep apart by running in Nomad namespaces of their own (Namespace).
+//
+// The binary is built from the Go module proxy by scripts/nomad-build.sh
+// (scripts/test-deps.sh runs it); the tests fail, never skip, without it.
+package nomadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/garrisonhq/garrison/internal/dockertest"
+)
+
+// Version is the Nomad release the tests run.
+const Version = "1.9.3"
+
+// Binary finds the Nomad binary: $GARRISON_NOMAD, else where
+// scripts/nomad-build.sh caches it.
+func Binary() (string, error) {
+	if p := os.Getenv("GARRISON_NOMAD"); p != "" {
+		return p, nil
+	}
+	dir := os.Getenv("GARRISON_NOMAD_CACHE")
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("find the Nomad binary: %w", err)
+		}
+		dir = filepath.Join(cache, "garrison", "nomad-"+Version)
+	}
+	bin := filepath.Join(dir, "nomad")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("no Nomad %s at %s: run scripts/nomad-build.sh (scripts/test-deps.sh does): %w", Version, bin, err)
+	}
+	return bin, nil
+}
+
+// Agent is a running `nomad agent -dev`.
+type Agent struct {
+	// Addr is the HTTP API's address, http://127.0.0.1:port.
+	Addr string
+	// Client talks to the agent in the default namespace.
+	Client *api.Client
+
+	cmd  *exec.Cmd
+	dir  string
+	log  *os.File
+	done chan error
+}
+
+// The agent's own ports and the dynamic ports it hands its tasks come from
+// 30000-32699: below the kernel's ephemeral range (32768+, what port-0
+// binds draw from) and apart from the ranges other tests use
+// (internal/testport's 20000-29999, the scheduler tests' task ports
+// 11000-19999), so nothing takes them by chance. Should something hold one
+// anyway, the agent fails to bind and Start tries other ports.
+const (
+	portLow        = 30000
+	portHigh       = 30299
+	minDynamicPort = 30300
+	maxDynamicPort = 32699
+	attempts       = 8
+)
+
+// Start starts an agent and waits until its client node is ready with the
+// docker and raw_exec drivers healthy.
+func Start(ctx context.Context) (*Agent, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for range attempts {
+		base := portLow + rand.IntN((portHigh-portLow)/3)*3
+		a, err := start(ctx, bin, base)
+		if err == nil {
+			return a, nil
+		}
+		errs = append(errs, err)
+		if !errors.Is(err, errBind) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("start nomad agent: %w", errors.Join(errs...))
+}
+
+var errBind = errors.New("port in use")
+
+func start(ctx context.Context, bin string, base int) (*Agent, error) {
+	dir, err := os.MkdirTemp("", "garrison-nomad-")
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`
+bind_addr = "127.0.0.1"
+ports {
+  http = %d
+  rpc  = %d
+  serf = %d
+}
+disable_update_check = true
+log_level = "INFO"
+client {
+  network_interface = "lo"
+  min_dynamic_port  = %d
+  max_dynamic_port  = %d
+}
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+plugin "docker" {
+  config {
+    # Test images are built locally and cannot be pulled again.
+    gc {
+      image = false
+    }
+  }
+}
+`, base, base+1, base+2, minDynamicPort, maxDynamicPort)
+	cfgPath := filepath.Join(dir, "agent.hcl")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(bin, "agent", "-dev", "-config="+cfgPath, "-data-dir="+filepath.Join(dir, "data"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group, so Stop can end the task executors it spawns.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("run %s: %w", bin, err)
+	}
+	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", base), cmd: cmd, dir: dir, log: logf, done: make(chan error, 1)}
+	go func() { a.done <- cmd.Wait() }()
+	conf := api.DefaultConfig()
+	conf.Address = a.Addr
+	a.Client, err = api.NewClient(conf)
+	if err == nil {
+		err = a.waitReady(ctx)
+	}
+	if err != nil {
+		a.Stop()
+		return nil, err
+	}
+	return a, nil
+}
+
+// waitReady polls the node list until the dev node is ready with both
+// drivers healthy, or the agent exits (a port clash among others).
+func (a *Agent) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last := "no answer"
+	for {
+		select {
+		case err := <-a.done:
+			a.done <- err
+			out := a.Log()
+			if strings.Contains(out, "address already in use") {
+				return fmt.Errorf("%w: %s", errBind, lastLines(out, 3))
+			}
+			return fmt.Errorf("nomad agent exited: %v\n%s", err, lastLines(out, 30))
+		case <-ctx.Done():
+			return fmt.Errorf("nomad agent not ready (%s): %w\n%s", last, ctx.Err(), lastLines(a.Log(), 30))
+		case <-tick.C:
+		}
+		// Nomad keeps retrying a taken port for minutes before it exits:
+		// give up on these ports at once.
+		if out := a.Log(); strings.Contains(out, "address already in use") {
+			return fmt.Errorf("%w: %s", errBind, lastLines(out, 3))
+		}
+		// Short, so a port held by something that never answers cannot
+		// keep the loop from seeing the agent's own failure.
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		nodes, _, err := a.Client.Nodes().List((&api.QueryOptions{}).WithContext(rctx))
+		rcancel()
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		if len(nodes) == 0 {
+			last = "no node yet"
+			continue
+		}
+		n := nodes[0]
+		docker, raw := n.Drivers["docker"], n.Drivers["raw_exec"]
+		if n.Status == api.NodeStatusReady && docker != nil && docker.Healthy && raw != nil && raw.Healthy {
+			return nil
+		}
+		last = fmt.Sprintf("node %s, drivers %v", n.Status, driverStates(n.Drivers))
+	}
+}
+
+func driverStates(ds map[string]*api.DriverInfo) string {
+	var b strings.Builder
+	for name, d := range ds {
+		fmt.Fprintf(&b, "%s=%v(%s) ", name, d.Healthy, d.HealthDescription)
+	}
+	return b.String()
+}
+
+// Log is the agent's output so far.
+func (a *Agent) Log() string {
+	b, _ := os.ReadFile(a.log.Name())
+	return string(b)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Stop stops every job the agent runs (so their containers and processes
+// end with it), stops the agent and removes its data.
+func (a *Agent) Stop() {
+	if a.Client != nil {
+		a.stopJobs()
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+	// Task executors the agent left behind are in its process group.
+	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	a.log.Close()
+	os.RemoveAll(a.dir)
+}
+
+// stopJobs purges all jobs in all namespaces and waits (bounded) for their
+// allocations to end.
+func (a *Agent) stopJobs() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q := (&api.QueryOptions{Namespace: "*"}).WithContext(ctx)
+	jobs, _, err := a.Client.Jobs().List(q)
+	if err != nil {
+		return
+	}
+	for _, j := range jobs {
+		w := (&api.WriteOptions{Namespace: j.Namespace}).WithContext(ctx)
+		_, _, _ = a.Client.Jobs().Deregister(j.ID, true, w)
+	}
+	for ctx.Err() == nil {
+		allocs, _, err := a.Client.Allocations().List(q)
+		if err != nil {
+			return
+		}
+		running := 0
+		for _, al := range allocs {
+			if al.ClientStatus == api.AllocClientStatusRunning || al.ClientStatus == api.AllocClientStatusPending {
+				running++
+			}
+		}
+		if running == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Main is a TestMain body: it starts an agent into *agent, runs the tests,
+// stops the agent and exits with the tests' code.
+func Main(m *testing.M, agent **Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	a, err := Start(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*agent = a
+	code := m.Run()
+	a.Stop()
+	os.Exit(code)
+}
+
+// Namespace creates a Nomad namespace of its own for the test and returns
+// a client in it; the test's jobs are purged at its end.
+func (a *Agent) Namespace(t testing.TB) (*api.Client, string) {
+	t.Helper()
+	ns := dockertest.UniqueName("t-")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Client.Namespaces().Register(&api.Namespace{Name: ns, Description: t.Name()}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		t.Fatalf("create nomad namespace %s: %v", ns, err)
+	}
+	conf := api.DefaultConfig()
+	conf.Address = a.Addr
+	conf.Namespace = ns
+	c, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatalf("nomad client: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		jobs, _, err := c.Jobs().List((&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			t.Errorf("list jobs of %s: %v", ns, err)
+			return
+		}
+		for _, j := range jobs {
+			if _, _, err := c.Jobs().Deregister(j.ID, true, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+				t.Errorf("purge job %s: %v", j.ID, err)
+			}
+		}
+	})
+	return c, ns
+}
+
+// Tail is the last n lines of the agent's log, for failure messages.
+func (a *Agent) Tail(n int) string {
+	return lastLines(a.Log(), n)
+}
