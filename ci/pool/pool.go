@@ -85,6 +85,10 @@ func (p *Pool) Run(ctx context.Context, job runnerd.Job, log io.Writer) (int, er
 	}
 	defer dequeue()
 	fmt.Fprintf(log, "*** waiting for a warm runner of %s\n", p.app)
+	// refused holds what each runner that could not take the job said,
+	// written to the log once: a job no runner can take (its workspace is
+	// not on their machine) says why while it waits.
+	refused := map[string]string{}
 	for {
 		addrs, err := Instances(ctx, p.etcd, p.app)
 		if err != nil {
@@ -93,8 +97,12 @@ func (p *Pool) Run(ctx context.Context, job runnerd.Job, log io.Writer) (int, er
 		rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
 		for _, addr := range addrs {
 			resp, err := p.offer(ctx, addr, body)
+			if err != nil && ctx.Err() == nil && refused[addr] != err.Error() {
+				refused[addr] = err.Error()
+				fmt.Fprintf(log, "*** runner %s: %v\n", addr, err)
+			}
 			if err != nil || resp == nil {
-				continue // busy or gone: the next one
+				continue // busy, gone or unable: the next one
 			}
 			dequeue()
 			fmt.Fprintf(log, "*** runner %s took the job\n", addr)
