@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"regexp"
 	"strings"
@@ -91,7 +92,9 @@ func (d *Docker) Run(ctx context.Context, spec Spec, log io.Writer) (int, error)
 		env = append(env, "GOROOT="+pipeline.HostGoRoot, "GOCACHE="+pipeline.Workspace+"/.cache/go-build",
 			"GOPATH="+pipeline.Workspace+"/.cache/go", "GOFLAGS=-buildvcs=false")
 	}
-	name := unsafeName.ReplaceAllString(fmt.Sprintf("garrison-ci-%s-%s", spec.RunID, step.Name), "-")
+	// Run ids repeat across garrisons (project.N), and garrisons may share
+	// an engine: the namespace keeps their container names apart.
+	name := unsafeName.ReplaceAllString(fmt.Sprintf("garrison-ci-%s-%s-%s", shortNamespace(d.namespace), spec.RunID, step.Name), "-")
 	created, err := d.cli.ContainerCreate(ctx,
 		&container.Config{
 			Image: step.Image, Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{step.Script()},
@@ -174,4 +177,11 @@ func (d *Docker) RemoveRun(ctx context.Context, runID string) (int, error) {
 		return n, fmt.Errorf("remove step containers: %s", strings.Join(errs, "; "))
 	}
 	return n, nil
+}
+
+// shortNamespace is a short, stable stand-in for the namespace in names.
+func shortNamespace(ns string) string {
+	h := fnv.New32a()
+	h.Write([]byte(ns))
+	return fmt.Sprintf("%08x", h.Sum32())
 }

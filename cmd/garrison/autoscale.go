@@ -102,6 +102,8 @@ func startAutoscaler(ctx context.Context, s autoscaleSettings, hq *headquarter, 
 	manager := autoscale.New(autoscale.Config{Target: target, Sources: sources, DefaultSource: s.source,
 		Recorder: hq.store, Events: hq.bus, Interval: s.interval, Registerer: reg, Logger: logger})
 	rules := autoscale.NewRules(manager, hq.store, reg, logger)
+	// A rule may not ask for more instances than an app may have.
+	rules.SetInstanceLimit(hq.env.MaxInstances)
 	if err := rules.Load(ctx); err != nil {
 		logger.Warn("stored autoscale rules not loaded", "error", err)
 	}

@@ -85,13 +85,29 @@ func (x *cli) appsLs() *cobra.Command {
 				return err
 			}
 			now := time.Now()
-			t := newTable(x.stdout, "ID", "STATUS", "RUNNING", "HEALTHY", "STAGED", "CPUS", "MEM", "UPDATED")
+			headers := []string{"ID", "STATUS", "RUNNING", "HEALTHY", "STAGED", "CPUS", "MEM", "UPDATED"}
+			if x.wide() {
+				headers = append(headers, "UNHEALTHY", "IMAGE/COMMAND", "DEPLOYMENTS", "VERSION")
+			}
+			t := newTable(x.stdout, headers...)
 			for i := range apps {
 				a := &apps[i]
-				t.row(a.ID, statusOf(a), fmt.Sprintf("%d/%d", a.TasksRunning, a.Instances),
+				cells := []string{a.ID, statusOf(a), fmt.Sprintf("%d/%d", a.TasksRunning, a.Instances),
 					strconv.Itoa(a.TasksHealthy), strconv.Itoa(a.TasksStaged),
 					strconv.FormatFloat(a.CPUs, 'g', -1, 64), strconv.FormatFloat(a.Mem, 'g', -1, 64),
-					age(a.Version, now))
+					age(a.Version, now)}
+				if x.wide() {
+					what := a.Image()
+					if what == "" {
+						what = a.Cmd
+					}
+					deps := make([]string, len(a.Deployments))
+					for j, d := range a.Deployments {
+						deps[j] = d.ID
+					}
+					cells = append(cells, strconv.Itoa(a.TasksUnhealthy), orDash(what), orDash(strings.Join(deps, ",")), a.Version)
+				}
+				t.row(cells...)
 			}
 			return t.flush()
 		},
@@ -304,6 +320,7 @@ func (x *cli) appsRollback() *cobra.Command {
 
 func (x *cli) appsRm() *cobra.Command {
 	var wf waitFlags
+	var yes bool
 	cmd := &cobra.Command{
 		Use:               "rm APP",
 		Aliases:           []string{"delete", "destroy"},
@@ -311,12 +328,16 @@ func (x *cli) appsRm() *cobra.Command {
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: x.completeApps,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := x.confirm(yes, "remove "+args[0]+" and stop its tasks"); err != nil {
+				return err
+			}
 			return x.deploy(cmd.Context(), wf, "removing "+args[0], args, func(ctx context.Context, c *client.Client) (*client.Written, error) {
 				return c.DeleteApp(ctx, args[0], wf.force)
 			})
 		},
 	}
 	wf.register(cmd)
+	yesFlag(cmd, &yes)
 	return cmd
 }
 

@@ -121,7 +121,10 @@ func jsonToYAML(doc []byte) ([]byte, error) {
 }
 
 // structured reports whether -o asks for JSON or YAML.
-func (x *cli) structured() bool { return x.output != "table" }
+func (x *cli) structured() bool { return x.output != "table" && x.output != "wide" }
+
+// wide reports whether -o wide asks tables for more columns.
+func (x *cli) wide() bool { return x.output == "wide" }
 
 // age is how long ago an API timestamp was, kubectl-style ("45s", "3m",
 // "5h", "2d"); "-" when there is none.

@@ -102,14 +102,14 @@ JSON or YAML with -o. Exit status: 0 done, 1 the API refused or a --wait failed,
 	pf.StringVar(&x.token, "token", "", "bearer token (env GARRISON_TOKEN)")
 	pf.StringVar(&x.user, "user", "", "basic auth user (env GARRISON_USER)")
 	pf.StringVar(&x.password, "password", "", "basic auth password (env GARRISON_PASSWORD)")
-	pf.StringVarP(&x.output, "output", "o", "table", "output format: table, json or yaml")
-	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+	pf.StringVarP(&x.output, "output", "o", "table", "output format: table, wide (more columns), json or yaml")
+	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "wide", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		switch x.output {
-		case "table", "json", "yaml":
+		case "table", "wide", "json", "yaml":
 			return nil
 		}
-		return usageError{fmt.Sprintf("-o %q: want table, json or yaml", x.output)}
+		return usageError{fmt.Sprintf("-o %q: want table, wide, json or yaml", x.output)}
 	}
 
 	root.AddGroup(&cobra.Group{ID: "server", Title: "Run garrison:"}, &cobra.Group{ID: "client", Title: "Talk to a running garrison:"})
@@ -126,7 +126,8 @@ JSON or YAML with -o. Exit status: 0 done, 1 the API refused or a --wait failed,
 	)
 	for _, c := range []*cobra.Command{
 		x.appsCommand(), x.tasksCommand(), x.deploymentsCommand(), x.servicesCommand(),
-		x.rulesCommand(), x.decisionsCommand(), x.eventsCommand(), x.versionCommand(),
+		x.rulesCommand(), x.decisionsCommand(), x.evaluationsCommand(), x.eventsCommand(),
+		x.runsCommand(), x.releasesCommand(), x.versionCommand(),
 	} {
 		if c.GroupID == "" {
 			c.GroupID = "client"

@@ -73,6 +73,9 @@ func (x *cli) taskTable(tasks []client.Task, withApp bool, now time.Time) error 
 		return tasks[i].ID < tasks[j].ID
 	})
 	headers := []string{"ID", "STATE", "HEALTH", "HOST", "PORTS", "AGE", "VERSION"}
+	if x.wide() {
+		headers = append(headers, "STAGED", "STARTED")
+	}
 	if withApp {
 		headers = append([]string{"APP"}, headers...)
 	}
@@ -88,6 +91,9 @@ func (x *cli) taskTable(tasks []client.Task, withApp bool, now time.Time) error 
 			since = tk.StagedAt
 		}
 		cells := []string{tk.ID, strings.TrimPrefix(tk.State, "TASK_"), taskHealth(tk), tk.Host, strings.Join(ports, ","), age(since, now), tk.Version}
+		if x.wide() {
+			cells = append(cells, orDash(tk.StagedAt), orDash(tk.StartedAt))
+		}
 		if withApp {
 			cells = append([]string{tk.AppID}, cells...)
 		}
@@ -120,6 +126,7 @@ func (x *cli) completeTasks(cmd *cobra.Command, _ []string, prefix string) ([]st
 func (x *cli) tasksKill() *cobra.Command {
 	var wf waitFlags
 	var scale bool
+	var yes bool
 	cmd := &cobra.Command{
 		Use:   "kill ID...",
 		Short: "kill tasks; garrison replaces them unless --scale shrinks their apps",
@@ -129,6 +136,9 @@ deployment that --wait can follow.`,
 		Args:              usageArgs(cobra.MinimumNArgs(1)),
 		ValidArgsFunction: x.completeTasks,
 		RunE: func(cmd *cobra.Command, ids []string) error {
+			if err := x.confirm(yes, "kill "+strings.Join(ids, ", ")); err != nil {
+				return err
+			}
 			if !scale {
 				if wf.wait {
 					return usageError{"tasks kill: --wait needs --scale (a kill without it starts no deployment)"}
@@ -164,6 +174,7 @@ deployment that --wait can follow.`,
 	wf.register(cmd)
 	cmd.Flags().Lookup("force").Hidden = true
 	cmd.Flags().BoolVar(&scale, "scale", false, "shrink the apps instead of replacing the tasks")
+	yesFlag(cmd, &yes)
 	return cmd
 }
 
@@ -207,6 +218,7 @@ func (x *cli) deploymentsCommand() *cobra.Command {
 			return t.flush()
 		},
 	}
+	var yes bool
 	var wf waitFlags
 	cancel := &cobra.Command{
 		Use:   "cancel ID",
@@ -232,6 +244,9 @@ func (x *cli) deploymentsCommand() *cobra.Command {
 			return ids, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := x.confirm(yes, "cancel deployment "+args[0]); err != nil {
+				return err
+			}
 			c, err := x.client()
 			if err != nil {
 				return err
@@ -255,6 +270,7 @@ func (x *cli) deploymentsCommand() *cobra.Command {
 		},
 	}
 	wf.register(cancel)
+	yesFlag(cancel, &yes)
 	cancel.Flags().Lookup("force").Usage = "stop the deployment without rolling back"
 	cmd.AddCommand(ls, cancel)
 	return cmd

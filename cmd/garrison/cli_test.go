@@ -243,6 +243,7 @@ func TestCLI(t *testing.T) {
 	t.Run("Registry", func(t *testing.T) { s.t = t; testCLIRegistry(t, s) })
 	t.Run("RulesAndDecisions", func(t *testing.T) { s.t = t; testCLIRulesDecisions(t, s) })
 	t.Run("Events", func(t *testing.T) { s.t = t; testCLIEvents(t, s) })
+	t.Run("Confirm", func(t *testing.T) { s.t = t; testCLIConfirm(t, s) })
 	t.Run("AuthVersionCompletion", func(t *testing.T) { s.t = t; testCLIAuthVersionCompletion(t, s) })
 }
 
@@ -261,6 +262,14 @@ func testCLIApps(t *testing.T, s *cliStack) {
 	}
 	if row := rowOf(t, out, 0, id); row[1] != "Running" || row[2] != "2/2" || row[3] != "2" || row[5] != "0.01" || row[6] != "16" {
 		t.Fatalf("apps ls row %v", row)
+	}
+	// -o wide adds columns: unhealthy count, what runs, deployments, version.
+	out = s.ok("apps", "ls", "-o", "wide")
+	if h := tableRows(out)[0]; strings.Join(h, " ") != "ID STATUS RUNNING HEALTHY STAGED CPUS MEM UPDATED UNHEALTHY IMAGE/COMMAND DEPLOYMENTS VERSION" {
+		t.Fatalf("apps ls -o wide headers %v", h)
+	}
+	if row := rowOf(t, out, 0, id); row[8] != "0" || row[9] != s.server || row[10] != "-" || !strings.HasPrefix(row[11], "20") {
+		t.Fatalf("apps ls -o wide row %v", row)
 	}
 	var apps []cliApp
 	s.okJSON(&apps, "apps", "ls")
@@ -286,6 +295,16 @@ func testCLIApps(t *testing.T, s *cliStack) {
 	for _, task := range one.Tasks {
 		if row := rowOf(t, out, 0, task.ID); row[1] != "RUNNING" || row[2] != "healthy" || row[3] != "127.0.0.1" {
 			t.Errorf("apps show task row %v", row)
+		}
+	}
+
+	out = s.ok("tasks", id, "-o", "wide")
+	if h := tableRows(out)[0]; strings.Join(h, " ") != "ID STATE HEALTH HOST PORTS AGE VERSION STAGED STARTED" {
+		t.Fatalf("tasks -o wide headers %v", h)
+	}
+	for _, task := range one.Tasks {
+		if row := rowOf(t, out, 0, task.ID); len(row) != 9 || !strings.HasPrefix(row[7], "20") || !strings.HasPrefix(row[8], "20") {
+			t.Errorf("tasks -o wide row %v", row)
 		}
 	}
 
@@ -701,6 +720,22 @@ func testCLIRulesDecisions(t *testing.T, s *cliStack) {
 	s.okJSON(&list, "decisions")
 	if !slices.ContainsFunc(list, func(d map[string]any) bool { return d["id"] == seen["id"] }) {
 		t.Fatalf("decisions -o json lacks the watched decision %v: %v", seen["id"], list)
+	}
+	// evaluations: the rule's last look at its app, with the rule.
+	out = s.ok("evaluations", id)
+	if h := tableRows(out)[0]; strings.Join(h, " ") != "TIME APP ACTION FROM TO ACTED REASON" {
+		t.Fatalf("evaluations headers %v", h)
+	}
+	if rows := tableRows(out); len(rows) != 2 || rows[1][1] != id || rows[1][6] == "" {
+		t.Fatalf("evaluations table:\n%s", out)
+	}
+	var evals []map[string]any
+	s.okJSON(&evals, "evaluations")
+	if len(evals) != 1 || evals[0]["app"] != id || evals[0]["reason"] == "" {
+		t.Fatalf("evaluations -o json: %v", evals)
+	}
+	if rule, _ := evals[0]["rule"].(map[string]any); rule["min"] != 2.0 {
+		t.Fatalf("evaluations -o json rule: %v", evals[0]["rule"])
 	}
 	s.runEnv("rules: []\n", s.env(), "rules", "apply", "-f", "-")
 	s.ok("apps", "rm", id, "--wait", "--force")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -135,13 +136,13 @@ func TestUpRefusesWritesNearEtcdQuota(t *testing.T) {
 	}
 	poll.Until(t, 30*time.Second, "writes refused with 507", func() (bool, string) {
 		code, body := call(t, http0, "POST", base+"/v2/apps", fmt.Sprintf(newApp, 2), "")
-		return code == 507 && strings.Contains(body, "of its 32 MiB quota (--etcd-quota-bytes)") && strings.Contains(body, "etcdctl compact"), fmt.Sprint(code, body)
+		return code == 507 && strings.Contains(body, "of its 32 MiB quota") && strings.Contains(body, "etcdctl compact"), fmt.Sprint(code, body)
 	})
 	if code, body := call(t, http0, "GET", base+"/v2/apps", "", ""); code != 200 || !strings.Contains(body, "/space/1") {
 		t.Fatalf("read while writes are refused: %d %s", code, body)
 	}
-	if _, body := call(t, http0, "GET", base+"/metrics", "", ""); !strings.Contains(body, "garrison_etcd_db_size_bytes") || !strings.Contains(body, "garrison_api_writes_refused 1") {
-		t.Fatalf("/metrics lacks etcd's space")
+	if _, body := call(t, http0, "GET", base+"/metrics", "", ""); !strings.Contains(body, "garrison_etcd_db_size_bytes") || !strings.Contains(body, "garrison_etcd_db_quota_bytes "+strconv.FormatFloat(quota, 'g', -1, 64)) || !strings.Contains(body, "garrison_api_writes_refused 1") {
+		t.Fatalf("/metrics lacks etcd's space or the refusal")
 	}
 
 	del, err := cli.Delete(ctx, "/filler/", clientv3.WithPrefix())

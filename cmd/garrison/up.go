@@ -45,7 +45,7 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.etcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd server (its peer port is the next one)")
 	s.etcd.register(fs, "", "comma-separated client URLs of an external etcd cluster; empty runs the embedded server")
 	s.etcdQuota = etcdembed.DefaultQuotaBytes
-	fs.Var(&s.etcdQuota, "etcd-quota-bytes", "etcd's database quota: the embedded server's --quota-backend-bytes, or what the external cluster was given; API writes are refused above 90% of it")
+	fs.Var(&s.etcdQuota, "etcd-quota-bytes", "etcd's database quota: the embedded server's --quota-backend-bytes; for an external etcd older than 3.6, which does not report its own, what it was given. API writes are refused above 90% of it")
 	s.minFree = 256 << 20
 	fs.Var(&s.minFree, "min-free-space", "API writes are refused while the data directory has less free space than this")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -35,6 +38,24 @@ type Autoscale interface {
 }
 
 const maxRulesBytes = 4 << 20
+
+// Bounds on GET /api/v1/schedules: a cron of every minute over a week
+// would otherwise be ten thousand windows per rule.
+const (
+	maxScheduleLookahead  = 31 * 24 * time.Hour
+	maxWindowsPerSchedule = 50
+)
+
+// scheduleView is one window of a cron floor.
+type scheduleView struct {
+	App      string    `json:"app"`
+	Cron     string    `json:"cron"`
+	Timezone string    `json:"timezone"`
+	Min      int       `json:"min"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Active   bool      `json:"active"`
+}
 
 func autoscaleRoutes(r *gin.Engine, a Autoscale) {
 	r.GET("/api/v1/rules", func(c *gin.Context) {
@@ -79,6 +100,31 @@ func autoscaleRoutes(r *gin.Engine, a Autoscale) {
 		default:
 			c.JSON(http.StatusOK, gin.H{"rules": orEmptyRules(rules)})
 		}
+	})
+	// The cron floors coming up (and those open now), so a person sees the
+	// lunch peak's floor before it arrives.
+	r.GET("/api/v1/schedules", func(c *gin.Context) {
+		within := 48 * time.Hour
+		if q := c.Query("within"); q != "" {
+			d, err := time.ParseDuration(q)
+			if err != nil || d <= 0 || d > maxScheduleLookahead {
+				c.JSON(http.StatusBadRequest, gin.H{"message": fmt.Sprintf("within: want a duration up to %s, like 48h", maxScheduleLookahead)})
+				return
+			}
+			within = d
+		}
+		now := time.Now()
+		out := []scheduleView{}
+		for _, rule := range a.Rules() {
+			for _, sc := range rule.Schedules {
+				for _, w := range sc.Upcoming(now, within, maxWindowsPerSchedule) {
+					out = append(out, scheduleView{App: rule.App, Cron: sc.Cron, Timezone: rule.Location().String(), Min: sc.Min,
+						Start: w.Start, End: w.End, Active: !w.Start.After(now)})
+				}
+			}
+		}
+		slices.SortStableFunc(out, func(x, y scheduleView) int { return x.Start.Compare(y.Start) })
+		c.JSON(http.StatusOK, gin.H{"schedules": out})
 	})
 	r.GET("/api/v1/evaluations", func(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"evaluations": a.Evaluations(c.Query("app"))})

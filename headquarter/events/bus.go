@@ -78,8 +78,10 @@ func WithBufferBytes(n int64) Option {
 	return func(c *busConfig) { c.bufferBytes = max(n, 1) }
 }
 
-// WithMaxSubscribers caps concurrent subscribers (DefaultMaxSubscribers by
-// default); a subscription over it is refused. Values below 1 are taken as 1.
+// WithMaxSubscribers caps concurrent event streams (SSE clients;
+// DefaultMaxSubscribers by default); a stream over it is refused.
+// garrison's own subscribers (Subscribe) do not count. Values below 1 are
+// taken as 1.
 func WithMaxSubscribers(n int) Option {
 	return func(c *busConfig) { c.maxSubs = max(n, 1) }
 }
@@ -112,9 +114,10 @@ type Bus struct {
 	// mu guards subs and closed. Publishers send under the read lock;
 	// channels are closed only under the write lock after removal from
 	// subs, so no send can hit a closed channel.
-	mu     sync.RWMutex
-	subs   []*subscription
-	closed bool
+	mu      sync.RWMutex
+	subs    []*subscription
+	streams int // subscriptions in subs that are event streams
+	closed  bool
 
 	published *prometheus.CounterVec
 	dropped   prometheus.Counter
@@ -124,6 +127,8 @@ type Bus struct {
 type subscription struct {
 	ch    chan Frame
 	types []string // nil: every type
+	// stream marks an event stream (SSE client): capped and byte-bounded.
+	stream bool
 	// maxBytes bounds queued, the bytes of frames sent and not yet taken;
 	// 0 bounds only the count (the consumer does not report what it takes).
 	maxBytes int64
@@ -223,9 +228,9 @@ func (b *Bus) Publish(ev Event) error {
 // Subscribe returns a channel of frames whose type is in types (all types
 // when types is empty) and a cancel func. The channel closes when cancel
 // is called, when ctx ends, when the subscriber falls more than its buffer
-// behind, or when the bus closes; on a closed bus, or one with its maximum
-// of subscribers, it is closed already. Always call cancel: it releases the
-// ctx watch.
+// behind, or when the bus closes; on a closed bus it is closed already.
+// Such in-process subscribers are not capped (WithMaxSubscribers caps event
+// streams). Always call cancel: it releases the ctx watch.
 func (b *Bus) Subscribe(ctx context.Context, types []string) (<-chan Frame, func()) {
 	s, cancel, _ := b.subscribe(ctx, types, nil, false)
 	return s.ch, cancel
@@ -233,13 +238,14 @@ func (b *Bus) Subscribe(ctx context.Context, types []string) (<-chan Frame, func
 
 // subscribe adds a subscriber and, under the same lock, publishes first (if
 // not nil) to everyone, so that when the new subscriber wants it, it is the
-// first frame it receives. With countBytes, the subscriber is also bounded
-// by WithBufferBytes and must call took for every frame it receives. The
-// error is errClosed on a closed bus and ErrTooManySubscribers when the
-// bus has its maximum; the subscription's channel is closed then.
-func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame, countBytes bool) (*subscription, func(), error) {
-	s := &subscription{ch: make(chan Frame, b.cfg.buffer)}
-	if countBytes {
+// first frame it receives. A stream (an SSE client) counts against
+// WithMaxSubscribers, is also bounded by WithBufferBytes and must call took
+// for every frame it receives. The error is errClosed on a closed bus and
+// ErrTooManySubscribers when the bus has its maximum of streams; the
+// subscription's channel is closed then.
+func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame, stream bool) (*subscription, func(), error) {
+	s := &subscription{ch: make(chan Frame, b.cfg.buffer), stream: stream}
+	if stream {
 		s.maxBytes = b.cfg.bufferBytes
 	}
 	for _, t := range types {
@@ -249,7 +255,7 @@ func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame, count
 	}
 
 	b.mu.Lock()
-	if b.closed || len(b.subs) >= b.cfg.maxSubs {
+	if b.closed || (stream && b.streams >= b.cfg.maxSubs) {
 		err := errClosed
 		if !b.closed {
 			err = ErrTooManySubscribers
@@ -260,6 +266,9 @@ func (b *Bus) subscribe(ctx context.Context, types []string, first *Frame, count
 		return s, func() {}, err
 	}
 	b.subs = append(b.subs, s)
+	if stream {
+		b.streams++
+	}
 	if first != nil {
 		b.published.WithLabelValues(first.Type).Inc()
 		for _, l := range b.deliver(*first, nil) {
@@ -313,6 +322,9 @@ func (b *Bus) remove(s *subscription) bool {
 		return false
 	}
 	b.subs = slices.Delete(b.subs, i, i+1)
+	if s.stream {
+		b.streams--
+	}
 	close(s.ch)
 	return true
 }
@@ -339,7 +351,7 @@ func (b *Bus) Close() {
 	for _, s := range b.subs {
 		close(s.ch)
 	}
-	b.subs = nil
+	b.subs, b.streams = nil, 0
 }
 
 // encode builds the frame for ev, stamped now.

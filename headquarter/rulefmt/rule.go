@@ -204,3 +204,24 @@ func (s Schedule) Active(now time.Time) (since time.Time, ok bool) {
 	}
 	return next, true
 }
+
+// Window is one stretch of time in which a schedule raises the floor.
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Upcoming lists the schedule's windows that are open at now or open
+// before now+within, at most max of them, in order: what a person needs to
+// see coming (the lunch peak's floor tomorrow).
+func (s Schedule) Upcoming(now time.Time, within time.Duration, max int) []Window {
+	if s.spec == nil || s.For <= 0 || max <= 0 {
+		return nil
+	}
+	var out []Window
+	// The first fire after now-For is the open window, if any, or the next.
+	for t := s.spec.Next(now.Add(-s.For)); !t.IsZero() && !t.After(now.Add(within)) && len(out) < max; t = s.spec.Next(t) {
+		out = append(out, Window{Start: t, End: t.Add(s.For)})
+	}
+	return out
+}

@@ -62,8 +62,13 @@ var upAddr = regexp.MustCompile(`msg="garrison is up" addr=(\S+)`)
 // picks, and returns its base URL.
 func startGarrison(t testing.TB, extra ...string) string {
 	t.Helper()
-	etcd := etcdtest.New(t)
-	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(etcd.Endpoints, ","),
+	return startGarrisonOn(t, etcdtest.New(t).Endpoints, extra...)
+}
+
+// startGarrisonOn runs `garrison up` against the etcd at endpoints.
+func startGarrisonOn(t testing.TB, endpoints []string, extra ...string) string {
+	t.Helper()
+	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(endpoints, ","),
 		"--data-dir", t.TempDir(), "--drain-delay", "0s"}, extra...)
 	cmd := exec.Command(garrisonBin, args...)
 	stderr, err := cmd.StderrPipe()
@@ -289,12 +294,16 @@ func TestConsoleShowsAutoscaleDecision(t *testing.T) {
 	app := fmt.Sprintf(`{"id": "/ui/scaled", "cmd": %q, "instances": 1, "cpus": 0.1, "mem": 32,
 	  "healthChecks": [{"protocol": "HTTP", "path": "/health", "intervalSeconds": 2, "timeoutSeconds": 1}]}`, echoBin+" -register=false")
 	send(t, "POST", base+"/v2/apps", "application/json", app, http.StatusCreated)
-	rules := "rules:\n  - app: /ui/scaled\n    min: 1\n    max: 3\n    quorum: 1\n    up: { qps: 5 }\n    down: { qps: 1 }\n"
+	rules := "rules:\n  - app: /ui/scaled\n    min: 1\n    max: 3\n    quorum: 1\n    up: { qps: 5 }\n    down: { qps: 1 }\n" +
+		"    schedules:\n      - cron: \"0 3 * * *\"\n        for: 1h\n        min: 2\n"
 	send(t, "PUT", base+"/api/v1/rules", "application/yaml", rules, http.StatusOK)
 	addr := taskAddr(t, base, "/ui/scaled")
 
 	step(t, ctx, "autoscaler page", chromedp.Navigate(base+"/ui/#/autoscaler"), chromedp.WaitVisible(chromedp.CSS("#rules-editor")))
 	waitJS(t, ctx, "the rule's first evaluation listed", `!!document.querySelector('tr[data-evaluation="/ui/scaled"]')`)
+	// The nightly floor is shown ahead (a daily window always falls in the
+	// next 48 hours).
+	waitJS(t, ctx, "the cron floor ahead", `[...document.querySelectorAll('tr[data-floor="/ui/scaled"]')].some(tr => tr.textContent.includes('0 3 * * *'))`)
 
 	// 30 req/s against up.qps 5: a scale-up. Bounded in time and count, and
 	// stopped as soon as the page shows the decision.

@@ -44,8 +44,9 @@ type Config struct {
 	// watched; nil does not watch etcd.
 	Etcd      Maintenance
 	Endpoints []string
-	// Quota is etcd's --quota-backend-bytes; writes are refused above
-	// QuotaFraction of it. 0 watches only etcd's NOSPACE alarm.
+	// Quota is etcd's --quota-backend-bytes, for members that do not
+	// report theirs (before etcd 3.6); writes are refused above
+	// QuotaFraction of it. 0 watches only etcd's NOSPACE alarm then.
 	Quota int64
 	// Interval between checks (default 1 s).
 	Interval   time.Duration
@@ -63,6 +64,7 @@ type Guard struct {
 	free    prometheus.Gauge
 	dbSize  prometheus.Gauge
 	dbInUse prometheus.Gauge
+	dbQuota prometheus.Gauge
 	refused prometheus.Gauge
 }
 
@@ -79,9 +81,11 @@ func New(cfg Config) *Guard {
 		free: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "garrison_data_dir_free_bytes", Help: "Free space of garrison's data directory, for an unprivileged user."}),
 		dbSize: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "garrison_etcd_db_size_bytes", Help: "Size of etcd's database (the largest over the endpoints), which etcd's quota limits; it shrinks only when etcd is defragmented."}),
+			Name: "garrison_etcd_db_size_bytes", Help: "Size of etcd's database (of the fullest member), which etcd's quota limits; only a defragment shrinks it."}),
 		dbInUse: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "garrison_etcd_db_size_in_use_bytes", Help: "Bytes of etcd's database in use (the largest over the endpoints); a defragment shrinks the file to about this."}),
+			Name: "garrison_etcd_db_size_in_use_bytes", Help: "Part of etcd's database in use (of the fullest member); a defragment frees the rest."}),
+		dbQuota: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garrison_etcd_db_quota_bytes", Help: "etcd's database quota (of the fullest member): past it every write fails with NOSPACE."}),
 		refused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "garrison_api_writes_refused", Help: "1 while API writes are refused for lack of disk space or etcd quota."}),
 	}
@@ -91,9 +95,7 @@ func New(cfg Config) *Guard {
 			cfg.Registerer.MustRegister(g.free)
 		}
 		if cfg.Etcd != nil {
-			cfg.Registerer.MustRegister(g.dbSize, g.dbInUse, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "garrison_etcd_quota_bytes", Help: "etcd's database quota (--etcd-quota-bytes) as garrison knows it."},
-				func() float64 { return float64(cfg.Quota) }))
+			cfg.Registerer.MustRegister(g.dbSize, g.dbInUse, g.dbQuota)
 		}
 	}
 	return g
@@ -202,27 +204,34 @@ func (g *Guard) checkEtcd(ctx context.Context) (error, bool) {
 	// etcd measures its quota against the database's high-water mark
 	// (DbSize), free pages included, not the part in use: after a
 	// compaction only a defragment brings it down.
-	var size, inUse int64
+	// The fullest member decides: a write needs every member's room.
+	var size, inUse, quota int64
+	full := 0.0
 	for _, ep := range g.cfg.Endpoints {
 		st, err := g.cfg.Etcd.Status(ctx, ep)
-		if err != nil {
+		if err != nil || st.DbSize == 0 {
 			continue
 		}
-		size = max(size, st.DbSize)
-		used := st.DbSizeInUse
-		if used == 0 {
-			used = st.DbSize // an etcd that does not report it
+		q := st.DbSizeQuota // etcd 3.6 reports it; older members do not
+		if q <= 0 {
+			q = g.cfg.Quota
 		}
-		inUse = max(inUse, used)
+		if q <= 0 {
+			continue
+		}
+		if f := float64(st.DbSize) / float64(q); f >= full {
+			full, size, inUse, quota = f, st.DbSize, st.DbSizeInUse, q
+		}
 	}
-	if size == 0 {
+	if quota == 0 {
 		return nil, false
 	}
 	g.dbSize.Set(float64(size))
 	g.dbInUse.Set(float64(inUse))
-	if g.cfg.Quota > 0 && float64(size) >= QuotaFraction*float64(g.cfg.Quota) {
-		return etcdError{fmt.Errorf("garrison refuses writes: etcd's database is %s (%s in use) of its %s quota (--etcd-quota-bytes); compact etcd's history (etcdctl compact) and defragment it (etcdctl defrag), or raise the quota",
-			Bytes(uint64(size)), Bytes(uint64(inUse)), Bytes(uint64(g.cfg.Quota)))}, true
+	g.dbQuota.Set(float64(quota))
+	if full >= QuotaFraction {
+		return etcdError{fmt.Errorf("garrison refuses writes: etcd's database is %s (%s in use) of its %s quota; compact etcd's history (etcdctl compact) and defragment it (etcdctl defrag), or raise the quota (--quota-backend-bytes; --etcd-quota-bytes for the embedded etcd)",
+			Bytes(uint64(size)), Bytes(uint64(inUse)), Bytes(uint64(quota)))}, true
 	}
 	return nil, true
 }

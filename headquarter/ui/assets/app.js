@@ -249,6 +249,9 @@ const views = {
   deployments: deploymentsView,
   services: servicesView,
   autoscaler: autoscalerView,
+  runs: runsView,
+  run: runView,
+  releases: releasesView,
   events: eventsView,
 };
 
@@ -256,6 +259,8 @@ function route() {
   const hash = location.hash.replace(/^#/, '') || '/apps';
   const [, name = 'apps', ...rest] = hash.split('/');
   if (name === 'apps' && rest.length && rest[0] !== '') return { name: 'app', arg: '/' + rest.map(decodeURIComponent).join('/') };
+  if (name === 'runs' && rest.length && rest[0] !== '') return { name: 'run', arg: decodeURIComponent(rest[0]) };
+  if (name === 'releases' && rest.length && rest[0] !== '') return { name: 'releases', arg: '/' + rest.map(decodeURIComponent).join('/') };
   return { name: views[name] ? name : 'apps', arg: null };
 }
 
@@ -263,7 +268,7 @@ async function navigate() {
   if (current && current.dispose) current.dispose();
   const r = route();
   for (const a of document.querySelectorAll('[data-nav]')) {
-    if (a.dataset.nav === (r.name === 'app' ? 'apps' : r.name)) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    if (a.dataset.nav === (r.name === 'app' ? 'apps' : r.name === 'run' ? 'runs' : r.name)) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
   const main = $('#main');
   put(main, h('p', { class: 'muted' }, 'Loading…'));
@@ -461,6 +466,7 @@ function appView(main, id) {
         card('Staged', a.tasksStaged || 0), card('CPUs', a.cpus), card('Mem MiB', a.mem),
         card('Image', a.container && a.container.docker ? a.container.docker.image : '—'), card('Version', (a.version || '').slice(0, 19))),
       actions,
+      h('p', {}, h('a', { href: '#/releases' + a.id, id: 'app-releases' }, 'Releases of ' + a.id)),
       fail ? h('p', { class: 'error' }, `Last failure: ${fail.state} of ${fail.taskId} ${age(fail.timestamp)} ago: ${fail.message || ''}`) : '',
       deps.length ? h('section', {}, h('h2', {}, 'Deployments in progress'), h('ul', {}, deps)) : '',
       h('h2', {}, 'Tasks'),
@@ -586,6 +592,7 @@ function autoscalerView(main) {
   const save = h('button', { type: 'button', class: 'primary', id: 'rules-save' }, 'Apply rules');
   const decisions = h('div', {});
   const evaluations = h('div', {});
+  const floors = h('div', {});
   const charts = h('div', {});
   let decisionList = [];
   // history keeps each app's evaluations seen while the page is open: the
@@ -611,6 +618,7 @@ function autoscalerView(main) {
       await api('PUT', '/api/v1/rules', area.value);
       showRuleErrors([]);
       notice('Rules applied');
+      loadFloors();
       loadDecisions();
       loadEvaluations();
     } catch (e) { showRuleErrors(e.body && e.body.errors ? e.body.errors : [errorText(e)]); }
@@ -644,6 +652,20 @@ function autoscalerView(main) {
       renderEvaluations(data.evaluations || []);
       renderCharts();
     } catch (e) { put(evaluations, h('p', { class: 'error' }, errorText(e))); }
+  }
+
+  async function loadFloors() {
+    try {
+      const { data } = await api('GET', '/api/v1/schedules?within=48h');
+      const rows = (data.schedules || []).map((w) => h('tr', { 'data-floor': w.app },
+        h('td', {}, h('a', { href: '#/apps' + w.app }, w.app)),
+        h('td', { class: 'num' }, w.min),
+        h('td', {}, new Date(w.start).toLocaleString()),
+        h('td', {}, new Date(w.end).toLocaleString()),
+        h('td', {}, w.active ? badge('in force now', 'warn') : 'in ' + until(w.start)),
+        h('td', {}, h('code', {}, w.cron), ' ', h('span', { class: 'muted' }, w.timezone))));
+      put(floors, table('Cron floors in force now and in the next 48 hours', ['App', { label: 'At least', num: 1 }, 'From', 'Until', 'When', 'Schedule'], rows, 'No schedule raises a floor in the next 48 hours.'));
+    } catch (e) { put(floors, h('p', { class: 'error' }, errorText(e))); }
   }
 
   function metricCell(i) {
@@ -694,12 +716,15 @@ function autoscalerView(main) {
     evaluations,
     h('h2', {}, 'Decisions'),
     decisions,
+    h('h2', {}, 'Floors ahead'),
+    floors,
     h('h2', {}, 'Rules'),
     h('p', { class: 'muted' }, 'YAML, checked as you type; applying replaces the rules in force.'),
     area, errs, h('div', { class: 'row-actions' }, save));
   loadRules();
   loadDecisions();
   loadEvaluations();
+  loadFloors();
   // Evaluations that change nothing publish no event: read them at the
   // autoscaler's own pace while the page is shown.
   const timer = setInterval(loadEvaluations, 5000);
@@ -711,6 +736,12 @@ function autoscalerView(main) {
     render();
   });
   return { refresh: () => { loadDecisions(); loadEvaluations(); }, dispose: () => { off(); clearInterval(timer); } };
+}
+
+function until(iso) {
+  const sec = Math.max(0, (new Date(iso).getTime() - Date.now()) / 1000);
+  if (sec < 3600) return Math.ceil(sec / 60) + ' min';
+  return Math.floor(sec / 3600) + ' h ' + Math.round((sec % 3600) / 60) + ' min';
 }
 
 function fmt(v) { return v === undefined || v === null ? '' : Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(1) : v.toFixed(3); }
@@ -743,6 +774,280 @@ function chart(appId, evals, decs) {
     dots.map((p) => s('circle', { class: 'dec', cx: X(p.t), cy: Y(p.m.perInstance), r: 4, 'data-decision': p.d.id }, s('title', {}, `${new Date(p.t).toLocaleTimeString()}: ${p.d.action} ${p.d.from}→${p.d.to}: ${p.d.reason}`))),
     s('text', { x: 2, y: P }, fmt(vmax)), s('text', { x: 2, y: H - P }, '0'));
   return h('figure', { 'data-chart': appId }, title, svg);
+}
+
+// ---- pipeline runs
+
+const FINAL = new Set(['passed', 'failed', 'cancelled']);
+const RUN_KIND = { passed: 'ok', failed: 'bad', cancelled: 'idle', running: 'warn', queued: 'idle' };
+const RUN_STATES = ['queued', 'running', 'passed', 'failed', 'cancelled'];
+
+function runBadge(r) {
+  const label = r.cancelRequested && !FINAL.has(r.state) ? r.state + ' (cancelling)' : r.state;
+  return badge(label, RUN_KIND[r.state] || 'idle');
+}
+
+function duration(from, to) {
+  if (!from) return '';
+  const sec = Math.max(0, Math.round(((to ? new Date(to) : new Date()) - new Date(from)) / 1000));
+  return sec < 60 ? sec + 's' : sec < 3600 ? Math.floor(sec / 60) + 'm ' + (sec % 60) + 's' : Math.floor(sec / 3600) + 'h ' + Math.floor(sec % 3600 / 60) + 'm';
+}
+
+const shortRev = (rev) => (rev || '').slice(0, 12);
+const runRef = (r) => ((r.push && r.push.ref) || '').replace(/^refs\/heads\//, '');
+
+// cancelButton is offered while the API would take a cancel: the run has
+// not ended and no cancel is pending.
+function cancelButton(r, done) {
+  if (FINAL.has(r.state) || r.cancelRequested) return '';
+  return h('button', { type: 'button', class: 'danger', 'data-cancel': r.id, 'aria-label': 'Cancel run ' + r.id, onclick: () => {
+    if (!confirm('Cancel run ' + r.id + '?')) return;
+    act('Cancel ' + r.id, () => api('POST', '/api/v1/runs/' + enc(r.id) + '/cancel')).then(done, done);
+  } }, 'Cancel');
+}
+
+function runsView(main) {
+  const PAGE = 50;
+  const st = { project: sessionStorage.getItem('runs.project') || '', state: sessionStorage.getItem('runs.state') || '', page: 0, runs: [] };
+  const project = h('input', { id: 'runs-project', type: 'search', value: st.project, placeholder: 'all projects' });
+  const state = h('select', { id: 'runs-state' }, h('option', { value: '' }, 'any state'), RUN_STATES.map((x) => h('option', { value: x, selected: x === st.state }, x)));
+  const body = h('div', {});
+  put(main, h('h1', {}, 'Runs'),
+    h('p', { class: 'muted' }, 'Pipeline runs, newest first, started by pushes to the projects\' repositories.'),
+    h('div', { class: 'toolbar' }, h('label', { for: 'runs-project' }, 'Project', project), h('label', { for: 'runs-state' }, 'State', state)),
+    body);
+
+  function render() {
+    const pages = Math.max(1, Math.ceil(st.runs.length / PAGE));
+    st.page = Math.min(st.page, pages - 1);
+    const rows = st.runs.slice(st.page * PAGE, st.page * PAGE + PAGE).map((r) => h('tr', { 'data-run': r.id },
+      h('td', {}, h('a', { href: '#/runs/' + enc(r.id) }, r.id)),
+      h('td', {}, r.project),
+      h('td', {}, runBadge(r)),
+      h('td', {}, runRef(r)),
+      h('td', {}, h('code', { title: r.push && r.push.after }, shortRev(r.push && r.push.after))),
+      h('td', {}, (r.push && r.push.committer && r.push.committer.name) || ''),
+      h('td', {}, h('span', { title: r.created }, age(r.created) + ' ago')),
+      h('td', {}, duration(r.started, r.finished)),
+      h('td', {}, cancelButton(r, load))));
+    put(body,
+      table(`${st.runs.length} runs`, ['Run', 'Project', 'State', 'Ref', 'Revision', 'Committer', 'Created', 'Duration', 'Actions'], rows, 'No run yet: a push to a project starts one.'),
+      h('div', { class: 'pager' },
+        h('button', { type: 'button', disabled: st.page === 0, onclick: () => { st.page--; render(); } }, 'Previous'),
+        h('span', {}, `page ${st.page + 1} of ${pages}`),
+        h('button', { type: 'button', disabled: st.page >= pages - 1, onclick: () => { st.page++; render(); } }, 'Next')));
+  }
+  async function load() {
+    try {
+      const q = new URLSearchParams();
+      if (st.project) q.set('project', st.project);
+      if (st.state) q.set('state', st.state);
+      const { data } = await api('GET', '/api/v1/runs' + (q.toString() ? '?' + q : ''));
+      st.runs = data.runs || [];
+      render();
+    } catch (e) { put(body, h('p', { class: 'error' }, errorText(e))); }
+  }
+  const reload = debounce(load, 300);
+  project.addEventListener('input', () => { st.project = project.value.trim(); st.page = 0; sessionStorage.setItem('runs.project', st.project); reload(); });
+  state.addEventListener('change', () => { st.state = state.value; st.page = 0; sessionStorage.setItem('runs.state', st.state); load(); });
+  // Runs publish no event on /v2/events: re-read while the page is shown.
+  const timer = setInterval(load, 3000);
+  load();
+  return { refresh: load, dispose: () => clearInterval(timer) };
+}
+
+// MAX_LOG_CHARS bounds the log kept in the page; older text is dropped
+// (the whole log stays on the server: GET /api/v1/runs/ID/log).
+const MAX_LOG_CHARS = 2 << 20;
+
+function runView(main, id) {
+  const head = h('div', {});
+  const steps = h('div', {});
+  const log = h('pre', { id: 'run-log', class: 'log', tabindex: 0, 'aria-label': 'Log of run ' + id, 'aria-live': 'off' });
+  const logState = h('p', { id: 'run-log-state', class: 'muted', role: 'status' }, 'Reading the log…');
+  put(main, h('p', {}, h('a', { href: '#/runs' }, '← All runs')), head, steps, h('h2', {}, 'Log'), logState, log);
+  let run = null, disposed = false;
+  const ctrl = new AbortController();
+
+  function render() {
+    const r = run;
+    const p = r.push || {};
+    put(head,
+      h('h1', {}, 'Run ', r.id, ' ', h('span', { id: 'run-state' }, runBadge(r))),
+      h('div', { class: 'grid' },
+        card('Project', r.project), card('Ref', runRef(r) || '—'), card('Revision', shortRev(p.after) || '—'),
+        card('Committer', (p.committer && p.committer.name) || '—'), card('Created', age(r.created) + ' ago'),
+        card('Duration', duration(r.started, r.finished) || '—'), card('Node', r.node || '—'), r.image ? card('Image', r.image) : ''),
+      r.reason ? h('p', { class: FINAL.has(r.state) && r.state !== 'passed' ? 'error' : 'muted' }, r.reason) : '',
+      h('div', { class: 'toolbar' }, cancelButton(r, load)));
+    const rows = (r.steps || []).map((x) => h('tr', {},
+      h('td', {}, x.name), h('td', {}, badge(x.state, RUN_KIND[x.state] || 'idle')),
+      h('td', { class: 'num' }, x.exitCode === undefined || x.exitCode === null ? '' : x.exitCode),
+      h('td', {}, duration(x.started, x.finished))));
+    put(steps, h('h2', {}, 'Steps'), table(`${rows.length} steps`, ['Step', 'State', { label: 'Exit', num: 1 }, 'Duration'], rows, 'No step started yet.'));
+  }
+
+  async function load() {
+    try {
+      run = (await api('GET', '/api/v1/runs/' + enc(id))).data;
+      if (!disposed) render();
+    } catch (e) {
+      put(head, h('h1', {}, 'Run ' + id), h('p', { class: 'error' }, e.status === 404 ? 'There is no run ' + id + '.' : errorText(e)));
+    }
+  }
+
+  // shown counts the characters in the page without re-reading them.
+  let shown = 0;
+  function append(text) {
+    const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 20;
+    log.append(document.createTextNode(text));
+    shown += text.length;
+    if (shown > MAX_LOG_CHARS) {
+      log.textContent = '…\n' + log.textContent.slice(-MAX_LOG_CHARS / 2);
+      shown = log.textContent.length;
+    }
+    if (stick) log.scrollTop = log.scrollHeight;
+  }
+
+  // follow reads the log in one request the server keeps open while the
+  // run runs; it ends when the run does (or the page is left).
+  async function follow() {
+    for (let attempt = 0; !disposed; attempt++) {
+      try {
+        const res = await fetch('/api/v1/runs/' + enc(id) + '/log', { headers: { 'X-Requested-With': 'XMLHttpRequest', ...authHeaders() }, signal: ctrl.signal });
+        if (res.status === 401) { await login(); continue; }
+        if (res.status === 404) { put(logState, 'No such run.'); return; }
+        if (!res.ok) {
+          const body = await res.json().catch(() => ({}));
+          throw new APIError(res.status, body);
+        }
+        log.textContent = '';
+        shown = 0;
+        put(logState, run && !FINAL.has(run.state) ? 'Following the log live…' : 'The whole log.');
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          append(value);
+        }
+        await load();
+        if (run && FINAL.has(run.state)) { put(logState, 'The whole log: the run ' + run.state + '.'); return; }
+      } catch (e) {
+        if (disposed) return;
+        put(logState, h('span', { class: 'error' }, 'Log: ' + errorText(e) + ' (retrying)'));
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000 * (attempt + 1), 10000)));
+    }
+  }
+
+  // The run's state and steps change with no event: re-read while it runs.
+  const timer = setInterval(() => { if (!run || !FINAL.has(run.state)) load(); }, 2000);
+  load().then(follow);
+  return { refresh: load, dispose: () => { disposed = true; ctrl.abort(); clearInterval(timer); } };
+}
+
+// ---- releases
+
+const envAppID = (env, app) => (env === 'production' ? app : '/' + env + app);
+
+function releasesView(main, appId) {
+  if (!appId) return releasesIndex(main);
+  const body = h('div', {});
+  put(main, h('p', {}, h('a', { href: '#/releases' }, '← Releases of other apps')), h('h1', {}, 'Releases of ', appId), body);
+  let busy = false;
+
+  // promotable is where the API would promote r: an environment of its
+  // order after alpha, not running it already, whose predecessor (unless
+  // alpha) has run it; never a release whose tests failed.
+  function promotable(r, envs) {
+    if (!r.passed) return [];
+    const order = r.environments || [];
+    return order.filter((env, i) => {
+      if (env === 'alpha') return false;
+      if (envs[env] && envs[env].current === r.version) return false;
+      if (i === 0 || order[i - 1] === 'alpha') return true;
+      const prev = envs[order[i - 1]];
+      return !!prev && (prev.history || []).some((d) => d.version === r.version);
+    });
+  }
+  // rollbackTarget is the release a rollback without a version restores,
+  // as the API picks it: the newest in the history that is not current.
+  function rollbackTarget(e) {
+    const hist = e.history || [];
+    for (let i = hist.length - 1; i >= 0; i--) if (hist[i].version !== e.current) return hist[i].version;
+    return '';
+  }
+
+  function change(kind, body) {
+    if (busy) return;
+    const what = kind === 'promote' ? `Promote ${body.version} of ${appId} to ${body.environment}` : `Roll ${body.environment} of ${appId} back to ${body.version}`;
+    if (!confirm(what + '?')) return;
+    busy = true;
+    notice(what + '…');
+    for (const b of main.querySelectorAll('button[data-release-action]')) b.disabled = true;
+    act(what, () => api('POST', '/api/v1/releases/' + kind, { app: appId, ...body, by: 'console' }))
+      .catch(() => {}).finally(() => { busy = false; load(); });
+  }
+
+  async function load() {
+    try {
+      const { data } = await api('GET', '/api/v1/releases?app=' + enc(appId));
+      render(data.releases || [], data.environments || []);
+    } catch (e) { put(body, h('p', { class: 'error' }, errorText(e))); }
+  }
+
+  function render(releases, envList) {
+    const envs = Object.fromEntries(envList.map((e) => [e.name, e]));
+    const envRows = envList.map((e) => {
+      const last = (e.history || [])[(e.history || []).length - 1];
+      const back = rollbackTarget(e);
+      return h('tr', { 'data-environment': e.name },
+        h('td', {}, e.name),
+        h('td', {}, h('a', { href: '#/apps' + envAppID(e.name, appId) }, envAppID(e.name, appId))),
+        h('td', {}, e.current || '—'),
+        h('td', {}, last ? `${age(last.at)} ago by ${last.by}${last.rollback ? ' (rollback)' : ''}` : ''),
+        h('td', {}, back ? h('button', { type: 'button', 'data-release-action': 'rollback', 'data-environment': e.name, disabled: busy,
+          onclick: () => change('rollback', { environment: e.name, version: back }) }, 'Roll back to ' + back) : ''));
+    });
+    const rows = releases.map((r) => {
+      const here = envList.filter((e) => e.current === r.version).map((e) => e.name);
+      return h('tr', { 'data-release': r.version },
+        h('td', {}, h('code', {}, r.version)),
+        h('td', {}, h('code', { title: r.revision }, shortRev(r.revision))),
+        h('td', {}, r.committer || ''),
+        h('td', {}, (r.tests || []).length ? (r.tests || []).map((x) => badge(x.name + (x.passed ? ' passed' : ' failed'), x.passed ? 'ok' : 'bad'))
+          : badge(r.passed ? 'passed' : 'failed', r.passed ? 'ok' : 'bad')),
+        h('td', {}, here.join(', ')),
+        h('td', {}, r.runId ? h('a', { href: '#/runs/' + enc(r.runId) }, r.runId) : ''),
+        h('td', {}, h('span', { title: r.created }, age(r.created) + ' ago')),
+        h('td', {}, h('div', { class: 'row-actions' }, promotable(r, envs).map((env) => h('button', { type: 'button', class: 'primary',
+          'data-release-action': 'promote', 'data-environment': env, disabled: busy, 'aria-label': `Promote ${r.version} to ${env}`,
+          onclick: () => change('promote', { version: r.version, environment: env }) }, 'Promote to ' + env)))));
+    });
+    put(body,
+      h('h2', {}, 'Environments'),
+      table('What each environment runs', ['Environment', 'App', 'Current', 'Deployed', 'Actions'], envRows, 'No release deployed yet.'),
+      h('h2', {}, 'Releases'),
+      table(`${releases.length} releases, newest first`, ['Version', 'Revision', 'Committer', 'Tests', 'Runs in', 'Run', 'Built', 'Actions'], rows, 'No release yet: a run that builds an image records one.'));
+  }
+
+  const reload = debounce(load, 300);
+  const off = onEvent((ev) => { if (!busy && ev.appId && ev.appId.endsWith(appId)) reload(); });
+  load();
+  return { refresh: load, dispose: off };
+}
+
+// releasesIndex lets a person pick the app whose releases to see.
+function releasesIndex(main) {
+  const input = h('input', { id: 'releases-app', placeholder: '/group/app', list: 'releases-apps' });
+  const list = h('datalist', { id: 'releases-apps' });
+  const go = (ev) => { ev.preventDefault(); const v = input.value.trim(); if (v) location.hash = '#/releases' + v.replace(/^\/?/, '/'); };
+  put(main, h('h1', {}, 'Releases'),
+    h('p', { class: 'muted' }, 'Each app built by a pipeline has releases: its versions with their revision and test results, and what each environment runs.'),
+    h('form', { class: 'toolbar', onsubmit: go }, h('label', { for: 'releases-app' }, 'App', input), list, h('button', { type: 'submit' }, 'Show releases')));
+  api('GET', '/v2/apps').then(({ data }) => put(list, (data.apps || []).map((a) => h('option', { value: a.id })))).catch(() => {});
+  input.focus();
+  return {};
 }
 
 // ---- events
