@@ -23,6 +23,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/ci/runner"
+	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/ci/webhook"
 	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/images"
@@ -144,8 +145,10 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 // with, one port, health-checked; its autoscale rule sizes it after.
 func PoolApp(id, cmd string) map[string]any {
 	return map[string]any{"id": id, "cmd": cmd, "instances": 1, "cpus": 0.1, "mem": 64,
-		"portDefinitions": []map[string]any{{"port": 0, "name": "http"}},
-		"labels":          map[string]string{"garrison.role": "ci-runner-pool"},
+		// A scale-down that picks a busy runner waits for its job.
+		"taskKillGracePeriodSeconds": int(runnerd.DefaultDrain / time.Second),
+		"portDefinitions":            []map[string]any{{"port": 0, "name": "http"}},
+		"labels":                     map[string]string{"garrison.role": "ci-runner-pool"},
 		"healthChecks": []map[string]any{{"protocol": "HTTP", "path": "/health", "portIndex": 0,
 			"gracePeriodSeconds": 10, "intervalSeconds": 2, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}}}
 }

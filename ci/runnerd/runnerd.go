@@ -171,9 +171,14 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// DefaultDrain is how long a stopping runner lets its job finish: the
+// pool app's taskKillGracePeriodSeconds matches it, so a scale-down that
+// picks a busy runner waits for its job instead of failing it.
+const DefaultDrain = 10 * time.Minute
+
 // Serve listens on addr (host:port; the port garrison assigned in PORT0
-// when addr has none) and serves until ctx ends.
-func Serve(ctx context.Context, addr string, logger *slog.Logger) error {
+// when addr has none) and serves until ctx ends, then drains.
+func Serve(ctx context.Context, addr string, drain time.Duration, logger *slog.Logger) error {
 	if addr == "" {
 		addr = "127.0.0.1:" + os.Getenv("PORT0")
 	}
@@ -181,16 +186,39 @@ func Serve(ctx context.Context, addr string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("runnerd: listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: New(logger).Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
 	logger.Info("runnerd listening", "addr", l.Addr().String())
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	return ServeListener(ctx, l, drain, logger)
+}
+
+// ServeListener serves on l until ctx ends (garrison's SIGTERM: the
+// registry no longer lists this runner), then takes no new job and lets
+// the one running finish for up to drain before killing it.
+func ServeListener(ctx context.Context, l net.Listener, drain time.Duration, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	jobs, killJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer killJobs()
+	srv := &http.Server{Handler: New(logger).Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return jobs }}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	select {
+	case err := <-served:
 		return fmt.Errorf("runnerd: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("runnerd: job still running after the drain: killed", "drain", drain)
+		killJobs()
+		// The killed job's caller still gets its error trailer.
+		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer kcancel()
+		if srv.Shutdown(kctx) != nil {
+			srv.Close()
+		}
 	}
 	return nil
 }

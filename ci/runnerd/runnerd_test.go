@@ -2,10 +2,15 @@ package runnerd_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +81,67 @@ func TestRunnerTakesOneJobAtATime(t *testing.T) {
 	}
 	if resp, out := post(t, srv.URL, runnerd.Job{ID: "c", Dir: "relative", Script: "true"}); resp.StatusCode != http.StatusUnprocessableEntity {
 		t.Errorf("relative dir: %d %s", resp.StatusCode, out)
+	}
+}
+
+// TestStoppingRunnerFinishesItsJob: a runner told to stop (a scale-down)
+// takes no new job but lets the running one finish; past the drain it
+// kills it.
+func TestStoppingRunnerFinishesItsJob(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		drain  time.Duration
+		script string
+		check  func(resp *http.Response, out string) bool
+	}{
+		{"finishes", time.Minute, "touch started; sleep 1; echo done", func(resp *http.Response, out string) bool {
+			return resp.Trailer.Get(runnerd.ExitCodeTrailer) == "0" && out == "done\n"
+		}},
+		{"killed past the drain", 100 * time.Millisecond, "touch started; sleep 30", func(resp *http.Response, out string) bool {
+			return resp.Trailer.Get(runnerd.ExitCodeTrailer) == "" && resp.Trailer.Get(runnerd.ErrorTrailer) != ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := "http://" + l.Addr().String()
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- runnerd.ServeListener(ctx, l, tc.drain, nil) }()
+			dir := t.TempDir()
+			type result struct {
+				resp *http.Response
+				out  string
+			}
+			done := make(chan result, 1)
+			go func() {
+				b, _ := json.Marshal(runnerd.Job{ID: "j", Dir: dir, Script: tc.script})
+				resp, err := http.Post(url+"/jobs", "application/json", bytes.NewReader(b))
+				if err != nil {
+					done <- result{}
+					return
+				}
+				out, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				done <- result{resp, string(out)}
+			}()
+			poll.Until(t, 10*time.Second, "job started", func() (bool, string) {
+				_, err := os.Stat(filepath.Join(dir, "started"))
+				return err == nil, fmt.Sprint(err)
+			})
+			stop()
+			r := <-done
+			if r.resp == nil || !tc.check(r.resp, r.out) {
+				t.Errorf("job: %+v %q", r.resp, r.out)
+			}
+			if err := <-served; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+			if _, err := http.Get(url + "/health"); err == nil {
+				t.Error("a stopped runner still answers")
+			}
+		})
 	}
 }

@@ -68,6 +68,7 @@ func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "", "host:port to listen on (default 127.0.0.1:$PORT0, the port garrison assigned)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	drain := fs.Duration("drain", runnerd.DefaultDrain, "how long a stopping runner lets its job finish before killing it")
 	if err := parseCommand(fs, args); err != nil {
 		return err
 	}
@@ -75,5 +76,5 @@ func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return runnerd.Serve(ctx, *addr, logger)
+	return runnerd.Serve(ctx, *addr, *drain, logger)
 }
