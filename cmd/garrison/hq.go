@@ -44,6 +44,9 @@ type headquarter struct {
 	dockerDriver *docker.Driver
 	proc         *process.Driver
 	stop         func()
+	// leadership names the leader among headquarters sharing an etcd;
+	// nil: this one alone.
+	leadership marathon.Leadership
 }
 
 type hqSettings struct {
@@ -210,6 +213,6 @@ func (hq *headquarter) routes(r *gin.Engine, addr string, cli *clientv3.Client, 
 	r.GET("/api/v1/prometheus/sd", gin.WrapH(promsd.New(cli, promsd.WithLogger(logger))))
 	marathon.Register(r, marathon.Config{
 		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env, MaxInstancesTotal: hq.maxTotal,
-		Leader: addr, Version: version, Hostname: hq.env.Hostname, Logger: logger,
+		Leader: addr, Leadership: hq.leadership, Version: version, Hostname: hq.env.Hostname, Logger: logger,
 	})
 }

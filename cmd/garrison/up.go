@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +22,8 @@ import (
 
 	"github.com/garrisonhq/garrison/ci"
 	"github.com/garrisonhq/garrison/headquarter/api"
+	"github.com/garrisonhq/garrison/headquarter/leader"
+	"github.com/garrisonhq/garrison/headquarter/leaderproxy"
 	"github.com/garrisonhq/garrison/headquarter/ui"
 	"github.com/garrisonhq/garrison/internal/diskguard"
 	"github.com/garrisonhq/garrison/internal/etcdembed"
@@ -37,6 +41,10 @@ type upSettings struct {
 	hq         hqSettings
 	autoscale  autoscaleSettings
 	ci         ciSettings
+	// advertise and leaderTTL matter with an external etcd, where the
+	// headquarters sharing it elect one leader.
+	advertise string
+	leaderTTL time.Duration
 }
 
 func (s *upSettings) register(fs *flag.FlagSet) {
@@ -53,6 +61,8 @@ func (s *upSettings) register(fs *flag.FlagSet) {
 	s.hq.register(fs)
 	s.autoscale.register(fs)
 	s.ci.register(fs)
+	fs.StringVar(&s.advertise, "advertise-addr", "", "with --etcd: host:port the other headquarters reach this one's API at, the value of its leader election (default: --addr)")
+	fs.DurationVar(&s.leaderTTL, "leader-ttl", leader.DefaultTTL, "with --etcd: how long a leader that stopped renewing its etcd lease (crashed, paused, cut off) keeps the lead")
 }
 
 // validate checks every setting that needs no I/O, so that a mistake fails
@@ -66,6 +76,14 @@ func (s *upSettings) validate() error {
 	}
 	if s.etcdQuota == 0 {
 		return errors.New("--etcd-quota-bytes must be positive")
+	}
+	if s.advertise != "" {
+		if _, _, err := net.SplitHostPort(s.advertise); err != nil {
+			return fmt.Errorf("--advertise-addr %q: want host:port, e.g. 10.0.0.5:8080", s.advertise)
+		}
+	}
+	if s.leaderTTL < leader.MinTTL {
+		return fmt.Errorf("--leader-ttl %s: etcd's shortest lease is %s", s.leaderTTL, leader.MinTTL)
 	}
 	return errors.Join(s.etcd.validate(), s.http.validate(), s.hq.validate())
 }
@@ -146,12 +164,81 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 			ConstLabels: prometheus.Labels{"version": version},
 		}, func() float64 { return 1 }),
 	)
+	gin.SetMode(gin.ReleaseMode)
+
+	advertise := s.advertise
+	if advertise == "" {
+		advertise = listener.Addr().String()
+	}
+	serveErr := make(chan error, 1)
+	var handler swapHandler
+	var el *leader.Elector
+	var lost <-chan struct{} // closes when this headquarter stops leading
+	if s.etcd.endpoints != "" {
+		// Headquarters sharing an external etcd elect one leader, which
+		// alone runs the scheduler and the autoscaler; the others answer
+		// API requests with the leader's answers (leaderproxy). The
+		// embedded etcd has one headquarter: a leader of one, no election.
+		el, err = leader.New(leader.Config{Client: cli, Name: advertise, TTL: s.leaderTTL, Logger: logger})
+		if err != nil {
+			return err
+		}
+		// Until elected: the console, /ping, /health, /metrics of its own (its request
+		// metrics in a registry of their own: the leader's router
+		// registers them on reg later); writes go to the leader, whose
+		// disk guard gates them.
+		follower, err := newRouter(api.Config{Registry: cli, Registerer: prometheus.NewRegistry(), Gatherer: reg, Logger: logger,
+			Auth: s.hq.auth}, nil, advertise, cli)
+		if err != nil {
+			return err
+		}
+		handler.set(follower)
+		scheme := "http"
+		if server.TLSConfig != nil {
+			scheme = "https"
+		}
+		// Requests wait (up to 10 s) while this replica is elected but its
+		// scheduler is still starting.
+		server.Handler = leaderproxy.New(leaderproxy.Config{Leadership: readyLeader{el, &handler}, Self: advertise, Scheme: scheme,
+			Tries: 40, Logger: logger}, &handler)
+		go func() { serveErr <- serve(server, listener) }()
+		terms := make(chan context.Context)
+		elCtx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
+		elDone := make(chan struct{})
+		go func() {
+			defer close(elDone)
+			el.Run(elCtx, func(term context.Context, _ leader.Fence) {
+				select {
+				case terms <- term:
+				case <-term.Done():
+				}
+				<-term.Done()
+			})
+		}()
+		// Runs after the scheduler has stopped: the next leader takes over
+		// at once instead of after the lease's TTL.
+		defer func() { stopElector(); <-elDone }()
+		logger.Info("campaigning for leadership; answering as a follower meanwhile", "addr", advertise, "leader_ttl", s.leaderTTL)
+		select {
+		case term := <-terms:
+			lost = term.Done()
+		case <-ctx.Done():
+			return shutdown(server, logger, ctx)
+		case err := <-serveErr:
+			return fmt.Errorf("API server on %s: %w", s.addr, err)
+		}
+		logger.Info("elected leader: starting the scheduler and the autoscaler", "addr", advertise)
+	}
+
 	hq, err := startHeadquarter(ctx, cli, s.dataDir, s.hq, reg, logger)
 	if err != nil {
 		return err
 	}
 	// Stopped before etcd closes: the scheduler's last writes must land.
 	defer hq.stop()
+	if el != nil {
+		hq.leadership = el
+	}
 	scaler, stopScaler, err := startAutoscaler(ctx, s.autoscale, hq, cli, reg, logger)
 	if err != nil {
 		return err
@@ -165,9 +252,8 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() { defer close(guardDone); guard.Run(guardCtx) }()
 	defer func() { stopGuard(); <-guardDone }()
 
-	gin.SetMode(gin.ReleaseMode)
 	router, err := newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler,
-		Auth: s.hq.auth, Writes: guard}, hq, listener.Addr().String(), cli)
+		Auth: s.hq.auth, Writes: guard}, hq, advertise, cli)
 	if err != nil {
 		return err
 	}
@@ -184,19 +270,41 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 			logger.Warn("the API listens beyond this machine without TLS: credentials travel in clear text; set --tls-cert/--tls-key", "addr", listener.Addr().String())
 		}
 	}
-	server.Handler = router
 	// Event streams never end by themselves: close them when shutting down.
 	server.RegisterOnShutdown(hq.bus.Close)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- serve(server, listener) }()
+	if el == nil {
+		server.Handler = router
+		go func() { serveErr <- serve(server, listener) }()
+	} else {
+		handler.set(router)
+		handler.ready.Store(true)
+	}
 	logger.Info("garrison is up", "addr", listener.Addr().String(), "etcd", endpoints)
 
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping")
+	case <-lost:
+		// As Marathon does: a headquarter that lost the lead stops (its
+		// scheduler's state is the leader's); restarted by its supervisor,
+		// it campaigns again and answers as a follower meanwhile.
+		logger.Error("lost leadership: stopping; restart garrison to serve as a follower")
+		if err := shutdown(server, logger, ctx); err != nil {
+			return err
+		}
+		return errLostLeadership
 	case err := <-serveErr:
 		return fmt.Errorf("API server on %s: %w", s.addr, err)
 	}
+	return shutdown(server, logger, ctx)
+}
+
+// errLostLeadership ends garrison up when another headquarter took over.
+var errLostLeadership = errors.New("lost leadership to another headquarter")
+
+// shutdown drains the API server and returns why ctx ended, unless it was
+// an ordinary stop.
+func shutdown(server *http.Server, logger *slog.Logger, ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := server.Shutdown(shutdownCtx); err != nil {
@@ -208,9 +316,32 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// swapHandler serves with the handler set last: a follower's, then the
+// leader's full router once elected (ready).
+type swapHandler struct {
+	h     atomic.Pointer[http.Handler]
+	ready atomic.Bool
+}
+
+// readyLeader says this replica leads only once its router is the
+// leader's: until then leaderproxy holds its API requests back.
+type readyLeader struct {
+	*leader.Elector
+	handler *swapHandler
+}
+
+func (r readyLeader) IsLeader() bool { return r.handler.ready.Load() && r.Elector.IsLeader() }
+
+func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
 // newRouter is the API and console with every route garrison serves; the
 // auth and write gate of cfg cover them all but the console's assets,
-// which carry no data.
+// which carry no data. Without hq (a follower, whose API requests go to
+// the leader) it has the console and garrison's own base routes.
 func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Client) (*gin.Engine, error) {
 	console, err := ui.New()
 	if err != nil {
@@ -220,7 +351,9 @@ func newRouter(cfg api.Config, hq *headquarter, addr string, cli *clientv3.Clien
 	// Webhooks prove themselves with their own signatures or tokens.
 	cfg.OpenRoutes = append(cfg.OpenRoutes, ci.OpenRoutes...)
 	router := api.NewRouter(cfg)
-	hq.routes(router, addr, cli, cfg.Logger)
+	if hq != nil {
+		hq.routes(router, addr, cli, cfg.Logger)
+	}
 	console.Register(router)
 	return router, nil
 }

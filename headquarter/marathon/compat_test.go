@@ -267,8 +267,13 @@ func TestMarathonClientsDriveTheAPI(t *testing.T) {
 	if mc := info["marathon_config"].(map[string]any); mc["local_port_min"] != 10000.0 || mc["framework_name"] != "garrison" {
 		t.Fatalf("marathon_config %v", mc)
 	}
-	if l := s.do("GET", "/v2/leader", nil).expect(t, 200, "leader").obj(t); l["leader"] != leader {
+	lr := s.do("GET", "/v2/leader", nil).expect(t, 200, "leader")
+	if l := lr.obj(t); l["leader"] != leader {
 		t.Fatalf("leader %v", l)
+	}
+	// A single headquarter names itself on every /v2 answer.
+	if h := lr.header.Get("X-Marathon-Leader"); h != "http://"+leader {
+		t.Fatalf("X-Marathon-Leader %q, want http://%s", h, leader)
 	}
 	if m := s.do("DELETE", "/v2/leader", nil).expect(t, 200, "abdicate").obj(t); !strings.HasPrefix(m["message"].(string), "Leadership abdicated") {
 		t.Fatalf("abdicate %v", m)

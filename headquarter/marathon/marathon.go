@@ -85,9 +85,14 @@ type Config struct {
 	// 413, and the default body limit derives from it.
 	EtcdRequestBytes int64
 
-	// Leader is this headquarter's address as host:port (GET /v2/leader,
-	// /v2/info). "" answers GET /v2/leader with 404 "There is no leader".
+	// Leader is this headquarter's advertised address as host:port
+	// (/v2/info's http_port). Without Leadership it is the leader: GET
+	// /v2/leader and X-Marathon-Leader name it; "" answers GET /v2/leader
+	// with 404 "There is no leader".
 	Leader string
+	// Leadership names the leader when several headquarters share an etcd
+	// (a *leader.Elector); nil: this headquarter alone, always the leader.
+	Leadership Leadership
 	// Version is garrison's version, shown by /v2/info.
 	Version string
 	// FrameworkID and FrameworkName identify garrison in /v2/info;
@@ -96,9 +101,6 @@ type Config struct {
 	FrameworkName string
 	// Hostname is this machine's name (/v2/info marathon_config.hostname).
 	Hostname string
-	// Abdicate is called by DELETE /v2/leader; nil (a single headquarter)
-	// answers that leadership stays here.
-	Abdicate func(ctx context.Context) error
 
 	// Auth protects /v2 when set; the zero value leaves it open.
 	Auth Auth
@@ -110,6 +112,20 @@ type Config struct {
 	// Now is the clock for task lifetimes and queue delays (time.Now).
 	Now func() time.Time
 }
+
+// Leadership is who leads the headquarters that share an etcd.
+type Leadership interface {
+	// Leader is the leader's advertised host:port, "" when none leads.
+	Leader() string
+	// IsLeader says whether this headquarter leads.
+	IsLeader() bool
+	// Abdicate makes the leader step down (leader.ErrNoLeader: none leads).
+	Abdicate(ctx context.Context) error
+}
+
+// LeaderHeader names the leader on every /v2 answer, as Marathon's
+// LeaderProxyFilter does: the leader's URL, http://host:port.
+const LeaderHeader = "X-Marathon-Leader"
 
 // Auth is the API's optional authentication (see auth.Credentials).
 type Auth = auth.Credentials
@@ -149,6 +165,7 @@ func Register(r gin.IRouter, cfg Config) {
 	a := &api{cfg: cfg, log: cfg.Logger}
 
 	v2 := r.Group("/v2")
+	v2.Use(a.leaderHeader)
 	if cfg.Auth.Enabled() {
 		v2.Use(auth.Middleware(cfg.Auth))
 	}

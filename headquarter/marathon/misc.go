@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/headquarter/leader"
 )
 
 type infoJSON struct {
@@ -57,7 +59,7 @@ func (a *api) info(*gin.Context) (any, error) {
 	cfg := a.cfg
 	out := infoJSON{
 		Name: cfg.FrameworkName, Version: cfg.Version, Buildref: cfg.Version,
-		Elected: cfg.Leader != "", FrameworkID: cfg.FrameworkID,
+		Elected: a.isLeader(), FrameworkID: cfg.FrameworkID,
 		MarathonConfig: marathonConfig{
 			FrameworkName: cfg.FrameworkName, Hostname: cfg.Hostname, Checkpoint: true, Executor: "//cmd",
 			LocalPortMin: app.ServicePortMin, LocalPortMax: app.ServicePortMax,
@@ -66,32 +68,75 @@ func (a *api) info(*gin.Context) (any, error) {
 		ZookeeperConfig: map[string]any{},
 		HTTPConfig:      httpConfig{},
 	}
-	if cfg.Leader != "" {
-		l := cfg.Leader
+	if l := a.currentLeader(); l != "" {
 		out.Leader = &l
-		if _, port, err := net.SplitHostPort(cfg.Leader); err == nil {
-			out.HTTPConfig.HTTPPort, _ = strconv.Atoi(port)
-		}
+	}
+	if _, port, err := net.SplitHostPort(cfg.Leader); err == nil {
+		out.HTTPConfig.HTTPPort, _ = strconv.Atoi(port)
 	}
 	return out, nil
 }
 
-// leader is GET /v2/leader.
-func (a *api) leader(*gin.Context) (any, error) {
-	if a.cfg.Leader == "" {
-		return nil, notFound("There is no leader")
+// currentLeader is the leader's host:port, "" when none leads.
+func (a *api) currentLeader() string {
+	if a.cfg.Leadership == nil {
+		return a.cfg.Leader
 	}
-	return gin.H{"leader": a.cfg.Leader}, nil
+	return a.cfg.Leadership.Leader()
 }
 
-// abdicate is DELETE /v2/leader. With a single headquarter (no Abdicate
-// configured) there is nobody to hand over to: it answers 200 saying so,
-// and stays leader.
+func (a *api) isLeader() bool {
+	if a.cfg.Leadership == nil {
+		return a.cfg.Leader != ""
+	}
+	return a.cfg.Leadership.IsLeader()
+}
+
+// leaderHeader names the current leader on every /v2 answer. Marathon sets
+// it on the leader's answers and on those a follower proxies to the
+// leader; garrison's followers answer themselves, naming the leader too.
+func (a *api) leaderHeader(c *gin.Context) {
+	if l := a.currentLeader(); l != "" {
+		scheme := "http"
+		if c.Request.TLS != nil {
+			scheme = "https"
+		}
+		c.Header(LeaderHeader, scheme+"://"+l)
+	}
+}
+
+// leader is GET /v2/leader.
+func (a *api) leader(*gin.Context) (any, error) {
+	l := a.currentLeader()
+	if l == "" {
+		return nil, notFound("There is no leader")
+	}
+	return gin.H{"leader": l}, nil
+}
+
+// abdicate is DELETE /v2/leader: the leader steps down, 404 when none
+// leads (Marathon's LeaderResource). With a single headquarter (no
+// Leadership) there is nobody to hand over to: it answers 200 saying so,
+// and stays leader. Marathon's backup and restore parameters are refused:
+// garrison keeps its state in etcd, backed up with etcd's own tools.
 func (a *api) abdicate(c *gin.Context) (any, error) {
-	if a.cfg.Abdicate == nil {
+	var details []app.FieldError
+	for _, p := range []string{"backup", "restore"} {
+		if _, ok := c.GetQuery(p); ok {
+			details = append(details, app.FieldError{Path: "/" + p, Errors: []string{
+				"garrison does not back up or restore on abdication: its state is in etcd (use etcdctl snapshot)"}})
+		}
+	}
+	if details != nil {
+		return nil, &app.ValidationError{Details: details}
+	}
+	if a.cfg.Leadership == nil {
 		return message{"Leadership abdicated: this is the only headquarter, so it remains the leader"}, nil
 	}
-	if err := a.cfg.Abdicate(c.Request.Context()); err != nil {
+	if err := a.cfg.Leadership.Abdicate(c.Request.Context()); err != nil {
+		if errors.Is(err, leader.ErrNoLeader) {
+			return nil, notFound("There is no leader")
+		}
 		return nil, fmt.Errorf("abdicate leadership: %w", err)
 	}
 	return message{"Leadership abdicated"}, nil
