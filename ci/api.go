@@ -41,6 +41,9 @@ type api struct {
 	log      *slog.Logger
 	// followers holds a slot per open log stream.
 	followers chan struct{}
+	// tokenIdentity is who a bearer-token request is, in release history
+	// and approvals.
+	tokenIdentity string
 	// logPoll is how often a followed log is checked for more.
 	logPoll time.Duration
 }
@@ -72,6 +75,7 @@ func mount(r *gin.Engine, a *api, auth gin.HandlerFunc) {
 	g.GET("/releases", a.listReleases)
 	g.POST("/releases/promote", a.promote)
 	g.POST("/releases/rollback", a.rollback)
+	g.POST("/releases/approve", a.approve)
 }
 
 type message struct {
@@ -100,6 +104,8 @@ func (a *api) fail(c *gin.Context, err error) {
 			body.Details = append(body.Details, fieldDetail{Path: "/" + fe.Path, Errors: []string{fe.Msg}})
 		}
 		c.JSON(http.StatusUnprocessableEntity, body)
+	case deploy.IsForbidden(err):
+		c.JSON(http.StatusForbidden, message{err.Error()})
 	case deploy.IsRefused(err):
 		c.JSON(http.StatusConflict, message{err.Error()})
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -324,6 +330,9 @@ type releaseChange struct {
 	Version     string `json:"version"`
 	Environment string `json:"environment"`
 	By          string `json:"by"`
+	// Approve (promote only) approves the release for the environment
+	// first, as POST /releases/approve does.
+	Approve bool `json:"approve,omitempty"`
 }
 
 func (a *api) readChange(c *gin.Context, needVersion bool) (releaseChange, bool) {
@@ -348,10 +357,45 @@ func (a *api) readChange(c *gin.Context, needVersion bool) (releaseChange, bool)
 		c.JSON(http.StatusUnprocessableEntity, fieldErrors{Message: "Object is not valid", Details: details})
 		return rc, false
 	}
-	if rc.By == "" {
-		rc.By = "api"
-	}
+	rc.By = a.caller(c, rc.By)
 	return rc, true
+}
+
+// caller is who makes the request: the basic-auth user or the token's
+// identity (the auth middleware checked both); "by" from the body only
+// when the request carries no credentials (an API without auth).
+func (a *api) caller(c *gin.Context, by string) string {
+	if u, _, ok := c.Request.BasicAuth(); ok && u != "" {
+		return u
+	}
+	if h := c.GetHeader("Authorization"); h != "" {
+		if a.tokenIdentity != "" {
+			return a.tokenIdentity
+		}
+		return "token"
+	}
+	if by != "" {
+		return by
+	}
+	return "api"
+}
+
+// approve records the caller's approval of a release for an environment
+// that needs one; 403 when the caller committed it.
+func (a *api) approve(c *gin.Context) {
+	if a.noReleases(c) {
+		return
+	}
+	rc, ok := a.readChange(c, true)
+	if !ok {
+		return
+	}
+	r, err := a.releases.Approve(c.Request.Context(), rc.App, rc.Version, rc.Environment, rc.By)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
 }
 
 // promote deploys a release to an environment and answers once it runs
@@ -363,6 +407,13 @@ func (a *api) promote(c *gin.Context) {
 	rc, ok := a.readChange(c, true)
 	if !ok {
 		return
+	}
+	if rc.Approve {
+		// Approval and promotion in one call: the approver promotes.
+		if _, err := a.releases.Approve(c.Request.Context(), rc.App, rc.Version, rc.Environment, rc.By); err != nil {
+			a.fail(c, err)
+			return
+		}
 	}
 	var log strings.Builder
 	if err := a.releases.Promote(c.Request.Context(), rc.App, rc.Version, rc.Environment, rc.By, &log); err != nil {
@@ -380,6 +431,11 @@ func (a *api) rollback(c *gin.Context) {
 	}
 	rc, ok := a.readChange(c, false)
 	if !ok {
+		return
+	}
+	if rc.Approve {
+		c.JSON(http.StatusUnprocessableEntity, fieldErrors{Message: "Object is not valid",
+			Details: []fieldDetail{{Path: "/approve", Errors: []string{"only for promote: a rollback returns to a release the environment ran"}}}})
 		return
 	}
 	var log strings.Builder

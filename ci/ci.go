@@ -19,9 +19,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/ci/executor"
+	"github.com/garrisonhq/garrison/ci/pool"
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/ci/runner"
+	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/ci/webhook"
 	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/images"
@@ -54,6 +56,15 @@ type Config struct {
 	// signatures); nil leaves them open.
 	Auth   gin.HandlerFunc
 	Logger *slog.Logger
+	// TokenIdentity is who a request with the bearer token is, in
+	// release history and approvals (default "token").
+	TokenIdentity string
+	// RunnerPool is the app id of the warm runner pool test steps without
+	// an image run on; RunnerCommand its cmd (`garrison runnerd`). garrison
+	// creates the app (one instance) when it is missing; its autoscale rule
+	// (source runners) sizes it. Empty: no pool.
+	RunnerPool    string
+	RunnerCommand string
 	// Poll shortens the runner's checks in tests (default 1s).
 	Poll time.Duration
 }
@@ -82,13 +93,17 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 	hooks := webhook.New(webhook.Config{Projects: projects, Trigger: runs,
 		Claims: webhook.NewEtcdClaims(cfg.Etcd, 0), Logger: logger})
 	var releases *deploy.Manager
+	var target *deploy.Marathon
 	switch {
 	case cfg.MarathonHandler != nil:
-		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), deploy.NewMarathonHandler(cfg.MarathonHandler, cfg.MarathonAuth))
+		target = deploy.NewMarathonHandler(cfg.MarathonHandler, cfg.MarathonAuth)
 	case cfg.Marathon != "":
-		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), deploy.NewMarathon(cfg.Marathon, cfg.MarathonAuth))
+		target = deploy.NewMarathon(cfg.Marathon, cfg.MarathonAuth)
 	}
-	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger}, cfg.Auth)
+	if target != nil {
+		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), target)
+	}
+	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger, tokenIdentity: cfg.TokenIdentity}, cfg.Auth)
 
 	if cfg.Docker == nil {
 		logger.Warn("no Docker engine: pipeline runs are queued but not run")
@@ -104,6 +119,18 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	if cfg.RunnerPool != "" {
+		if target == nil {
+			cancel()
+			return nil, errors.New("a runner pool needs a Marathon API to run it on")
+		}
+		rcfg.Pool = pool.New(cfg.Etcd, cfg.RunnerPool)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ensurePool(rctx, target, cfg, logger)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -112,4 +139,36 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 		}
 	}()
 	return func() { cancel(); wg.Wait() }, nil
+}
+
+// PoolApp is the runner pool's app definition: one instance to start
+// with, one port, health-checked; its autoscale rule sizes it after.
+func PoolApp(id, cmd string) map[string]any {
+	return map[string]any{"id": id, "cmd": cmd, "instances": 1, "cpus": 0.1, "mem": 64,
+		// A scale-down that picks a busy runner waits for its job.
+		"taskKillGracePeriodSeconds": int(runnerd.DefaultDrain / time.Second),
+		"portDefinitions":            []map[string]any{{"port": 0, "name": "http"}},
+		"labels":                     map[string]string{"garrison.role": "ci-runner-pool"},
+		"healthChecks": []map[string]any{{"protocol": "HTTP", "path": "/health", "portIndex": 0,
+			"gracePeriodSeconds": 10, "intervalSeconds": 2, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}}}
+}
+
+// ensurePool creates the pool app when Marathon lacks it, retrying until
+// the API answers (garrison's own may still be starting).
+func ensurePool(ctx context.Context, target *deploy.Marathon, cfg Config, logger *slog.Logger) {
+	for {
+		created, err := target.Ensure(ctx, PoolApp(cfg.RunnerPool, cfg.RunnerCommand))
+		if err == nil {
+			if created {
+				logger.Info("runner pool created", "app", cfg.RunnerPool)
+			}
+			return
+		}
+		logger.Warn("runner pool not created yet", "app", cfg.RunnerPool, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -89,6 +90,11 @@ func (m *Manager) Promote(ctx context.Context, app, version, env, by string, log
 	if i < 0 || env == "alpha" {
 		return &RefusedError{fmt.Sprintf("%s is not an environment of %s to promote to (%v)", env, app, r.Environments)}
 	}
+	approvedBy := r.approval(env)
+	if slices.Contains(r.NeedsApproval, env) && approvedBy == "" {
+		return &RefusedError{fmt.Sprintf("release %s of %s needs an approval for %s by a user other than its committer (%s): POST /api/v1/releases/approve first",
+			version, app, env, r.Committer)}
+	}
 	if i > 0 && r.Environments[i-1] != "alpha" {
 		prev, err := m.store.Environment(ctx, r.Environments[i-1], app)
 		if err != nil {
@@ -98,7 +104,64 @@ func (m *Manager) Promote(ctx context.Context, app, version, env, by string, log
 			return &RefusedError{fmt.Sprintf("release %s of %s has not been in %s yet: promote it there first", version, app, r.Environments[i-1])}
 		}
 	}
-	return m.deploy(ctx, r, env, by, false, log)
+	return m.deploy(ctx, r, env, Deployment{By: by, ApprovedBy: approvedBy}, log)
+}
+
+// ForbiddenError is an approval by a user who may not give it (403).
+type ForbiddenError struct{ Msg string }
+
+func (e *ForbiddenError) Error() string { return e.Msg }
+
+// IsForbidden reports whether err is a ForbiddenError.
+func IsForbidden(err error) bool {
+	var fe *ForbiddenError
+	return errors.As(err, &fe)
+}
+
+// Approve records by's approval of release version of app for env, which
+// must need one. The committer never approves their own release: the
+// point is a second pair of eyes.
+func (m *Manager) Approve(ctx context.Context, app, version, env, by string) (Release, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.store.Get(ctx, app, version)
+	if err != nil {
+		return Release{}, err
+	}
+	switch {
+	case !slices.Contains(r.NeedsApproval, env):
+		return Release{}, &RefusedError{fmt.Sprintf("release %s of %s needs no approval for %s (environments needing one: %v)", version, app, env, r.NeedsApproval)}
+	case !r.Passed:
+		return Release{}, &RefusedError{fmt.Sprintf("release %s of %s failed its tests: it is never promoted", version, app)}
+	case IsCommitter(r.Committer, by):
+		return Release{}, &ForbiddenError{fmt.Sprintf("%s committed release %s of %s and cannot approve it: another user must", by, version, app)}
+	case r.approval(env) != "":
+		return Release{}, &RefusedError{fmt.Sprintf("release %s of %s is already approved for %s by %s", version, app, env, r.approval(env))}
+	}
+	r.Approvals = append(r.Approvals, Approval{Environment: env, By: by, At: time.Now().UTC()})
+	if err := m.store.Put(ctx, r); err != nil {
+		return Release{}, err
+	}
+	return r, nil
+}
+
+// IsCommitter reports whether user is the committer ("Name <email>"): the
+// same name, e-mail address or its local part, ignoring case. An empty
+// user is taken to be anyone, the committer too.
+func IsCommitter(committer, user string) bool {
+	user = strings.TrimSpace(user)
+	if user == "" {
+		return true
+	}
+	name, email, _ := strings.Cut(committer, "<")
+	name, email = strings.TrimSpace(name), strings.TrimSuffix(strings.TrimSpace(email), ">")
+	local, _, _ := strings.Cut(email, "@")
+	for _, c := range []string{committer, name, email, local} {
+		if c != "" && strings.EqualFold(c, user) {
+			return true
+		}
+	}
+	return false
 }
 
 // Rollback deploys to env the release it ran before its current one, or
@@ -125,10 +188,10 @@ func (m *Manager) Rollback(ctx context.Context, app, env, version, by string, lo
 	if err != nil {
 		return "", err
 	}
-	return version, m.deploy(ctx, r, env, by, true, log)
+	return version, m.deploy(ctx, r, env, Deployment{By: by, Rollback: true}, log)
 }
 
-func (m *Manager) deploy(ctx context.Context, r Release, env, by string, rollback bool, log io.Writer) error {
+func (m *Manager) deploy(ctx context.Context, r Release, env string, d Deployment, log io.Writer) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	id := AppID(env, r.App)
@@ -136,8 +199,8 @@ func (m *Manager) deploy(ctx context.Context, r Release, env, by string, rollbac
 	if err := m.target.Deploy(ctx, id, r.Definition, r.Image); err != nil {
 		return err
 	}
-	return m.store.recordDeployment(context.WithoutCancel(ctx), env, r.App,
-		Deployment{Version: r.Version, At: time.Now().UTC(), By: by, Rollback: rollback})
+	d.Version, d.At = r.Version, time.Now().UTC()
+	return m.store.recordDeployment(context.WithoutCancel(ctx), env, r.App, d)
 }
 
 // IsRefused reports whether err is a refusal by the rules (422), not a

@@ -89,3 +89,52 @@ func TestPromotionRulesAndRollback(t *testing.T) {
 		t.Error("app ids")
 	}
 }
+
+// TestProductionNeedsAnApprovalByAnotherUser: a release entering an
+// environment that needs an approval waits for one; its committer's is
+// refused as forbidden; another user's is recorded on the release and in
+// the environment's history.
+func TestProductionNeedsAnApprovalByAnotherUser(t *testing.T) {
+	store := deploy.NewStore(etcdtest.New(t).Client(t))
+	tg := &target{deployed: map[string]string{}}
+	m := deploy.NewManager(store, tg)
+	ctx := context.Background()
+	const app = "/ktv/account"
+	if err := m.Record(ctx, deploy.Release{App: app, Version: "1-aaa", Image: "reg/ktv/account:1-aaa", Passed: true,
+		Committer: "Mei <mei@ktv.example>", Environments: []string{"alpha", "qa", "production"}, NeedsApproval: []string{"production"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Promote(ctx, app, "1-aaa", "qa", "mei", io.Discard); err != nil {
+		t.Fatalf("qa needs no approval: %v", err)
+	}
+	if err := m.Promote(ctx, app, "1-aaa", "production", "lin", io.Discard); !deploy.IsRefused(err) || !strings.Contains(err.Error(), "needs an approval") {
+		t.Fatalf("promote without approval: %v", err)
+	}
+	for _, who := range []string{"mei", "MEI@ktv.example", "Mei", "Mei <mei@ktv.example>", ""} {
+		if _, err := m.Approve(ctx, app, "1-aaa", "production", who); !deploy.IsForbidden(err) {
+			t.Errorf("approval by committer %q: %v, want forbidden", who, err)
+		}
+	}
+	if _, err := m.Approve(ctx, app, "1-aaa", "qa", "lin"); !deploy.IsRefused(err) || !strings.Contains(err.Error(), "needs no approval") {
+		t.Errorf("approval for qa: %v", err)
+	}
+	r, err := m.Approve(ctx, app, "1-aaa", "production", "lin")
+	if err != nil || len(r.Approvals) != 1 || r.Approvals[0].By != "lin" || r.Approvals[0].Environment != "production" {
+		t.Fatalf("approve: %+v %v", r, err)
+	}
+	if _, err := m.Approve(ctx, app, "1-aaa", "production", "kai"); !deploy.IsRefused(err) || !strings.Contains(err.Error(), "already approved") {
+		t.Errorf("second approval: %v", err)
+	}
+	// The committer may promote once another user approved.
+	if err := m.Promote(ctx, app, "1-aaa", "production", "mei", io.Discard); err != nil || tg.deployed[app] != "reg/ktv/account:1-aaa" {
+		t.Fatalf("promote approved: %v %v", err, tg.deployed)
+	}
+	e, _ := store.Environment(ctx, "production", app)
+	if len(e.History) != 1 || e.History[0].By != "mei" || e.History[0].ApprovedBy != "lin" {
+		t.Errorf("production history: %+v", e.History)
+	}
+	got, _ := store.Get(ctx, app, "1-aaa")
+	if len(got.Approvals) != 1 || got.Approvals[0].By != "lin" || got.Approvals[0].At.IsZero() {
+		t.Errorf("stored approvals: %+v", got.Approvals)
+	}
+}

@@ -243,3 +243,18 @@ func (m *Marathon) Endpoint(ctx context.Context, id string) (string, error) {
 	}
 	return "", fmt.Errorf("app %s has no task with a port", id)
 }
+
+// Ensure creates the app def describes (its "id" set) unless Marathon
+// already has it; it reports whether it created it. An existing app is
+// left as it is: its count is the autoscaler's.
+func (m *Marathon) Ensure(ctx context.Context, def map[string]any) (bool, error) {
+	err := m.call(ctx, http.MethodPost, "/v2/apps", def, nil)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create %v: %w", def["id"], err)
+	}
+	return true, nil
+}

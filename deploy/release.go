@@ -47,6 +47,28 @@ type Release struct {
 	Environments []string `json:"environments"`
 	// Definition is the app definition (Marathon JSON) without id and image.
 	Definition map[string]any `json:"definition,omitempty"`
+	// NeedsApproval are the environments (approval: true in the pipeline
+	// file) it enters only once a user other than its committer approved.
+	NeedsApproval []string `json:"needsApproval,omitempty"`
+	// Approvals are who approved it for which environment.
+	Approvals []Approval `json:"approvals,omitempty"`
+}
+
+// Approval is a user's consent to a release entering an environment.
+type Approval struct {
+	Environment string    `json:"environment"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+}
+
+// approval returns who approved r for env, or "".
+func (r Release) approval(env string) string {
+	for _, a := range r.Approvals {
+		if a.Environment == env {
+			return a.By
+		}
+	}
+	return ""
 }
 
 // TestResult is one test step's outcome.
@@ -71,6 +93,9 @@ type Deployment struct {
 	At       time.Time `json:"at"`
 	By       string    `json:"by"`
 	Rollback bool      `json:"rollback,omitempty"`
+	// ApprovedBy approved the release for this environment, when it needed
+	// an approval.
+	ApprovedBy string `json:"approvedBy,omitempty"`
 }
 
 const (

@@ -34,7 +34,10 @@
 //	                               # with ALPHA_URL (http://host:port), ALPHA_HOST,
 //	                               # ALPHA_PORT and ALPHA_APP in their env
 //	  - name: smoke                # required, unique: [a-z0-9-]
-//	    image: garrison/test:busybox
+//	    image: garrison/test:busybox  # optional: without it the step runs on a warm
+//	                               # runner of the pool (--ci-runner-pool), in the
+//	                               # runner's own environment, the workspace its
+//	                               # working directory
 //	    commands: [wget -qO- "$ALPHA_URL/ping"]
 //	    env: {}
 //	    timeout: 5m

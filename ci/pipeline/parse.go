@@ -294,7 +294,8 @@ func (d *decoder) step(n *yaml.Node, p string, named bool) Step {
 		"timeout": func(v *yaml.Node, fp string) { s.Timeout = d.duration(v, fp) },
 	}
 	if named {
-		required = append(required, "name")
+		// A test step without an image runs on a warm runner of the pool.
+		required = []string{"commands", "name"}
 		fs["name"] = func(v *yaml.Node, fp string) {
 			s.Name, _ = d.str(v, fp)
 			if s.Name != "" && !nameRE.MatchString(s.Name) {

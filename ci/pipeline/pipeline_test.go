@@ -137,3 +137,16 @@ func TestParseDeploy(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestTestStepWithoutImageIsWarm: a test step may leave out its image (it
+// runs on a warm runner); the build step may not.
+func TestTestStepWithoutImageIsWarm(t *testing.T) {
+	p, err := pipeline.Parse([]byte("app: /a\nbuild: {image: b, commands: [x]}\nimage: {files: [{from: o, to: /o}]}\ntests: [{name: warm, commands: [y]}]\n"), "")
+	if err != nil || len(p.Tests) != 1 || p.Tests[0].Image != "" || p.Tests[0].Name != "warm" {
+		t.Fatalf("%+v %v", p, err)
+	}
+	_, err = pipeline.Parse([]byte("app: /a\nbuild: {commands: [x]}\nimage: {files: [{from: o, to: /o}]}\n"), "f")
+	if err == nil || !strings.Contains(err.Error(), "f:2:8: build.image: required") {
+		t.Errorf("build without image: %v", err)
+	}
+}

@@ -24,6 +24,9 @@ func (r *Runner) release(ctx context.Context, x *run.Run, p project.Project, pl 
 	}
 	for _, e := range pl.Environments {
 		rel.Environments = append(rel.Environments, e.Name)
+		if e.Approval {
+			rel.NeedsApproval = append(rel.NeedsApproval, e.Name)
+		}
 	}
 	alpha := deploy.AlphaID(x.ID, pl.App)
 	destroy := func() {
@@ -81,7 +84,8 @@ func (r *Runner) release(ctx context.Context, x *run.Run, p project.Project, pl 
 		if e.Name == "alpha" {
 			continue
 		}
-		if !e.Auto {
+		if !e.Auto || e.Approval {
+			// An environment needing an approval waits for it, auto or not.
 			break
 		}
 		if err := r.cfg.Releases.Promote(ctx, rel.App, rel.Version, e.Name, "pipeline "+x.ID, log); err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/pipeline"
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/run"
+	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/images"
 )
@@ -75,6 +76,31 @@ type Config struct {
 	// watch (default 1s).
 	Poll   time.Duration
 	Logger *slog.Logger
+	// Pool runs test steps without an image on warm runners; nil fails
+	// them.
+	Pool Pool
+}
+
+// Pool hands a job to a warm runner and waits for its exit code.
+type Pool interface {
+	Run(ctx context.Context, job runnerd.Job, log io.Writer) (int, error)
+}
+
+// errNoPool fails a step meant for a warm runner on a garrison with none.
+var errNoPool = errors.New("a test step without an image runs on a warm runner, and this garrison has no runner pool (--ci-runner-pool)")
+
+// warm runs a test step on a warm runner, bounded by its timeout.
+func (r *Runner) warm(ctx context.Context, x *run.Run, st pipeline.Step, ws string, env map[string]string, log io.Writer) (int, error) {
+	if r.cfg.Pool == nil {
+		return -1, errNoPool
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("step %s timed out after %s", st.Name, st.Timeout))
+	defer cancel()
+	for k, v := range st.Env {
+		env[k] = v
+	}
+	env["CI_WORKSPACE"] = ws // the runner works in the workspace itself, not a mount
+	return r.cfg.Pool.Run(ctx, runnerd.Job{ID: x.ID + "." + st.Name, Script: st.Script(), Env: env, Dir: ws, Timeout: st.Timeout}, log)
 }
 
 // Runner runs pipelines.
@@ -471,12 +497,22 @@ func (r *Runner) step(ctx context.Context, x *run.Run, p project.Project, st pip
 	}); err != nil {
 		return -1, err
 	}
-	fmt.Fprintf(log, "*** step %s in %s\n", st.Name, st.Image)
+	where := st.Image
+	if where == "" {
+		where = "a warm runner"
+	}
+	fmt.Fprintf(log, "*** step %s in %s\n", st.Name, where)
 	e := env(x, p)
 	for k, v := range extra {
 		e[k] = v
 	}
-	code, err := r.cfg.Steps.Run(ctx, executor.Spec{RunID: x.ID, Step: st, Workspace: ws, Env: e}, log)
+	var code int
+	var err error
+	if st.Image == "" {
+		code, err = r.warm(ctx, x, st, ws, e, log)
+	} else {
+		code, err = r.cfg.Steps.Run(ctx, executor.Spec{RunID: x.ID, Step: st, Workspace: ws, Env: e}, log)
+	}
 	end := time.Now().UTC()
 	state := run.Passed
 	if err != nil || code != 0 {

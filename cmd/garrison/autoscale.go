@@ -19,6 +19,7 @@ import (
 	"github.com/garrisonhq/garrison/scout/elasticsearch"
 	"github.com/garrisonhq/garrison/scout/local"
 	scoutprom "github.com/garrisonhq/garrison/scout/prometheus"
+	"github.com/garrisonhq/garrison/scout/runners"
 	"github.com/garrisonhq/garrison/scout/sample"
 	"github.com/garrisonhq/garrison/signalman/docker"
 	"github.com/garrisonhq/garrison/signalman/marathon"
@@ -60,6 +61,7 @@ func startAutoscaler(ctx context.Context, s autoscaleSettings, hq *headquarter, 
 		return nil, nil, fmt.Errorf("local metric source: %w", err)
 	}
 	sources["local"] = localSource
+	sources["runners"] = runners.New(cli) // the pipeline's warm runner pool
 	if s.prometheus != "" {
 		src, err := scoutprom.New(s.prometheus, scoutprom.WithLogger(logger))
 		if err != nil {

@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/ci"
+	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/headquarter/auth"
 )
@@ -16,10 +21,16 @@ import (
 type ciSettings struct {
 	registry string
 	projects string
+	// runnerPool is the warm runner pool's app id; empty runs none.
+	runnerPool string
+	// tokenIdentity names bearer-token callers in releases' history.
+	tokenIdentity string
 }
 
 func (s *ciSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.registry, "ci-registry", "", "host:port of the registry pipeline runs push product images to (a loopback one needs no TLS); empty builds no image")
+	fs.StringVar(&s.runnerPool, "ci-runner-pool", "", "app id of the warm runner pool (garrison runnerd) that runs test steps without an image; garrison creates it, an autoscale rule with source runners sizes it; empty runs none")
+	fs.StringVar(&s.tokenIdentity, "ci-token-identity", "token", "who a request with --auth-token is in release history and approvals (basic-auth requests are their user)")
 	fs.StringVar(&s.projects, "ci-projects", "", "YAML file of pipeline projects loaded at start (projects: [{name, repo, secret, branches, paths, ...}])")
 }
 
@@ -33,10 +44,37 @@ func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headq
 		return nil, err
 	}
 	cfg := ci.Config{Etcd: cli, Namespace: namespace, DataDir: dataDir, Node: hq.env.Hostname,
-		Registry: s.registry, ProjectsFile: s.projects, IsLeader: isLeader, Logger: logger,
+		Registry: s.registry, ProjectsFile: s.projects, IsLeader: isLeader, Logger: logger, TokenIdentity: s.tokenIdentity,
 		MarathonHandler: r, MarathonAuth: deploy.Auth{Token: creds.Token, Username: creds.Username, Password: creds.Password}}
 	if hq.docker != nil {
 		cfg.Docker = hq.docker
 	}
+	if s.runnerPool != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("runner pool: the garrison binary: %w", err)
+		}
+		cfg.RunnerPool, cfg.RunnerCommand = s.runnerPool, shellQuote(exe)+" runnerd"
+	}
 	return ci.Start(ctx, r, cfg)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// runRunnerd is `garrison runnerd`: one warm test runner of the pool,
+// started by garrison as the pool app's cmd.
+func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("runnerd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "host:port to listen on (default 127.0.0.1:$PORT0, the port garrison assigned)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	drain := fs.Duration("drain", runnerd.DefaultDrain, "how long a stopping runner lets its job finish before killing it")
+	if err := parseCommand(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	return runnerd.Serve(ctx, *addr, *drain, logger)
 }

@@ -120,6 +120,9 @@ JSON or YAML with -o. Exit status: 0 done, 1 the API refused or a --wait failed,
 		serverCommand("agent", "register the labelled Docker containers of this host in etcd", func(ctx context.Context, args []string) error {
 			return runAgent(ctx, args, stderr)
 		}),
+		serverCommand("runnerd", "one warm test runner of the pipeline's runner pool (garrison starts it)", func(ctx context.Context, args []string) error {
+			return runRunnerd(ctx, args, stderr)
+		}),
 	)
 	for _, c := range []*cobra.Command{
 		x.appsCommand(), x.tasksCommand(), x.deploymentsCommand(), x.servicesCommand(),

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/garrisonhq/garrison/ci/pool"
+	"github.com/garrisonhq/garrison/ci/runnerd"
+	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/registrar"
+)
+
+// TestRunnerPoolGrowsWithTheQueueAndShrinksAfter: garrison creates the
+// warm runner pool (garrison runnerd as a Marathon app with cmd); ten test
+// jobs queued at once make its autoscale rule (source runners: queue plus
+// busy runners as qps, busy fraction as cpu) grow it to its max, every
+// job runs on a warm runner, and the pool shrinks back to its min once
+// the queue is empty.
+func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
+	addrs := freeAddrs(t, 2)
+	base, etcd := "http://"+addrs[0], "http://"+addrs[1]
+	dataDir := t.TempDir()
+	t.Cleanup(func() { killTasksUnder(dataDir) }) // after garrison is killed
+	const poolApp = "/ci/runners"
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	os.WriteFile(rules, []byte(`rules:
+  - app: /ci/runners
+    min: 1
+    max: 4
+    quorum: 1
+    tolerance: 0
+    up: {qps: 1, cpu: 0.9}
+    down: {qps: 0.5, cpu: 0.5}
+    cooldown: 0s
+    scaleDownAfter: 3s
+    maxStepDown: 4
+    sources: {qps: runners, cpu: runners}
+`), 0o600)
+	startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", etcd, "--data-dir", dataDir,
+		"--task-ports", "19400-19499", "--drain-delay", "100ms", "--autoscale-interval", "500ms", "--rules", rules,
+		"--ci-runner-pool", poolApp)
+	waitHTTP(t, base+"/ping", 30*time.Second)
+	healthy := func(n int) func() (bool, string) {
+		return func() (bool, string) {
+			st, ok := getApp(t, base, poolApp)
+			return ok && st.App.Instances == n && st.App.TasksHealthy == n, fmt.Sprintf("%+v", st.App)
+		}
+	}
+	poll.Until(t, time.Minute, "the pool's first runner", healthy(1))
+
+	cli, err := registrar.NewClient([]string{etcd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	p := pool.New(cli, poolApp)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	var wg sync.WaitGroup
+	outs := make([]strings.Builder, 10)
+	codes := make([]int, 10)
+	errs := make([]error, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], errs[i] = p.Run(ctx, runnerd.Job{ID: fmt.Sprintf("job-%d", i), Dir: work, Timeout: time.Minute,
+				Script: fmt.Sprintf("echo job $N in $(pwd); sleep 2; exit %d", i%2), Env: map[string]string{"N": fmt.Sprint(i)}}, &outs[i])
+		}()
+	}
+	most := 0
+	poll.Until(t, 2*time.Minute, "the pool grown to its max", func() (bool, string) {
+		st, _ := getApp(t, base, poolApp)
+		most = max(most, st.App.Instances)
+		return most == 4, fmt.Sprintf("instances %d (most %d)", st.App.Instances, most)
+	})
+	wg.Wait()
+	for i := range 10 {
+		if errs[i] != nil || codes[i] != i%2 || !strings.Contains(outs[i].String(), fmt.Sprintf("job %d in %s", i, work)) {
+			t.Errorf("job %d: code %d, %v, output:\n%s", i, codes[i], errs[i], outs[i].String())
+		}
+	}
+	if n, err := cli.Get(ctx, pool.QueuePrefix(poolApp), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || n.Count != 0 {
+		t.Errorf("jobs still queued: %+v %v", n, err)
+	}
+	poll.Until(t, 2*time.Minute, "the pool back to one runner", healthy(1))
+}
