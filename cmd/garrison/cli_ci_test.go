@@ -252,7 +252,9 @@ func TestCLIPipeline(t *testing.T) {
 		}
 		s.okJSON(&doc, "releases", app)
 		if len(doc.Environments) != 1 || doc.Environments[0].Current != "v1" || len(doc.Environments[0].History) != 3 ||
-			doc.Environments[0].History[0].By != "cli-test" || !doc.Environments[0].History[2].Rollback {
+			// With credentials on, the release records the authenticated
+			// caller (a bearer token's --ci-token-identity), not --by.
+			doc.Environments[0].History[0].By != "token" || !doc.Environments[0].History[2].Rollback {
 			t.Fatalf("releases -o json after the rollback: %+v", doc)
 		}
 		var image struct {
