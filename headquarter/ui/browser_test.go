@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,6 +69,15 @@ func startGarrison(t testing.TB, extra ...string) string {
 // startGarrisonOn runs `garrison up` against the etcd at endpoints.
 func startGarrisonOn(t testing.TB, endpoints []string, extra ...string) string {
 	t.Helper()
+	base, _ := runGarrison(t, endpoints, extra...)
+	return base
+}
+
+// runGarrison is startGarrisonOn that also returns a stop, which sends
+// SIGTERM and waits for garrison to exit (the test's cleanup does it
+// otherwise). Later flags in extra override the defaults (--addr, --data-dir).
+func runGarrison(t testing.TB, endpoints []string, extra ...string) (string, func()) {
+	t.Helper()
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(endpoints, ","),
 		"--data-dir", t.TempDir(), "--drain-delay", "0s"}, extra...)
 	cmd := exec.Command(garrisonBin, args...)
@@ -96,16 +106,22 @@ func startGarrisonOn(t testing.TB, endpoints []string, extra ...string) string {
 			}
 		}
 	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		stop()
 		if t.Failed() {
 			mu.Lock()
 			t.Logf("garrison's log:\n%s", logs.String())
@@ -114,12 +130,12 @@ func startGarrisonOn(t testing.TB, endpoints []string, extra ...string) string {
 	})
 	select {
 	case addr := <-found:
-		return "http://" + addr
+		return "http://" + addr, stop
 	case <-time.After(2 * time.Minute):
 		mu.Lock()
 		defer mu.Unlock()
 		t.Fatalf("garrison did not come up; its log:\n%s", logs.String())
-		return ""
+		return "", stop
 	}
 }
 

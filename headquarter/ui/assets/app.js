@@ -953,18 +953,30 @@ const envAppID = (env, app) => (env === 'production' ? app : '/' + env + app);
 function releasesView(main, appId) {
   if (!appId) return releasesIndex(main);
   const body = h('div', {});
-  put(main, h('p', {}, h('a', { href: '#/releases' }, '← Releases of other apps')), h('h1', {}, 'Releases of ', appId), body);
+  // A refused change's reason stays on the page until the next change:
+  // a 403 or 409 says what to do, and a notice fades too soon to read it.
+  const refusal = h('p', { id: 'release-refusal', class: 'error', role: 'alert' });
+  put(main, h('p', {}, h('a', { href: '#/releases' }, '← Releases of other apps')), h('h1', {}, 'Releases of ', appId), refusal, body);
   let busy = false;
 
+  // approvedBy is who approved r for env, or ''.
+  const approvedBy = (r, env) => ((r.approvals || []).find((a) => a.environment === env) || {}).by || '';
+  // approvable is where the API would take an approval of r: environments
+  // needing one, not yet approved, never for a release whose tests failed
+  // (whether the signed-in user committed it only the API knows: 403).
+  const approvable = (r) => (r.passed ? (r.needsApproval || []).filter((env) => !approvedBy(r, env)) : []);
+
   // promotable is where the API would promote r: an environment of its
-  // order after alpha, not running it already, whose predecessor (unless
-  // alpha) has run it; never a release whose tests failed.
+  // order after alpha, not running it already, approved if it needs it,
+  // whose predecessor (unless alpha) has run it; never a release whose
+  // tests failed.
   function promotable(r, envs) {
     if (!r.passed) return [];
     const order = r.environments || [];
     return order.filter((env, i) => {
       if (env === 'alpha') return false;
       if (envs[env] && envs[env].current === r.version) return false;
+      if ((r.needsApproval || []).includes(env) && !approvedBy(r, env)) return false;
       if (i === 0 || order[i - 1] === 'alpha') return true;
       const prev = envs[order[i - 1]];
       return !!prev && (prev.history || []).some((d) => d.version === r.version);
@@ -980,13 +992,16 @@ function releasesView(main, appId) {
 
   function change(kind, body) {
     if (busy) return;
-    const what = kind === 'promote' ? `Promote ${body.version} of ${appId} to ${body.environment}` : `Roll ${body.environment} of ${appId} back to ${body.version}`;
+    const what = kind === 'promote' ? `Promote ${body.version} of ${appId} to ${body.environment}`
+      : kind === 'approve' ? `Approve ${body.version} of ${appId} for ${body.environment}` : `Roll ${body.environment} of ${appId} back to ${body.version}`;
     if (!confirm(what + '?')) return;
     busy = true;
     notice(what + '…');
+    refusal.textContent = '';
     for (const b of main.querySelectorAll('button[data-release-action]')) b.disabled = true;
     act(what, () => api('POST', '/api/v1/releases/' + kind, { app: appId, ...body, by: 'console' }))
-      .catch(() => {}).finally(() => { busy = false; load(); });
+      .catch((e) => { refusal.textContent = `${what} refused${e.status ? ' (' + e.status + ')' : ''}: ${errorText(e)}`; })
+      .finally(() => { busy = false; load(); });
   }
 
   async function load() {
@@ -1018,17 +1033,21 @@ function releasesView(main, appId) {
         h('td', {}, (r.tests || []).length ? (r.tests || []).map((x) => badge(x.name + (x.passed ? ' passed' : ' failed'), x.passed ? 'ok' : 'bad'))
           : badge(r.passed ? 'passed' : 'failed', r.passed ? 'ok' : 'bad')),
         h('td', {}, here.join(', ')),
+        h('td', {}, (r.needsApproval || []).map((env) => h('span', { 'data-approval': env },
+          approvedBy(r, env) ? badge(`${env}: approved by ${approvedBy(r, env)}`, 'ok') : badge(`${env}: needs approval`, 'warn')))),
         h('td', {}, r.runId ? h('a', { href: '#/runs/' + enc(r.runId) }, r.runId) : ''),
         h('td', {}, h('span', { title: r.created }, age(r.created) + ' ago')),
         h('td', {}, h('div', { class: 'row-actions' }, promotable(r, envs).map((env) => h('button', { type: 'button', class: 'primary',
           'data-release-action': 'promote', 'data-environment': env, disabled: busy, 'aria-label': `Promote ${r.version} to ${env}`,
-          onclick: () => change('promote', { version: r.version, environment: env }) }, 'Promote to ' + env)))));
+          onclick: () => change('promote', { version: r.version, environment: env }) }, 'Promote to ' + env)),
+        approvable(r).map((env) => h('button', { type: 'button', 'data-release-action': 'approve', 'data-environment': env, disabled: busy,
+          'aria-label': `Approve ${r.version} for ${env}`, onclick: () => change('approve', { version: r.version, environment: env }) }, 'Approve for ' + env)))));
     });
     put(body,
       h('h2', {}, 'Environments'),
       table('What each environment runs', ['Environment', 'App', 'Current', 'Deployed', 'Actions'], envRows, 'No release deployed yet.'),
       h('h2', {}, 'Releases'),
-      table(`${releases.length} releases, newest first`, ['Version', 'Revision', 'Committer', 'Tests', 'Runs in', 'Run', 'Built', 'Actions'], rows, 'No release yet: a run that builds an image records one.'));
+      table(`${releases.length} releases, newest first`, ['Version', 'Revision', 'Committer', 'Tests', 'Runs in', 'Approvals', 'Run', 'Built', 'Actions'], rows, 'No release yet: a run that builds an image records one.'));
   }
 
   const reload = debounce(load, 300);
