@@ -76,32 +76,30 @@ func TestConsoleApprovesReleases(t *testing.T) {
 	shot(t, ctx, "approved")
 
 	// v3 approved behind the page's back: its stale button gets the 409.
-	req, _ := http.NewRequest("POST", base+"/api/v1/releases/approve", strings.NewReader(`{"app":"`+app+`","version":"v3","environment":"production"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth("ops", "s3cret")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("approve v3 through the API = %d %s", resp.StatusCode, body)
+	if code, body := asOps(t, "POST", base+"/api/v1/releases/approve", `{"app":"`+app+`","version":"v3","environment":"production"}`); code != http.StatusOK {
+		t.Fatalf("approve v3 through the API = %d %s", code, body)
 	}
 	step(t, ctx, "approve v3 again", approve("v3"))
 	waitJS(t, ctx, "the 409 shown", `document.querySelector('#release-refusal').textContent.includes('(409)') && document.querySelector('#release-refusal').textContent.includes('already approved')`)
 	waitJS(t, ctx, "v3 shown approved after all", approval("v3")+` === 'production: approved by ops' && `+offered("v3")+` === 'promote:production'`)
 
 	// The API holds the page's approval.
-	req, _ = http.NewRequest("GET", base+"/api/v1/releases?app="+app, nil)
+	if _, body := asOps(t, "GET", base+"/api/v1/releases?app="+app, ""); !strings.Contains(body, `"approvals":[{"environment":"production","by":"ops"`) {
+		t.Errorf("GET /api/v1/releases after approving in the console: %s", body)
+	}
+}
+
+// asOps calls the API as the basic-auth user ops.
+func asOps(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth("ops", "s3cret")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ = io.ReadAll(resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"approvals":[{"environment":"production","by":"ops"`) {
-		t.Errorf("GET /api/v1/releases after approving in the console: %s", body)
-	}
+	return resp.StatusCode, string(b)
 }
