@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/garrisonhq/garrison/headquarter/api"
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/client"
 )
@@ -40,7 +41,34 @@ func (x *cli) tasksCommand() *cobra.Command {
 			return x.taskTable(tasks, appID == "", time.Now())
 		},
 	}
-	cmd.AddCommand(x.tasksKill())
+	cmd.AddCommand(x.tasksKill(), x.tasksLog())
+	return cmd
+}
+
+func (x *cli) tasksLog() *cobra.Command {
+	var tail int
+	cmd := &cobra.Command{
+		Use:               "log ID",
+		Short:             "print the end of a task's stdout and stderr",
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: x.completeTasks,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tail < 1 || tail > api.MaxLogTail {
+				return usageError{fmt.Sprintf("tasks log: --tail %d: want 1 to %d lines", tail, api.MaxLogTail)}
+			}
+			c, err := x.client()
+			if err != nil {
+				return err
+			}
+			b, err := c.TaskLog(cmd.Context(), args[0], tail)
+			if err != nil {
+				return err
+			}
+			_, err = x.stdout.Write(b)
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&tail, "tail", api.DefaultLogTail, "lines to print from the end of each stream")
 	return cmd
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/headquarter/api"
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/auth"
 	"github.com/garrisonhq/garrison/headquarter/events"
@@ -228,6 +229,7 @@ func (hq *headquarter) exportTaskStats(reg prometheus.Registerer, logger *slog.L
 // Auth is the router's: it covers these routes too.
 func (hq *headquarter) routes(r *gin.Engine, addr string, cli *clientv3.Client, logger *slog.Logger) {
 	r.GET("/api/v1/prometheus/sd", gin.WrapH(promsd.New(cli, promsd.WithLogger(logger))))
+	api.RegisterTaskLogs(r, hq)
 	marathon.Register(r, marathon.Config{
 		Scheduler: hq.sched, Store: hq.store, Events: hq.bus, Environment: hq.env, MaxInstancesTotal: hq.maxTotal,
 		Leader: addr, Leadership: hq.leadership, Version: version, Hostname: hq.env.Hostname, Logger: logger,

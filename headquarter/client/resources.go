@@ -50,6 +50,20 @@ func (c *Client) Tasks(ctx context.Context, app string) ([]Task, error) {
 	return out.Tasks, nil
 }
 
+// TaskLog is the last tail lines of a task's stdout and stderr (0: the
+// server's default).
+func (c *Client) TaskLog(ctx context.Context, id string, tail int) ([]byte, error) {
+	var q url.Values
+	if tail > 0 {
+		q = url.Values{"tail": {itoa(tail)}}
+	}
+	resp, err := c.Do(ctx, http.MethodGet, "/api/v1/tasks/"+id+"/log", q, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
 // KillTasks kills tasks by id. With scale their apps shrink by the number
 // killed, which starts a deployment (Written); without, garrison replaces
 // them and the killed tasks are returned.

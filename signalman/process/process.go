@@ -67,6 +67,8 @@ type config struct {
 	noPidfd      bool // tests: exercise the /proc polling path
 	fetchLimit   int64
 	fileFetch    bool
+	logLimit     int64         // a log file longer than this is trimmed
+	logCheck     time.Duration // how often log files are measured
 }
 
 // WithPollInterval sets how often /proc is polled for a task's process when
@@ -130,12 +132,16 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$`)
 // adopts the tasks recorded there whose processes still run; the others are
 // reported ended. Only one Driver may use a directory at a time.
 func New(dir string, opts ...Option) (*Driver, error) {
-	cfg := config{pollInterval: 250 * time.Millisecond, cgroupParent: "/sys/fs/cgroup/garrison", defaultGrace: 3 * time.Second, fetchLimit: DefaultFetchLimit}
+	cfg := config{pollInterval: 250 * time.Millisecond, cgroupParent: "/sys/fs/cgroup/garrison", defaultGrace: 3 * time.Second, fetchLimit: DefaultFetchLimit,
+		logLimit: DefaultLogLimit, logCheck: 10 * time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.pollInterval <= 0 {
 		return nil, fmt.Errorf("process driver: poll interval %v must be positive", cfg.pollInterval)
+	}
+	if cfg.logLimit <= 0 || cfg.logCheck <= 0 {
+		return nil, fmt.Errorf("process driver: log limit %d and check interval %v must be positive", cfg.logLimit, cfg.logCheck)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
@@ -168,6 +174,8 @@ func New(dir string, opts ...Option) (*Driver, error) {
 	if err := d.adopt(); err != nil {
 		return nil, errors.Join(err, d.Close())
 	}
+	d.wg.Add(1)
+	go d.trimLogs()
 	return d, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -832,5 +833,25 @@ func TestTaskRunsAsUser(t *testing.T) {
 	}
 	if _, err := d.Launch(t.Context(), task.Spec{ID: "user.2", AppID: "/user", Cmd: "true", User: "no-such-user-here"}); err == nil {
 		t.Error("launched a task as a user that does not exist")
+	}
+}
+
+// A task's log files stay bounded while it writes; the tail still ends
+// with its last lines.
+func TestLogIsTrimmedAndTailed(t *testing.T) {
+	d, _ := newDriver(t, WithLogLimit(4096, 20*time.Millisecond))
+	// 2,000 lines of about 10 bytes: far past the limit.
+	launch(t, d, task.Spec{ID: "logs.1", Cmd: `i=1; while [ $i -le 2000 ]; do echo "line $i"; i=$((i+1)); done; echo oops >&2; exec sleep 60`})
+	stdout := filepath.Join(d.Sandbox("logs.1"), "stdout")
+	want := "line 1997\nline 1998\nline 1999\nline 2000\noops\n"
+	poll.Until(t, deadline, "the whole output, trimmed", func() (bool, string) {
+		b, err := d.Log(t.Context(), "logs.1", 4)
+		fi, serr := os.Stat(stdout)
+		old, oerr := os.Stat(stdout + ".1")
+		ok := err == nil && string(b) == want && serr == nil && oerr == nil && fi.Size() <= 4096 && old.Size() <= 4096
+		return ok, fmt.Sprintf("log %q (%v), stdout %v (%v), stdout.1 %v", b, err, fi, serr, oerr)
+	})
+	if _, err := d.Log(t.Context(), "nosuch.1", 4); !errors.Is(err, ErrUnknownTask) {
+		t.Errorf("log of an unknown task: %v, want ErrUnknownTask", err)
 	}
 }

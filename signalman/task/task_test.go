@@ -44,3 +44,24 @@ func TestEnvironmentWithLateHostPorts(t *testing.T) {
 		t.Errorf("PORT_0 = %q for a port with no number yet", v)
 	}
 }
+
+func TestTailLines(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		n       int
+		partial bool
+		want    string
+	}{
+		{"a\nb\nc\n", 2, false, "b\nc\n"},
+		{"a\nb\nc", 2, false, "b\nc"},
+		{"a\nb\nc\n", 5, false, "a\nb\nc\n"},
+		{"a\nb\nc\n", 0, false, ""},
+		{"", 3, false, ""},
+		{"cut\nb\nc\n", 5, true, "b\nc\n"},
+		{"onlycut", 5, true, "onlycut"},
+	} {
+		if got := string(TailLines([]byte(c.in), c.n, c.partial)); got != c.want {
+			t.Errorf("TailLines(%q, %d, %v) = %q, want %q", c.in, c.n, c.partial, got, c.want)
+		}
+	}
+}

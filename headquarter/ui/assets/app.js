@@ -115,7 +115,7 @@ async function api(method, path, body) {
   let data = null;
   if (text) { try { data = JSON.parse(text); } catch { data = { message: text }; } }
   if (!res.ok) throw new APIError(res.status, data);
-  return { data, headers: res.headers };
+  return { data, headers: res.headers, text };
 }
 
 const enc = encodeURIComponent;
@@ -419,6 +419,24 @@ function appView(main, id) {
     }
   }
   let editing = false;
+  // One task's log tail, kept across re-renders; read when asked, never polled.
+  const logBox = h('section', { id: 'task-log' });
+  let logTask = null;
+  async function showLog(taskId) {
+    logTask = taskId;
+    const title = h('h2', {}, 'Log of ', h('code', {}, taskId));
+    const tools = h('div', { class: 'toolbar' },
+      h('button', { type: 'button', id: 'log-refresh', onclick: () => showLog(taskId) }, 'Refresh'),
+      h('button', { type: 'button', id: 'log-close', onclick: () => { logTask = null; put(logBox); } }, 'Close'));
+    let body;
+    try {
+      const { text } = await api('GET', '/api/v1/tasks/' + enc(taskId) + '/log?tail=200');
+      body = h('pre', { id: 'task-log-text', class: 'log', tabindex: 0, 'aria-label': 'Last 200 lines of the output of task ' + taskId }, text || '(no output yet)');
+    } catch (e) {
+      body = h('p', { class: 'error' }, errorText(e));
+    }
+    if (logTask === taskId) put(logBox, title, tools, body);
+  }
 
   function render() {
     const a = st.app;
@@ -451,6 +469,7 @@ function appView(main, id) {
         h('td', {}, age(t.startedAt || t.stagedAt)),
         h('td', {}, h('span', { title: t.version }, (t.version || '').slice(0, 19))),
         h('td', {}, h('div', { class: 'row-actions' },
+          h('button', { type: 'button', 'aria-label': 'Show the log of task ' + t.id, onclick: () => showLog(t.id) }, 'Log'),
           h('button', { type: 'button', 'aria-label': 'Kill task ' + t.id, onclick: () => act('Kill', () => api('DELETE', appPath(a.id) + '/tasks/' + enc(t.id))).then(load) }, 'Kill'),
           h('button', { type: 'button', 'aria-label': 'Kill and scale down task ' + t.id, onclick: () => act('Kill & scale', () => api('DELETE', appPath(a.id) + '/tasks/' + enc(t.id) + '?scale=true')).then(load) }, 'Kill & scale'))));
     });
@@ -471,6 +490,7 @@ function appView(main, id) {
       deps.length ? h('section', {}, h('h2', {}, 'Deployments in progress'), h('ul', {}, deps)) : '',
       h('h2', {}, 'Tasks'),
       table(`${tasks.length} tasks`, ['Task', 'Host', 'Ports', 'State', 'Health', 'Age', 'Version', 'Actions'], taskRows, 'No tasks.'),
+      logBox,
       versionsSection(a, st.versions, load));
   }
   const reload = debounce(load, 250);

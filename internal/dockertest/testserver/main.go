@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,6 +48,14 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	// Known output for the tests of task logs: numbered lines on stdout,
+	// then one on stderr.
+	if n, _ := strconv.Atoi(os.Getenv("TESTSERVER_LOG_LINES")); n > 0 {
+		for i := 1; i <= n; i++ {
+			fmt.Printf("testserver log line %d\n", i)
+		}
+		fmt.Fprintln(os.Stderr, "testserver stderr line")
 	}
 	// PID 1 in a container gets no default signal handling: without this,
 	// `docker stop` would wait for its timeout and then SIGKILL.
