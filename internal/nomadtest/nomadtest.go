@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,7 +65,7 @@ type Agent struct {
 }
 
 // The agent's own ports and the dynamic ports it hands its tasks come from
-// 30000-32699: below the kernel's ephemeral range (32768+, what port-0
+// 30000-30999: below the kernel's ephemeral range (32768+, what port-0
 // binds draw from) and apart from the ranges other tests use
 // (internal/testport's 20000-29999, the scheduler tests' task ports
 // 11000-19999), so nothing takes them by chance. Should something hold one
@@ -73,7 +74,9 @@ const (
 	portLow        = 30000
 	portHigh       = 30299
 	minDynamicPort = 30300
-	maxDynamicPort = 32699
+	// Not up to 32699: garrison's default task ports (31000-32000) are
+	// used by tests whose tasks outlive a killed garrison.
+	maxDynamicPort = 30999
 	attempts       = 8
 )
 
@@ -251,8 +254,12 @@ func (a *Agent) Stop() {
 		_ = a.cmd.Process.Kill()
 		<-a.done
 	}
-	// Task executors the agent left behind are in its process group.
+	// Task executors the agent left behind are in its process group, or in
+	// sessions of their own: those name the agent's data dir on their
+	// command line. Their tasks would otherwise keep ports from the dynamic
+	// range the next agent hands out.
 	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	killLeftovers(a.dir)
 	a.log.Close()
 	os.RemoveAll(a.dir)
 }
@@ -342,4 +349,50 @@ func (a *Agent) Namespace(t testing.TB) (*api.Client, string) {
 // Tail is the last n lines of the agent's log, for failure messages.
 func (a *Agent) Tail(n int) string {
 	return lastLines(a.Log(), n)
+}
+
+// killLeftovers kills every process whose command line names dir, and
+// every process below them.
+func killLeftovers(dir string) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	parent := map[int]int{}
+	var roots []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if stat, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
+			// The parent pid is the second field after the parenthesised name.
+			if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+				if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
+					if ppid, err := strconv.Atoi(f[1]); err == nil {
+						parent[pid] = ppid
+					}
+				}
+			}
+		}
+		if cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(cmdline), dir) {
+			roots = append(roots, pid)
+		}
+	}
+	doomed := map[int]bool{}
+	for _, r := range roots {
+		doomed[r] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for pid, ppid := range parent {
+			if doomed[ppid] && !doomed[pid] {
+				doomed[pid] = true
+				changed = true
+			}
+		}
+	}
+	for pid := range doomed {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
