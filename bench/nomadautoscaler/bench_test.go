@@ -50,6 +50,8 @@ const nasQuery = `avg(sum by (task) (irate(echo_requests_total{service=%q}[5s]))
 var stages = []string{
 	"metric visible",
 	"decision (scale asked)",
+	"scale reached Nomad",
+	"first new allocation placed",
 	"first new allocation running",
 	"needed count running",
 	"needed count registered",
@@ -287,6 +289,7 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	var visibleAt, neededAt time.Time
 	highest := 1
 	running := map[string]time.Time{} // new allocations: when their task started
+	var firstPlaced time.Time         // the first new allocation's creation
 	for {
 		now := time.Now()
 		if visibleAt.IsZero() && s.over(ctx) {
@@ -298,6 +301,9 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 		}
 		nRunning := 0
 		for _, a := range allocs {
+			if created := time.Unix(0, a.CreateTime); a.ID != initialAlloc && (firstPlaced.IsZero() || created.Before(firstPlaced)) {
+				firstPlaced = created
+			}
 			if a.ClientStatus != nomadapi.AllocClientStatusRunning || a.DesiredStatus != nomadapi.AllocDesiredStatusRun {
 				continue
 			}
@@ -345,6 +351,12 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	if d := s.decided(ctx, step); !d.IsZero() {
 		r.v["decision (scale asked)"] = since(d)
 	}
+	if at := firstScaleUp(ctx, s.jobs, job, step); !at.IsZero() {
+		r.v["scale reached Nomad"] = since(at)
+	}
+	if !firstPlaced.IsZero() {
+		r.v["first new allocation placed"] = since(firstPlaced)
+	}
 	starts := slices.Collect(mapValues(running))
 	slices.SortFunc(starts, func(x, y time.Time) int { return x.Compare(y) })
 	if len(starts) > 0 {
@@ -364,8 +376,8 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	}
 	r.v["max count"] = float64(highest)
 	r.v["failed requests"] = float64(res.Failed)
-	b.Logf("%s %s: visible %.2fs, decision %.2fs, first new running %.2fs, needed running %.2fs, registered %.2fs, max %d, final %.0f, %d/%d failed %s",
-		s.name, job, r.v["metric visible"], r.v["decision (scale asked)"], r.v["first new allocation running"],
+	b.Logf("%s %s: visible %.2fs, decision %.2fs, at Nomad %.2fs, placed %.2fs, first new running %.2fs, needed running %.2fs, registered %.2fs, max %d, final %.0f, %d/%d failed %s",
+		s.name, job, r.v["metric visible"], r.v["decision (scale asked)"], r.v["scale reached Nomad"], r.v["first new allocation placed"], r.v["first new allocation running"],
 		r.v["needed count running"], r.v["needed count registered"], highest, r.v["final count"], res.Failed, res.Sent, res.FirstError)
 	if s.settle && (r.capped || r.v["final count"] != needed || highest > needed) {
 		b.Errorf("%s %s: settled at %.0f (highest %d, capped %v), want exactly %d\ngarrison log:\n%s",
