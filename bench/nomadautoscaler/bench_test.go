@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -143,7 +144,6 @@ func BenchmarkSideBySide(b *testing.B) {
 			b.ReportMetric(g/n, "garrison/nomad-autoscaler")
 		}
 	}
-	printTable(b)
 }
 
 func record(name string, r run) {
@@ -152,15 +152,20 @@ func record(name string, r run) {
 	results[name] = append(results[name], r)
 }
 
-// printTable prints every run so far, per side and stage, and the ratio of
-// the medians.
-func printTable(b *testing.B) {
+// printTable prints every run of the test binary, per side and stage, and
+// the ratio of the medians; TestMain calls it once the benchmarks are over
+// (printed during one, it would split the result line benchstat reads).
+// No line starts with "Benchmark" or "word:", which benchstat would parse.
+func printTable(w io.Writer) {
 	resultsMu.Lock()
 	defer resultsMu.Unlock()
+	if len(results) == 0 {
+		return
+	}
 	var sb strings.Builder
 	names := []string{"garrison", "nomad-autoscaler-tuned", "nomad-autoscaler-defaults"}
-	fmt.Fprintf(&sb, "\n%s: load step 0 -> %d req/s, target %d req/s per instance, %d needed; seconds after the step (min / median / max)\n",
-		b.Name(), stepRate, target, needed)
+	fmt.Fprintf(&sb, "\nside by side on Nomad (BenchmarkSideBySide, all runs): load step 0 -> %d req/s, target %d req/s per instance, %d needed; seconds after the step (min / median / max)\n",
+		stepRate, target, needed)
 	fmt.Fprintf(&sb, "%-34s", "stage")
 	for _, n := range names {
 		fmt.Fprintf(&sb, " %26s", fmt.Sprintf("%s (%d)", n, len(results[n])))
@@ -192,11 +197,10 @@ func printTable(b *testing.B) {
 	}
 	for _, r := range results["nomad-autoscaler-defaults"] {
 		if r.capped {
-			fmt.Fprintf(&sb, "nomad-autoscaler-defaults: capped at %v before the needed count was running and registered\n", defaultCap)
+			fmt.Fprintf(&sb, "(nomad-autoscaler-defaults capped at %v before the needed count was running and registered)\n", defaultCap)
 		}
 	}
-	// Printed whole: b.Log truncates a benchmark's output.
-	fmt.Fprint(os.Stderr, sb.String())
+	fmt.Fprint(w, sb.String())
 }
 
 // spread is min, median, max.
@@ -598,8 +602,12 @@ func nasJob(id, service, etcdURL string, tuned bool) *nomadapi.Job {
 		// As garrison's jobs: no restart in place.
 		RestartPolicy: &nomadapi.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")},
 	}
+	// Tuned: no deployment, nothing gates a count change on health. Else
+	// the update block a job usually has, at Nomad's defaults (max_parallel
+	// 1, health from the checks, min_healthy_time 10 s): nomad-autoscaler
+	// does not scale a job while its deployment runs.
+	group.Update = nomadapi.DefaultUpdateStrategy()
 	if tuned {
-		// No deployment: nothing gates a count change on health.
 		group.Update = &nomadapi.UpdateStrategy{MaxParallel: ptr(0)}
 	}
 	return &nomadapi.Job{ID: ptr(id), Name: ptr(id), Type: ptr(nomadapi.JobTypeService), Datacenters: []string{"*"},
