@@ -84,7 +84,10 @@ type side struct {
 	// decided is when it first asked for more instances after step.
 	decided func(ctx context.Context, step time.Time) time.Time
 	remove  func(ctx context.Context)
-	cap     time.Duration
+	// trace, when set, says what the autoscaler saw between the step and
+	// its decision (its evaluations), for the log.
+	trace func() string
+	cap   time.Duration
 	// settle: the benchmark fails unless the run ends at exactly the
 	// needed count without going above it.
 	settle bool
@@ -296,7 +299,8 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	var firstPlaced time.Time         // the first new allocation's creation
 	for {
 		now := time.Now()
-		if visibleAt.IsZero() && s.over(ctx) {
+		// Polled throughout, so that a trace holds every evaluation.
+		if s.over(ctx) && visibleAt.IsZero() {
 			visibleAt = now
 		}
 		allocs, _, err := s.jobs.Jobs().Allocations(job, false, nil)
@@ -338,6 +342,12 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 			break
 		}
 		if now.Sub(step) > s.cap {
+			var states []string
+			for _, a := range allocs {
+				states = append(states, a.ClientStatus+"/"+a.DesiredStatus)
+			}
+			b.Logf("%s %s: capped at %v: job count %d, allocations %v, %d registered\nnomad-autoscaler log:\n%s",
+				s.name, job, s.cap, desired, states, nReg, tailFile(e.nasLog, 15))
 			r.capped = true
 			r.v["final count"] = float64(desired)
 			break
@@ -383,6 +393,9 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	b.Logf("%s %s: visible %.2fs, decision %.2fs, at Nomad %.2fs, placed %.2fs, first new running %.2fs, needed running %.2fs, registered %.2fs, max %d, final %.0f, %d/%d failed %s",
 		s.name, job, r.v["metric visible"], r.v["decision (scale asked)"], r.v["scale reached Nomad"], r.v["first new allocation placed"], r.v["first new allocation running"],
 		r.v["needed count running"], r.v["needed count registered"], highest, r.v["final count"], res.Failed, res.Sent, res.FirstError)
+	if s.trace != nil {
+		b.Logf("%s %s: evaluations after the step: %s", s.name, job, s.trace())
+	}
 	if s.settle && (r.capped || r.v["final count"] != needed || highest > needed) {
 		b.Errorf("%s %s: settled at %.0f (highest %d, capped %v), want exactly %d\ngarrison log:\n%s",
 			s.name, job, r.v["final count"], highest, r.capped, needed, tailFile(e.garLog, 30))
@@ -443,8 +456,12 @@ func tailFile(path string, n int) string {
 // the rules API, the count changed by garrison's autoscaler.
 func (e *env) garrisonSide() side {
 	var appID string
+	var trace []string
+	var lastAt time.Time
 	return side{name: "garrison", jobs: e.gar, cap: runCap, settle: true,
+		trace: func() string { return strings.Join(trace, "; ") },
 		create: func(ctx context.Context, seq int) (string, string, error) {
+			trace, lastAt = nil, time.Time{}
 			appID = fmt.Sprintf("/nasbench/g%d", seq)
 			service := app.ServiceName(appID)
 			body := map[string]any{"id": appID, "instances": 1, "cpus": 0.1, "mem": 32, "args": []string{"-register=false"},
@@ -465,14 +482,30 @@ func (e *env) garrisonSide() side {
 			return nomad.JobID(appID), service, nil
 		},
 		watching: func(ctx context.Context) (bool, string) {
-			in, ok := e.qpsInput(ctx, appID)
+			// Settled too: the app's creation is a deployment (Nomad's, until
+			// the checks pass), which holds a scale-up while it runs.
+			var out struct {
+				App struct {
+					Deployments []any `json:"deployments"`
+				} `json:"app"`
+			}
+			if err := e.call(ctx, "GET", "/v2/apps"+appID, nil, &out); err != nil || len(out.App.Deployments) > 0 {
+				return false, fmt.Sprintf("deployments %v (%v)", out.App.Deployments, err)
+			}
+			ev, in, ok := e.qpsInput(ctx, appID)
 			if !ok {
 				return false, "no evaluation yet"
 			}
+			lastAt = ev.At
 			return in.HasData, fmt.Sprintf("evaluation %+v", in)
 		},
 		over: func(ctx context.Context) bool {
-			in, ok := e.qpsInput(ctx, appID)
+			ev, in, ok := e.qpsInput(ctx, appID)
+			if ok && ev.At.After(lastAt) && len(trace) < 10 {
+				lastAt = ev.At
+				trace = append(trace, fmt.Sprintf("%s %d->%d %s (qps %.1f on %d, prev %.1f) %s",
+					ev.At.Format("15:04:05.000"), ev.From, ev.To, ev.Action, in.Load, in.Instances, in.PrevLoad, ev.Why))
+			}
 			return ok && in.Over
 		},
 		decided: func(ctx context.Context, step time.Time) time.Time {
@@ -502,28 +535,37 @@ func (e *env) garrisonSide() side {
 }
 
 type qpsInput struct {
-	Metric  string `json:"metric"`
-	HasData bool   `json:"hasData"`
-	Over    bool   `json:"over"`
-	PerInst float64
+	Metric    string  `json:"metric"`
+	HasData   bool    `json:"hasData"`
+	Over      bool    `json:"over"`
+	Load      float64 `json:"load"`
+	PrevLoad  float64 `json:"prevLoad"`
+	Instances int     `json:"instances"`
 }
 
-// qpsInput is the QPS input of the app's last evaluation.
-func (e *env) qpsInput(ctx context.Context, appID string) (qpsInput, bool) {
+type evaluation struct {
+	At     time.Time  `json:"at"`
+	From   int        `json:"from"`
+	To     int        `json:"to"`
+	Action string     `json:"action"`
+	Why    string     `json:"why"`
+	Inputs []qpsInput `json:"inputs"`
+}
+
+// qpsInput is the app's last evaluation and its QPS input.
+func (e *env) qpsInput(ctx context.Context, appID string) (evaluation, qpsInput, bool) {
 	var out struct {
-		Evaluations []struct {
-			Inputs []qpsInput `json:"inputs"`
-		} `json:"evaluations"`
+		Evaluations []evaluation `json:"evaluations"`
 	}
 	if err := e.call(ctx, "GET", "/api/v1/evaluations?app="+url.QueryEscape(appID), nil, &out); err != nil || len(out.Evaluations) == 0 {
-		return qpsInput{}, false
+		return evaluation{}, qpsInput{}, false
 	}
 	for _, in := range out.Evaluations[0].Inputs {
 		if in.Metric == "qps" {
-			return in, true
+			return out.Evaluations[0], in, true
 		}
 	}
-	return qpsInput{}, false
+	return evaluation{}, qpsInput{}, false
 }
 
 // nasSide: the same service as a Nomad job with a scaling policy, scaled by
@@ -547,6 +589,12 @@ func (e *env) nasSide(tuned bool) side {
 			return job, service, nil
 		},
 		watching: func(ctx context.Context) (bool, string) {
+			// Settled too: nomad-autoscaler does not scale a job while its
+			// deployment (with the update block) runs.
+			dep, _, err := e.nas.Jobs().LatestDeployment(job, (&nomadapi.QueryOptions{}).WithContext(ctx))
+			if err != nil || dep != nil && dep.Status == nomadapi.DeploymentStatusRunning {
+				return false, fmt.Sprintf("deployment running (%v)", err)
+			}
 			_, ok, err := e.promQuery(ctx, fmt.Sprintf(nasQuery, service))
 			return ok, fmt.Sprintf("prometheus: series %v, %v", ok, err)
 		},
