@@ -110,10 +110,13 @@ var (
 // rule shape, its local metric source) and once by nomad-autoscaler 0.4.6
 // (a target-value policy of 10 req/s per instance on Prometheus, tuned:
 // evaluation 1 s, cooldown 5 s, no update block so no deployment gates the
-// count; Prometheus scrapes every second). Each iteration is one run of
-// each, in alternating order; the table printed after each iteration
-// holds every run of this test binary so far (make bench's -count 5: five
-// runs each), per stage min/median/max seconds after the step. The first
+// count; Prometheus scrapes every second). A run steps the load on a
+// settled app: one instance running and registered, no deployment, the
+// autoscaler reading its idle metric. Each iteration is one run of each,
+// in alternating order, in a fresh environment (agent, garrison,
+// Prometheus, nomad-autoscaler); the table printed at the end holds every
+// run of the test binary (make bench's -count 5: five runs each), per
+// stage min/median/max seconds after the step. The first
 // iteration also runs nomad-autoscaler with its defaults (evaluation 10 s,
 // cooldown 5 m, Nomad's default update block), capped at 150 s. It fails
 // unless every garrison run settles at exactly the needed count, never
