@@ -121,6 +121,10 @@ type Pool struct {
 	app  string
 	hq   string
 
+	// lease holds every queued job's key: a garrison that dies leaves no
+	// phantom queue.
+	lease *Lease
+
 	mu   sync.Mutex
 	jobs map[string]*waiting
 }
@@ -128,7 +132,7 @@ type Pool struct {
 // New returns the pool of app poolApp; hq is the base URL runners reach
 // this garrison's API at (http://127.0.0.1:8080).
 func New(etcd *clientv3.Client, poolApp, hq string) *Pool {
-	return &Pool{etcd: etcd, app: poolApp, hq: hq, jobs: map[string]*waiting{}}
+	return &Pool{etcd: etcd, app: poolApp, hq: hq, jobs: map[string]*waiting{}, lease: NewLease(context.Background(), etcd)}
 }
 
 // App is the pool's app id.
@@ -186,7 +190,8 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 	}
 	p.jobs[job.ID] = w
 	p.mu.Unlock()
-	claim := ClaimKey(p.app, job.ID)
+	claim, queued := ClaimKey(p.app, job.ID), QueuePrefix(p.app)+url.PathEscape(job.ID)
+	answered := false
 	defer func() {
 		p.mu.Lock()
 		delete(p.jobs, job.ID)
@@ -194,17 +199,23 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 		w.mu.Lock()
 		w.log = nil
 		w.mu.Unlock()
-		// A runner still on the job stops it.
+		if answered {
+			return // the runner ends its claim itself
+		}
+		// Out of the queue, and a runner still on the job stops it.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		p.etcd.Delete(dctx, claim)
+		p.etcd.Txn(dctx).Then(clientv3.OpDelete(queued), clientv3.OpDelete(claim)).Commit()
 	}()
-
-	rev, dequeue, err := p.enqueue(ctx, job.ID, body)
+	lease, err := p.lease.ID(ctx)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("queue job %s: %w", job.ID, err)
 	}
-	defer dequeue()
+	put, err := p.etcd.Put(ctx, queued, string(body), clientv3.WithLease(lease))
+	if err != nil {
+		return -1, fmt.Errorf("queue job %s: %w", job.ID, err)
+	}
+	rev := put.Header.Revision
 	fmt.Fprintf(log, "*** waiting for a warm runner of %s\n", p.app)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -224,6 +235,7 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 				// gone with no result is a runner gone.
 				select {
 				case r := <-w.result:
+					answered = true
 					return r.code, r.err
 				default:
 					return -1, ErrLost
@@ -232,6 +244,7 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 		}
 		select {
 		case r := <-w.result:
+			answered = true
 			return r.code, r.err
 		case <-ctx.Done():
 			return -1, context.Cause(ctx)
@@ -240,38 +253,8 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 	}
 }
 
-// enqueue puts the job in the queue under a lease kept alive while it
-// waits, and returns the revision of that write.
-func (p *Pool) enqueue(ctx context.Context, id string, job []byte) (int64, func(), error) {
-	lease, err := p.etcd.Grant(ctx, 30)
-	if err != nil {
-		return 0, nil, fmt.Errorf("queue job %s: %w", id, err)
-	}
-	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	ka, err := p.etcd.KeepAlive(kctx, lease.ID)
-	if err != nil {
-		cancel()
-		return 0, nil, fmt.Errorf("queue job %s: %w", id, err)
-	}
-	go func() {
-		for range ka {
-		}
-	}()
-	resp, err := p.etcd.Put(ctx, QueuePrefix(p.app)+url.PathEscape(id), string(job), clientv3.WithLease(lease.ID))
-	if err != nil {
-		cancel()
-		return 0, nil, fmt.Errorf("queue job %s: %w", id, err)
-	}
-	return resp.Header.Revision, func() {
-		cancel()
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer rcancel()
-		p.etcd.Revoke(rctx, lease.ID) // the queue key goes with it, if still there
-	}, nil
-}
-
-// Handler serves the runners' routes under /api/v1/ci/pool/jobs/: the
-// workspaces of the jobs they took, and their output.
+// Handler serves the runners' routes under JobsPath: the workspaces of
+// the jobs they took, and their output.
 func (p *Pool) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+JobsPath+"{id}/workspace", func(w http.ResponseWriter, r *http.Request) {

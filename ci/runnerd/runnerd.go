@@ -147,11 +147,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer deregister()
 	// Claims live on a lease of their own, not the registration's: a
 	// stopping runner leaves the registry at once but keeps its job.
-	claims, err := newLease(context.WithoutCancel(ctx), r.cfg.Etcd)
-	if err != nil {
-		return fmt.Errorf("runnerd: %w", err)
-	}
-	defer claims.close()
+	claims := pool.NewLease(context.WithoutCancel(ctx), r.cfg.Etcd)
+	defer claims.Close()
 	log.Info("runner taking jobs", "app", r.cfg.App, "id", r.cfg.ID, "addr", r.cfg.Addr)
 	for {
 		job, err := r.take(ctx, claims)
@@ -187,10 +184,10 @@ func (r *Runner) drained(ctx context.Context, f func(context.Context)) {
 }
 
 // take claims the oldest queued job, waiting for one.
-func (r *Runner) take(ctx context.Context, claims *lease) (pool.Job, error) {
+func (r *Runner) take(ctx context.Context, claims *pool.Lease) (pool.Job, error) {
 	queue := pool.QueuePrefix(r.cfg.App)
 	for {
-		lid, err := claims.id(ctx)
+		lid, err := claims.ID(ctx)
 		if err != nil {
 			return pool.Job{}, err
 		}
@@ -445,58 +442,4 @@ func (r *Runner) exec(ctx context.Context, job pool.Job, dir string, out io.Writ
 		return -1, err
 	}
 	return 0, nil
-}
-
-// lease is the runner's claims' lease, granted again should etcd lose it.
-type lease struct {
-	cli    *clientv3.Client
-	ctx    context.Context
-	cancel context.CancelFunc
-	cur    clientv3.LeaseID
-	lost   chan struct{}
-}
-
-func newLease(ctx context.Context, cli *clientv3.Client) (*lease, error) {
-	l := &lease{cli: cli}
-	l.ctx, l.cancel = context.WithCancel(ctx)
-	if _, err := l.id(ctx); err != nil {
-		l.cancel()
-		return nil, err
-	}
-	return l, nil
-}
-
-// id is the live lease, granted anew when the last one was lost.
-func (l *lease) id(ctx context.Context) (clientv3.LeaseID, error) {
-	if l.cur != 0 {
-		select {
-		case <-l.lost:
-		default:
-			return l.cur, nil
-		}
-	}
-	g, err := l.cli.Grant(ctx, int64(registrar.DefaultTTL/time.Second))
-	if err != nil {
-		return 0, fmt.Errorf("claims' lease: %w", err)
-	}
-	alive, err := l.cli.KeepAlive(l.ctx, g.ID)
-	if err != nil {
-		return 0, fmt.Errorf("claims' lease: %w", err)
-	}
-	lost := make(chan struct{})
-	go func() {
-		for range alive {
-		}
-		close(lost)
-	}()
-	l.cur, l.lost = g.ID, lost
-	return g.ID, nil
-}
-
-// close revokes the lease: whatever claim is left goes.
-func (l *lease) close() {
-	l.cancel()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 5*time.Second)
-	defer cancel()
-	l.cli.Revoke(ctx, l.cur)
 }
