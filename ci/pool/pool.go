@@ -74,11 +74,19 @@ func prefix(poolApp string) string { return "/garrison/ci/pool/" + url.PathEscap
 // QueuePrefix holds the jobs waiting for a runner of the pool app.
 func QueuePrefix(poolApp string) string { return prefix(poolApp) + "/queue/" }
 
-// ClaimPrefix holds the jobs runners took: the value is the runner's id.
+// ClaimPrefix holds the jobs runners took (a Claim each).
 func ClaimPrefix(poolApp string) string { return prefix(poolApp) + "/claims/" }
 
 // ClaimKey is job id's claim.
 func ClaimKey(poolApp, id string) string { return ClaimPrefix(poolApp) + url.PathEscape(id) }
+
+// Claim is the value of a claim: the runner that took the job, and why
+// it gives the job up when it cannot tell garrison through the API (its
+// calls were refused).
+type Claim struct {
+	Runner string `json:"runner"`
+	Error  string `json:"error,omitempty"`
+}
 
 // JobsPath holds the runners' routes on garrison's API.
 const JobsPath = "/api/v1/ci/pool/jobs/"
@@ -215,7 +223,7 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 	if err != nil {
 		return -1, fmt.Errorf("queue job %s: %w", job.ID, err)
 	}
-	rev := put.Header.Revision
+	rev, lost := put.Header.Revision, ErrLost
 	fmt.Fprintf(log, "*** waiting for a warm runner of %s\n", p.app)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -228,7 +236,13 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 			for _, ev := range wr.Events {
 				rev = ev.Kv.ModRevision
 				if ev.Type == clientv3.EventTypePut {
-					fmt.Fprintf(log, "*** runner %s took the job\n", ev.Kv.Value)
+					var c Claim
+					json.Unmarshal(ev.Kv.Value, &c)
+					if c.Error != "" {
+						lost = fmt.Errorf("%w: runner %s: %s", ErrLost, c.Runner, c.Error)
+					} else {
+						fmt.Fprintf(log, "*** runner %s took the job\n", c.Runner)
+					}
 					continue
 				}
 				// The runner ends its claim after its output: a claim
@@ -238,7 +252,7 @@ func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int
 					answered = true
 					return r.code, r.err
 				default:
-					return -1, ErrLost
+					return -1, lost
 				}
 			}
 		}

@@ -200,9 +200,10 @@ func (r *Runner) take(ctx context.Context, claims *pool.Lease) (pool.Job, error)
 			if err := json.Unmarshal(kv.Value, &job); err != nil || job.ID == "" {
 				continue
 			}
+			claim, _ := json.Marshal(pool.Claim{Runner: r.cfg.ID})
 			txn, err := r.cfg.Etcd.Txn(ctx).
 				If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
-				Then(clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(pool.ClaimKey(r.cfg.App, job.ID), r.cfg.ID, clientv3.WithLease(lid))).
+				Then(clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(pool.ClaimKey(r.cfg.App, job.ID), string(claim), clientv3.WithLease(lid))).
 				Commit()
 			if err != nil {
 				return pool.Job{}, fmt.Errorf("claim job %s: %w", job.ID, err)
@@ -292,6 +293,11 @@ func (r *Runner) run(ctx context.Context, job pool.Job) {
 	pw.Close()
 	if err := <-posted; err != nil {
 		log.Warn("runner: the job's output did not reach garrison", "error", err)
+		// Said through etcd instead, before the claim goes.
+		why, _ := json.Marshal(pool.Claim{Runner: r.cfg.ID, Error: "its output did not reach garrison: " + err.Error()})
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		r.cfg.Etcd.Put(pctx, claim, string(why), clientv3.WithIgnoreLease())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,12 @@ func (s *syncBuffer) String() string {
 // called (or the test ends); stop waits for it.
 func startRunner(t *testing.T, cli *clientv3.Client, id string, drain time.Duration) (addr string, stop func()) {
 	t.Helper()
+	return startRunnerWith(t, runnerd.Config{Etcd: cli, App: poolApp, ID: id, WorkDir: t.TempDir(), Drain: drain})
+}
+
+func startRunnerWith(t *testing.T, cfg runnerd.Config) (addr string, stop func()) {
+	t.Helper()
+	cli, id := cfg.Etcd, cfg.ID
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +61,7 @@ func startRunner(t *testing.T, cli *clientv3.Client, id string, drain time.Durat
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runnerd.Serve(ctx, l, runnerd.Config{Etcd: cli, App: poolApp, ID: id, WorkDir: t.TempDir(), Drain: drain})
+		done <- runnerd.Serve(ctx, l, cfg)
 	}()
 	var once sync.Once
 	stop = func() {
@@ -262,5 +269,38 @@ func TestLostRunnerFailsItsJob(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the job still waits for a lost runner")
+	}
+}
+
+// TestRunnerAuthenticatesToGarrison: a runner sends its credentials with
+// every call to garrison's API; one without them gets the job failed with
+// garrison's refusal, not a hang.
+func TestRunnerAuthenticatesToGarrison(t *testing.T) {
+	cli := etcdtest.New(t).Client(t)
+	srv := httptest.NewUnstartedServer(nil)
+	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		p.Handler().ServeHTTP(w, r)
+	})
+	srv.Start()
+	defer srv.Close()
+	for _, tc := range []struct {
+		token string
+		check func(code int, err error) bool
+	}{
+		{"s3cret", func(code int, err error) bool { return code == 0 && err == nil }},
+		{"", func(code int, err error) bool { return err != nil && strings.Contains(err.Error(), "401") }},
+	} {
+		_, stop := startRunnerWith(t, runnerd.Config{Etcd: cli, App: poolApp, ID: "r-" + tc.token, WorkDir: t.TempDir(), Token: tc.token})
+		var log syncBuffer
+		code, err := p.Run(context.Background(), pool.Job{ID: "with-" + tc.token, Script: "true", Timeout: time.Minute}, t.TempDir(), &log)
+		if !tc.check(code, err) {
+			t.Errorf("token %q: %d %v\n%s", tc.token, code, err, log.String())
+		}
+		stop()
 	}
 }
