@@ -153,13 +153,16 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 }
 
 // PoolApp is the runner pool's app definition: one instance to start
-// with, in a container of image (host networking, no new privileges), one
-// port, health-checked; its autoscale rule sizes it after. The runners
-// register themselves (GARRISON_REGISTER=self) with their task id.
+// with, in a container of image (host networking, no new privileges, an
+// init), one port, health-checked; its autoscale rule sizes it after. The
+// runners register themselves (GARRISON_REGISTER=self) with their task
+// id. cpus and mem are the Docker driver's hard limits of each runner,
+// and so of the test steps it runs.
 func PoolApp(id, image string, args []string, env map[string]string) map[string]any {
-	return map[string]any{"id": id, "args": args, "env": env, "instances": 1, "cpus": 0.1, "mem": 64,
+	return map[string]any{"id": id, "args": args, "env": env, "instances": 1, "cpus": 1, "mem": 1024,
 		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": image, "network": "HOST",
-			"parameters": []map[string]any{{"key": "security-opt", "value": "no-new-privileges"}}}},
+			// init reaps what steps leave behind in the long-lived container.
+			"parameters": []map[string]any{{"key": "security-opt", "value": "no-new-privileges"}, {"key": "init", "value": "true"}}}},
 		// A scale-down that picks a busy runner waits for its job.
 		"taskKillGracePeriodSeconds": int(runnerd.DefaultDrain / time.Second),
 		"portDefinitions":            []map[string]any{{"port": 0, "name": "http"}},
