@@ -328,6 +328,26 @@ func testCLIApps(t *testing.T, s *cliStack) {
 	if out := s.ok("__complete", "apps", "show", "/cli/"); !strings.Contains(out, id+"\n") {
 		t.Errorf("completion of apps show: %q", out)
 	}
+	// An app id also completes without its leading slash; a second argument
+	// gets no app ids; task ids complete for every argument of tasks kill;
+	// a prefix that matches nothing offers nothing.
+	if out := s.ok("__complete", "apps", "show", "cli/"); !strings.Contains(out, id+"\n") {
+		t.Errorf("completion of apps show without the slash: %q", out)
+	}
+	if out := s.ok("__complete", "apps", "show", id, ""); strings.Contains(out, id) {
+		t.Errorf("completion of a second apps show argument offered apps: %q", out)
+	}
+	for _, args := range [][]string{{"tasks", "kill", ""}, {"tasks", "kill", one.Tasks[0].ID, ""}} {
+		out := s.ok(append([]string{"__complete"}, args...)...)
+		for _, task := range one.Tasks {
+			if !strings.Contains(out, task.ID+"\n") {
+				t.Errorf("completion of %v: %q lacks %s", args, out, task.ID)
+			}
+		}
+	}
+	if out := s.ok("__complete", "tasks", "kill", "no-such-task"); strings.Contains(out, one.Tasks[0].ID) {
+		t.Errorf("completion of a prefix matching nothing: %q", out)
+	}
 
 	// scale --wait: three healthy tasks when it returns.
 	if out := s.ok("apps", "scale", id, "3", "--wait"); !strings.Contains(out, "scaled /cli/web to 3: deployment") {
