@@ -28,7 +28,6 @@ func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
 	addrs := freeAddrs(t, 2)
 	base, etcd := "http://"+addrs[0], "http://"+addrs[1]
 	dataDir := t.TempDir()
-	t.Cleanup(func() { killTasksUnder(dataDir) }) // after garrison is killed
 	const poolApp = "/ci/runners"
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	os.WriteFile(rules, []byte(`rules:

@@ -61,7 +61,6 @@ func TestPushToProduction(t *testing.T) {
 	os.WriteFile(projects, []byte("projects:\n  - name: shop\n    repo: "+repo.Bare+"\n    secret: hook-secret\n"), 0o600)
 	addrs := freeAddrs(t, 2)
 	base := "http://" + addrs[0]
-	t.Cleanup(func() { killTasksUnder(filepath.Join(dir, "data")) }) // the runner pool, after garrison is killed
 	startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", filepath.Join(dir, "data"),
 		"--task-ports", "18000-18199", "--ci-projects", projects, "--ci-registry", reg, "--ci-runner-pool", "/e2e/runners")
 	waitHTTP(t, base+"/ping", 30*time.Second)

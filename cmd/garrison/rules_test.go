@@ -19,15 +19,15 @@ func TestRulesCheck(t *testing.T) {
 	os.WriteFile(bad, []byte("rules:\n  - app: /ktv/account\n    min: 5\n    max: 2\n    up: { qps: 400, cpu: 1.75x }\n    bogus: 1\n"), 0o600)
 
 	p := startGarrison(t, "rules", "check", good)
-	if err := p.waitExit(t, 10*time.Second); err != nil {
-		t.Fatalf("valid file: %v\n%s", err, p.stderr.String())
+	if err := p.WaitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("valid file: %v\n%s", err, p.Stderr())
 	}
 	p = startGarrison(t, "rules", "check", good, bad)
-	err := p.waitExit(t, 10*time.Second)
+	err := p.WaitExit(t, 10*time.Second)
 	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
 		t.Fatalf("invalid file: exit %v, want 1", err)
 	}
-	out := p.stderr.String()
+	out := p.Stderr()
 	for _, want := range []string{bad + ":6:5: rules[0]", "bogus", bad + ":5:", "rules[0].up.cpu", "1 of 2 files invalid"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -60,18 +60,18 @@ func TestRulesCheckParsesPromQL(t *testing.T) {
     queries: { qps: 'sum(rate(x[{{.Window}}]))' }
 `), 0o600)
 	p := startGarrison(t, "rules", "check", "--prometheus", prom.URL, file)
-	err := p.waitExit(t, 30*time.Second)
+	err := p.WaitExit(t, 30*time.Second)
 	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
-		t.Fatalf("exit %v, want 1\n%s", err, p.stderr.String())
+		t.Fatalf("exit %v, want 1\n%s", err, p.Stderr())
 	}
-	out := p.stderr.String()
+	out := p.Stderr()
 	if !strings.Contains(out, file+":8:20: rules[0].queries.qps.instances: PromQL") || !strings.Contains(out, "parse error") ||
 		strings.Contains(out, "rules[1]") || strings.Contains(out, "rules[0].queries.qps.value") {
 		t.Fatalf("output:\n%s", out)
 	}
 	// Without the server only the file's own checks run.
 	p = startGarrison(t, "rules", "check", file)
-	if err := p.waitExit(t, 10*time.Second); err != nil {
-		t.Fatalf("without --prometheus: %v\n%s", err, p.stderr.String())
+	if err := p.WaitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("without --prometheus: %v\n%s", err, p.Stderr())
 	}
 }
