@@ -32,7 +32,18 @@ const DefaultMaxInstances = 1000
 type Options struct {
 	// MaxInstances is the per-app instance limit (0: DefaultMaxInstances).
 	MaxInstances int
+	// DefaultSource is the source of a metric the rule's `sources:` does
+	// not name (garrison's --metrics-source).
+	DefaultSource string
+	// QueryChecks check, by source name, the `queries:` of the metrics
+	// read from that source (the prometheus source parses PromQL). A
+	// source without one gets the template check only.
+	QueryChecks map[string]QueryCheck
 }
+
+// QueryCheck checks one query as its source would run it for app over
+// window; the error is reported at the query's line and field.
+type QueryCheck func(query, app string, window time.Duration) error
 
 // Rule is one app's validated autoscale rule. Build it with Parse: a Rule
 // made by hand has no compiled schedules or time zone (Schedule.Active is
