@@ -70,7 +70,9 @@ type Rule struct {
 	Up, Down Thresholds
 	// Tolerance is the band above Up that is not a breach (HPA's 10%):
 	// measured load wobbles, and a count sized to land exactly on the
-	// threshold would be "over" at the next reading and grow by one.
+	// threshold would be "over" at the next reading and grow by one. It is
+	// also the noise a step allows for: a reading within it of needing one
+	// instance fewer is confirmed by the next reading.
 	Tolerance float64
 	// Cooldown holds scale-downs after any change; scale-ups never wait.
 	Cooldown time.Duration
