@@ -402,7 +402,7 @@ func (e *Elector) guardLease(ctx context.Context, end context.CancelCauseFunc, l
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(min(every, left)):
+		case <-time.After(checkIn(every, left)):
 		}
 		if time.Until(deadline) <= 0 {
 			continue
@@ -423,6 +423,15 @@ func (e *Elector) guardLease(ctx context.Context, end context.CancelCauseFunc, l
 			}
 		}
 	}
+}
+
+// checkIn is how long guardLease waits before asking etcd again, with left
+// until the deadline: its period, but never so late that the answer cannot
+// arrive before the deadline. (Waiting the whole of left asked only once
+// the deadline had passed: with a 3 s TTL etcd's rounded-down answer is
+// often 1 s, a third of the TTL, and terms ended while the lease was fine.)
+func checkIn(every, left time.Duration) time.Duration {
+	return min(every, left/2)
 }
 
 // observe follows the oldest election key: the leader every replica names.
