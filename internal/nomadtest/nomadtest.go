@@ -75,6 +75,8 @@ type Agent struct {
 	// the executors each left.
 	pgids      []int
 	persistent bool
+	// logStart is where the current run's output starts in the log.
+	logStart int64
 }
 
 // Option changes the agent Start runs.
@@ -224,6 +226,9 @@ consul {
 
 // launch runs the agent process.
 func (a *Agent) launch() error {
+	if st, err := a.log.Stat(); err == nil {
+		a.logStart = st.Size()
+	}
 	cmd := exec.Command(a.args[0], a.args[1:]...)
 	cmd.Stdout, cmd.Stderr = a.log, a.log
 	// Its own process group, so Stop can end the task executors it spawns.
@@ -290,7 +295,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 		select {
 		case err := <-a.done:
 			a.done <- err
-			out := a.Log()
+			out := a.runLog()
 			if strings.Contains(out, "address already in use") {
 				return fmt.Errorf("%w: %s", errBind, lastLines(out, 3))
 			}
@@ -301,7 +306,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 		}
 		// Nomad keeps retrying a taken port for minutes before it exits:
 		// give up on these ports at once.
-		if out := a.Log(); strings.Contains(out, "address already in use") {
+		if out := a.runLog(); strings.Contains(out, "address already in use") {
 			return fmt.Errorf("%w: %s", errBind, lastLines(out, 3))
 		}
 		// Short, so a port held by something that never answers cannot
@@ -356,7 +361,16 @@ func driverStates(ds map[string]*api.DriverInfo) string {
 	return b.String()
 }
 
-// Log is the agent's output so far.
+// runLog is the output of the agent's current run.
+func (a *Agent) runLog() string {
+	out := a.Log()
+	if a.logStart <= int64(len(out)) {
+		out = out[a.logStart:]
+	}
+	return out
+}
+
+// Log is the agent's output so far, of all its runs.
 func (a *Agent) Log() string {
 	b, _ := os.ReadFile(a.log.Name())
 	return string(b)

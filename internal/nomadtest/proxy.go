@@ -1,6 +1,8 @@
 package nomadtest
 
 import (
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,8 +18,8 @@ type Proxy struct {
 	*httptest.Server
 	// Down, when true, refuses every request with 503.
 	Down atomic.Bool
-	// Refused counts the requests refused while Down.
-	Refused atomic.Int64
+	// Requests counts every request; Refused those refused while Down.
+	Requests, Refused atomic.Int64
 }
 
 // NewProxy starts a proxy before the agent, closed at the test's end (after
@@ -31,8 +33,11 @@ func (a *Agent) NewProxy(t testing.TB) *Proxy {
 	}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1 // stream events as they come
+	// A stopped agent is what some tests want: no line per refused dial.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	p := &Proxy{}
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.Requests.Add(1)
 		if p.Down.Load() {
 			p.Refused.Add(1)
 			http.Error(w, "nomad is down", http.StatusServiceUnavailable)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	nomadapi "github.com/hashicorp/nomad/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/events"
@@ -51,6 +52,8 @@ const wait = 3 * time.Minute
 // replaces the scheduler and the API, keeping etcd and Nomad.
 type stack struct {
 	t      testing.TB
+	agent  *nomadtest.Agent
+	etcd   *clientv3.Client
 	store  *store.Store
 	nomad  *nomadapi.Client
 	driver *nomad.Driver
@@ -60,15 +63,21 @@ type stack struct {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	return newStackAt(t, "")
+	return newStackAt(t, agent, "")
 }
 
-// newStackAt is newStack with garrison's Nomad client sent to addr (a
-// proxy before the agent) when not "".
-func newStackAt(t testing.TB, addr string) *stack {
+// newStackAt is newStack on the agent ag, with garrison's Nomad client
+// sent to addr (a proxy before the agent) when not "". On the shared
+// agent garrison works in a namespace of the test's own; on an agent of
+// the test's own in the default one (a Nomad that loses its state loses
+// its namespaces too).
+func newStackAt(t testing.TB, ag *nomadtest.Agent, addr string) *stack {
 	t.Helper()
-	etcd := etcdtest.New(t)
-	c, ns := agent.Namespace(t)
+	etcd := etcdtest.New(t).Client(t)
+	c, ns := ag.Client, "default"
+	if ag == agent {
+		c, ns = ag.Namespace(t)
+	}
 	gc := c
 	if addr != "" {
 		conf := nomadapi.DefaultConfig()
@@ -82,7 +91,7 @@ func newStackAt(t testing.TB, addr string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, store: store.New(etcd.Client(t)), nomad: c, driver: d}
+	s := &stack{t: t, agent: ag, etcd: etcd, store: store.New(etcd), nomad: c, driver: d}
 	s.start()
 	t.Cleanup(func() { s.stop() })
 	return s
@@ -213,7 +222,7 @@ func (s *stack) settled(id string, n int, envID string) []mTask {
 		for _, tk := range a.Tasks {
 			ok = ok && tk.State == "TASK_RUNNING" && tk.Version == a.VersionInfo.LastConfigChangeAt
 		}
-		return ok, fmt.Sprintf("%+v deployments %d\n%s", a, len(deps), agent.Tail(3))
+		return ok, fmt.Sprintf("%+v deployments %d\n%s", a, len(deps), s.agent.Tail(3))
 	})
 	for _, tk := range a.Tasks {
 		answers(s.t, tk, envID)
@@ -485,7 +494,7 @@ func TestUnrunnableHealthCheckRefused(t *testing.T) {
 // once Nomad answers the stored apps are submitted.
 func TestNomadUnreachable(t *testing.T) {
 	f := agent.NewProxy(t)
-	s := newStackAt(t, f.URL)
+	s := newStackAt(t, agent, f.URL)
 	s.expect("POST", "/v2/apps", rawApp("/up", 1, "u"), 201, nil)
 	before := s.settled("/up", 1, "u")
 
