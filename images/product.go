@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -107,10 +108,10 @@ func (p Product) config() []string {
 }
 
 // fromScratch reports whether p's image is only its files and config, and
-// the root file system's paths they go to (no leading slash; a file to a
-// path ending in / keeps its name). A file to / itself goes through the
+// the root file system's paths they go to (no leading slash). A file to /
+// itself goes through the
 // Dockerfile, whose COPY semantics there are not worth repeating.
-func (p Product) fromScratch(root *os.Root) ([]string, bool) {
+func (p Product) fromScratch() ([]string, bool) {
 	if p.Base != "" && p.Base != "scratch" {
 		return nil, false
 	}
@@ -119,11 +120,6 @@ func (p Product) fromScratch(root *os.Root) ([]string, bool) {
 		to := strings.TrimPrefix(path.Clean(f.To), "/")
 		if to == "" || to == "." {
 			return nil, false
-		}
-		if strings.HasSuffix(f.To, "/") {
-			if info, err := root.Lstat(path.Clean(f.From)); err == nil && !info.IsDir() {
-				to = path.Join(to, path.Base(f.From))
-			}
 		}
 		targets[i] = to
 	}
@@ -178,6 +174,14 @@ func (b *Builder) Build(ctx context.Context, p Product, log io.Writer) (Result, 
 		return Result{}, fmt.Errorf("workspace: %w", err)
 	}
 	defer root.Close()
+	// A file to a directory (a path ending in /) keeps its name there, as
+	// COPY from a workspace would; the build context names it files/N.
+	p.Files = slices.Clone(p.Files)
+	for i, f := range p.Files {
+		if info, err := root.Lstat(path.Clean(f.From)); err == nil && !info.IsDir() && strings.HasSuffix(f.To, "/") {
+			p.Files[i].To = path.Join(f.To, path.Base(path.Clean(f.From)))
+		}
+	}
 	c := NewContext()
 	c.Add("Dockerfile", 0o644, []byte(p.Dockerfile()))
 	for i, f := range p.Files {
@@ -191,7 +195,7 @@ func (b *Builder) Build(ctx context.Context, p Product, log io.Writer) (Result, 
 	}
 	local := p.Name + ":" + p.Version
 	ref := b.registry + "/" + local
-	if targets, ok := p.fromScratch(root); ok {
+	if targets, ok := p.fromScratch(); ok {
 		// FROM scratch the image is one layer of the files and a config:
 		// imported in one call, where the classic builder starts and
 		// commits a container per instruction (about a second more for a

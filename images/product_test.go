@@ -73,7 +73,7 @@ func TestProductImageIsLabelledTaggedAndPushed(t *testing.T) {
 	created := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 	p := images.Product{
 		Name: name, Version: "7-0d1a26e67d8f", Base: base, Workspace: ws,
-		Files:      []images.File{{From: "out/hello.txt", To: "/app/hello.txt"}, {From: "out/static", To: "/app/static"}},
+		Files:      []images.File{{From: "out/hello.txt", To: "/app/"}, {From: "out/static", To: "/app/static"}},
 		Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"cat /app/hello.txt /app/static/index.html; echo $MODE"},
 		Env:      map[string]string{"MODE": `prod "quoted" $PATH \n`, "B": "2"},
 		Revision: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Source: "/srv/git/account.git", RunID: "account.7",
