@@ -27,6 +27,8 @@ command -v curl >/dev/null || missing+=(curl)
 # Debian's busybox package also has a /bin/busybox, but linked
 # dynamically: it cannot run in an image FROM scratch.
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+# images/debootstrap.sh builds Debian base images (its test runs in CI).
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 # The console's browser tests drive Debian's chromium, headless.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
