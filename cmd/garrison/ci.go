@@ -25,13 +25,26 @@ type ciSettings struct {
 	runnerPool string
 	// tokenIdentity names bearer-token callers in releases' history.
 	tokenIdentity string
+	// approvers may approve releases (comma-separated); empty: everyone.
+	approvers string
 }
 
 func (s *ciSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.registry, "ci-registry", "", "host:port of the registry pipeline runs push product images to (a loopback one needs no TLS); empty builds no image")
 	fs.StringVar(&s.runnerPool, "ci-runner-pool", "", "app id of the warm runner pool (garrison runnerd) that runs test steps without an image; garrison creates it, an autoscale rule with source runners sizes it; empty runs none")
 	fs.StringVar(&s.tokenIdentity, "ci-token-identity", "token", "who a request with --auth-token is in release history and approvals (basic-auth requests are their user)")
+	fs.StringVar(&s.approvers, "ci-approvers", "", "comma-separated users who may approve releases for environments with approval: true (never their own commits); empty: every user")
 	fs.StringVar(&s.projects, "ci-projects", "", "YAML file of pipeline projects loaded at start (projects: [{name, repo, secret, branches, paths, ...}])")
+}
+
+func (s ciSettings) approverList() []string {
+	var out []string
+	for _, a := range strings.Split(s.approvers, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // startCI mounts the pipeline's routes and starts its runner, which runs
@@ -39,12 +52,20 @@ func (s *ciSettings) register(fs *flag.FlagSet) {
 // Runs deploy through this garrison's own Marathon API, called in-process
 // on r (with creds, as any client).
 func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headquarter, creds auth.Credentials, dataDir string, s ciSettings, isLeader func() bool, logger *slog.Logger) (func(), error) {
+	approvers := s.approverList()
+	for _, a := range approvers {
+		// A name no credential authenticates as is a typo that leaves
+		// releases unapprovable.
+		if creds.Enabled() && a != creds.Username && !creds.Users.Has(a) && (creds.Token == "" || a != s.tokenIdentity) {
+			return nil, usageError{fmt.Sprintf("--ci-approvers: %q is no user of --auth-user, --auth-users-file or --ci-token-identity", a)}
+		}
+	}
 	namespace, err := hq.store.ClusterID(ctx)
 	if err != nil {
 		return nil, err
 	}
 	cfg := ci.Config{Etcd: cli, Namespace: namespace, DataDir: dataDir, Node: hq.env.Hostname,
-		Registry: s.registry, ProjectsFile: s.projects, IsLeader: isLeader, Logger: logger, TokenIdentity: s.tokenIdentity,
+		Registry: s.registry, ProjectsFile: s.projects, IsLeader: isLeader, Logger: logger, TokenIdentity: s.tokenIdentity, Approvers: approvers,
 		MarathonHandler: r, MarathonAuth: deploy.Auth{Token: creds.Token, Username: creds.Username, Password: creds.Password}}
 	if hq.docker != nil {
 		cfg.Docker = hq.docker
