@@ -62,6 +62,8 @@ type Config struct {
 	// Approvers are the users who may approve releases for environments
 	// that need an approval; empty: every user but the committer.
 	Approvers []string
+	// Mail sends the pipelines' notification mail; nil sends none.
+	Mail runner.Mailer
 	// RunnerPool is the app id of the warm runner pool test steps without
 	// an image run on; RunnerCommand its cmd (`garrison runnerd`). garrison
 	// creates the app (one instance) when it is missing; its autoscale rule
@@ -113,7 +115,7 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 		return func() {}, nil
 	}
 	rcfg := runner.Config{Runs: runs, Projects: projects, Steps: executor.New(cfg.Docker, cfg.Namespace),
-		Watcher: cfg.Etcd, DataDir: cfg.DataDir, Node: cfg.Node, IsLeader: cfg.IsLeader, Poll: cfg.Poll, Logger: logger}
+		Watcher: cfg.Etcd, DataDir: cfg.DataDir, Node: cfg.Node, IsLeader: cfg.IsLeader, Poll: cfg.Poll, Logger: logger, Mail: cfg.Mail}
 	if cfg.Registry != "" {
 		rcfg.Products = images.NewBuilder(cfg.Docker, cfg.Registry)
 	}
