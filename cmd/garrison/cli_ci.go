@@ -264,7 +264,7 @@ environment with the release it runs and the one a rollback would restore.`,
 			return x.releasesTable(rs, time.Now())
 		}),
 	}
-	cmd.AddCommand(x.releasesChange(true), x.releasesChange(false))
+	cmd.AddCommand(x.releasesChange(true), x.releasesChange(false), x.releasesApprove())
 	return cmd
 }
 
@@ -275,9 +275,9 @@ func (x *cli) releasesTable(rs *client.Releases, now time.Time) error {
 			running[e.Current] = append(running[e.Current], e.Name)
 		}
 	}
-	t := newTable(x.stdout, "VERSION", "REVISION", "COMMITTER", "TESTS", "RUNS IN", "RUN", "AGE")
+	t := newTable(x.stdout, "VERSION", "REVISION", "COMMITTER", "TESTS", "APPROVALS", "RUNS IN", "RUN", "AGE")
 	for _, r := range rs.Releases {
-		t.row(r.Version, short(r.Revision), orDash(r.Committer), testSummary(&r),
+		t.row(r.Version, short(r.Revision), orDash(r.Committer), testSummary(&r), approvalSummary(&r),
 			orDash(strings.Join(running[r.Version], ",")), orDash(r.RunID), age(r.Created, now))
 	}
 	if err := t.flush(); err != nil {
@@ -301,10 +301,27 @@ func (x *cli) releasesTable(rs *client.Releases, now time.Time) error {
 			if e.History[n-1].Rollback {
 				by += " (rollback)"
 			}
+			if a := e.History[n-1].ApprovedBy; a != "" {
+				by += ", approved by " + a
+			}
 		}
 		t.row(e.Name, e.App, orDash(e.Current), prev, at, by)
 	}
 	return t.flush()
+}
+
+// approvalSummary is "production: lin" per environment needing an
+// approval, or "production: needed".
+func approvalSummary(r *client.Release) string {
+	var out []string
+	for _, env := range r.NeedsApproval {
+		if by := r.ApprovedBy(env); by != "" {
+			out = append(out, env+": "+by)
+		} else {
+			out = append(out, env+": needed")
+		}
+	}
+	return orDash(strings.Join(out, ","))
 }
 
 // testSummary is "passed 2/2" or "FAILED 1/2: name".
@@ -398,12 +415,16 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 		cmd.Args = usageArgs(cobra.RangeArgs(2, 3))
 		cmd.ValidArgsFunction = x.completeRelease(false)
 	}
+	var approve bool
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		ch := client.ReleaseChange{App: args[0], By: by}
+		ch := client.ReleaseChange{App: args[0], By: by, Approve: approve}
 		what := ""
 		if promote {
 			ch.Version, ch.Environment = args[1], args[2]
 			what = fmt.Sprintf("promote %s of %s to %s", ch.Version, ch.App, ch.Environment)
+			if approve {
+				what = "approve and " + what
+			}
 		} else {
 			ch.Environment = args[1]
 			if len(args) == 3 {
@@ -439,7 +460,51 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 		return nil
 	}
 	yesFlag(cmd, &yes)
-	cmd.Flags().StringVar(&by, "by", "", "who asks, recorded in the environment's history (default: $USER)")
+	cmd.Flags().StringVar(&by, "by", "", "who asks, recorded in the environment's history (default: $USER; with credentials, their user)")
+	if promote {
+		cmd.Flags().BoolVar(&approve, "approve", false, "approve the release for the environment first (as `releases approve`)")
+	}
+	return cmd
+}
+
+// releasesApprove is `releases approve APP VERSION ENVIRONMENT`: the
+// caller's approval, which the committer cannot give.
+func (x *cli) releasesApprove() *cobra.Command {
+	var yes bool
+	var by string
+	cmd := &cobra.Command{
+		Use:   "approve APP VERSION ENVIRONMENT",
+		Short: "approve a release for an environment marked approval: true (by a user other than its committer)",
+		Long: `approve records the caller's approval of a release for an environment that
+needs one. The caller is the user of --user (or the token's identity); the
+committer of the release is refused.`,
+		Args:              usageArgs(cobra.ExactArgs(3)),
+		ValidArgsFunction: x.completeRelease(true),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ch := client.ReleaseChange{App: args[0], Version: args[1], Environment: args[2], By: by}
+			if err := x.confirm(yes, fmt.Sprintf("approve %s of %s for %s", ch.Version, ch.App, ch.Environment)); err != nil {
+				return err
+			}
+			if ch.By == "" {
+				ch.By = os.Getenv("USER")
+			}
+			c, err := x.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Approve(cmd.Context(), ch)
+			if err != nil {
+				return err
+			}
+			if x.structured() {
+				return x.printValue(r)
+			}
+			fmt.Fprintf(x.stdout, "%s of %s approved for %s by %s\n", r.Version, r.App, ch.Environment, r.ApprovedBy(ch.Environment))
+			return nil
+		},
+	}
+	yesFlag(cmd, &yes)
+	cmd.Flags().StringVar(&by, "by", "", "who approves, on an API without credentials (default: $USER; with credentials, their user)")
 	return cmd
 }
 

@@ -102,6 +102,8 @@ func TestUpServesTLSWithAuthOnEveryRoute(t *testing.T) {
 // directory is never created).
 func TestUpRefusesBadSettingsBeforeStarting(t *testing.T) {
 	addrs := freeAddrs(t, 2)
+	md5Users := filepath.Join(t.TempDir(), "users")
+	os.WriteFile(md5Users, []byte("mei:$apr1$x$y\n"), 0o600)
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -116,6 +118,10 @@ func TestUpRefusesBadSettingsBeforeStarting(t *testing.T) {
 		{"etcd TLS without --etcd", []string{"--etcd-cacert", "ca.pem"}, "apply to an external etcd: set --etcd", ""},
 		{"etcd user without password", []string{"--etcd", "http://127.0.0.1:1", "--etcd-user", "root"}, "--etcd-user and --etcd-password go together", ""},
 		{"quota not a size", []string{"--etcd-quota-bytes", "lots"}, `"lots": want a number of bytes`, ""},
+		{"users file of MD5 hashes", []string{"--auth-users-file", md5Users}, md5Users + `:1: user "mei": not a bcrypt hash`, ""},
+		{"approver who is no user", []string{"--auth-user", "ops", "--auth-password", "pw", "--ci-approvers", "ops,lin"}, `--ci-approvers: "lin" is no user`, ""},
+		{"mail sender not an address", []string{"--smtp-addr", "127.0.0.1:25", "--smtp-from", "ci"}, `--smtp-addr: sender "ci"`, ""},
+		{"mail user without a server", []string{"--smtp-user", "ci"}, "need --smtp-addr", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir := t.TempDir()
