@@ -25,7 +25,8 @@ import (
 var garrisonBinary string
 
 func TestMain(m *testing.M) {
-	testbin.Main(m, "github.com/garrisonhq/garrison/cmd/garrison", false, &garrisonBinary)
+	// Static: the runner pool's image is made around it.
+	testbin.Main(m, "github.com/garrisonhq/garrison/cmd/garrison", true, &garrisonBinary)
 }
 
 // garrisonProc is a running `garrison ...` with its stderr captured.
