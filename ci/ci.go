@@ -60,6 +60,11 @@ type Config struct {
 	// TokenIdentity is who a request with the bearer token is, in
 	// release history and approvals (default "token").
 	TokenIdentity string
+	// Approvers are the users who may approve releases for environments
+	// that need an approval; empty: every user but the committer.
+	Approvers []string
+	// Mail sends the pipelines' notification mail; nil sends none.
+	Mail runner.Mailer
 	// RunnerPool is the app id of the warm runner pool test steps without
 	// an image run on. garrison creates the app (one instance, the runner
 	// image made around RunnerBinary, a static garrison) when it is
@@ -108,14 +113,14 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 	if target != nil {
 		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), target)
 	}
-	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger, tokenIdentity: cfg.TokenIdentity}, cfg.Auth)
+	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger, tokenIdentity: cfg.TokenIdentity, approvers: cfg.Approvers}, cfg.Auth)
 
 	if cfg.Docker == nil {
 		logger.Warn("no Docker engine: pipeline runs are queued but not run")
 		return func() {}, nil
 	}
 	rcfg := runner.Config{Runs: runs, Projects: projects, Steps: executor.New(cfg.Docker, cfg.Namespace),
-		Watcher: cfg.Etcd, DataDir: cfg.DataDir, Node: cfg.Node, IsLeader: cfg.IsLeader, Poll: cfg.Poll, Logger: logger}
+		Watcher: cfg.Etcd, DataDir: cfg.DataDir, Node: cfg.Node, IsLeader: cfg.IsLeader, Poll: cfg.Poll, Logger: logger, Mail: cfg.Mail}
 	if cfg.Registry != "" {
 		rcfg.Products = images.NewBuilder(cfg.Docker, cfg.Registry)
 	}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"cmp"
 	"fmt"
+	"net/mail"
 	"net/url"
 	"path"
 	"regexp"
@@ -411,11 +412,37 @@ func (d *decoder) deploy(n *yaml.Node, p string) map[string]any {
 
 func (d *decoder) notify(n *yaml.Node, p string) Notify {
 	nt := Notify{On: []string{"passed", "failed"}}
-	d.fields(n, p, []string{"url"}, map[string]func(*yaml.Node, string){
+	ok := d.fields(n, p, nil, map[string]func(*yaml.Node, string){
 		"url": func(v *yaml.Node, fp string) {
 			nt.URL, _ = d.str(v, fp)
 			if u, err := url.Parse(nt.URL); nt.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 				d.errf(v, fp, "must be an http:// or https:// URL")
+			}
+		},
+		"mail": func(v *yaml.Node, fp string) {
+			items := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				if len(v.Content) > MaxMailRecipients {
+					d.errf(v, fp, "at most %d recipients, has %d", MaxMailRecipients, len(v.Content))
+					return
+				}
+				items = v.Content
+			}
+			for i, item := range items {
+				ip := fp
+				if v.Kind == yaml.SequenceNode {
+					ip = fmt.Sprintf("%s[%d]", fp, i)
+				}
+				s, ok := d.str(resolve(item), ip)
+				if !ok {
+					continue
+				}
+				a, err := mail.ParseAddress(s)
+				if err != nil {
+					d.errf(item, ip, "not a mail address (%v): want name@example.com or \"Name <name@example.com>\"", err)
+					continue
+				}
+				nt.Mail = append(nt.Mail, a.String())
 			}
 		},
 		"on": func(v *yaml.Node, fp string) {
@@ -427,6 +454,24 @@ func (d *decoder) notify(n *yaml.Node, p string) Notify {
 			}
 		},
 	})
+	if !ok {
+		return nt
+	}
+	n = resolve(n)
+	has := func(k string) bool {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("url") && has("mail"):
+		d.errf(n, p, "url or mail, not both: one notification each")
+	case !has("url") && !has("mail"):
+		d.errf(n, p, "needs url (a hook) or mail (recipients)")
+	}
 	return nt
 }
 

@@ -79,6 +79,8 @@ type Config struct {
 	// Pool runs test steps without an image on warm runners; nil fails
 	// them.
 	Pool Pool
+	// Mail sends the pipelines' notification mail; nil sends none.
+	Mail Mailer
 }
 
 // Pool hands a job and its workspace to a warm runner and waits for its

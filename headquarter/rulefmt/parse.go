@@ -51,7 +51,7 @@ func ParseWith(data []byte, filename string, opts Options) ([]Rule, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{syntaxError(err, filename)}
 	}
-	d := decoder{file: filename, maxInstances: opts.MaxInstances}
+	d := decoder{file: filename, maxInstances: opts.MaxInstances, opts: opts}
 	rules := d.rules(&root)
 	if len(d.errs) > 0 {
 		// Checks run field by field, then across fields: sort them back
@@ -80,6 +80,7 @@ type decoder struct {
 	file         string
 	errs         Errors
 	maxInstances int // 0: DefaultMaxInstances
+	opts         Options
 }
 
 func (d *decoder) limit() int {
@@ -657,6 +658,10 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 		}
 	}
 
+	if given("queries") && !bad["window"] && !bad["sources"] && !bad["app"] {
+		d.checkQueries(r, path)
+	}
+
 	loc := time.UTC
 	if given("timezone") {
 		l, err := time.LoadLocation(r.Timezone)
@@ -681,6 +686,33 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 		}
 		if given("max") && !bad["max"] && s.Min > r.Max {
 			d.errf(scheduleField(schedNodes[i], "min"), p+".min", "must not be above max (%d)", r.Max)
+		}
+	}
+}
+
+// checkQueries runs the source's own check (PromQL parsing for the
+// prometheus source) on each query of a metric read from a source that has
+// one, placing a refusal at the query's line and field.
+func (d *decoder) checkQueries(r *Rule, path string) {
+	for _, m := range sample.Metrics {
+		check := d.opts.QueryChecks[cmp.Or(r.Sources[m], d.opts.DefaultSource)]
+		if check == nil {
+			continue
+		}
+		for _, instances := range []bool{false, true} {
+			q, p := r.Queries[m], join(path, "queries."+string(m))
+			if instances {
+				q, p = r.InstanceQueries[m], p+".instances"
+			} else if r.InstanceQueries[m] != "" {
+				p += ".value"
+			}
+			if q == "" {
+				continue
+			}
+			if err := check(q, r.App, r.Window); err != nil {
+				pos := r.QueryPos(m, instances)
+				d.errs = append(d.errs, Error{File: d.file, Line: pos.Line, Column: pos.Column, Path: p, Msg: err.Error()})
+			}
 		}
 	}
 }
