@@ -27,6 +27,8 @@ command -v curl >/dev/null || missing+=(curl)
 # Debian's busybox package also has a /bin/busybox, but linked
 # dynamically: it cannot run in an image FROM scratch.
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+# images/debootstrap.sh builds Debian base images (its test runs in CI).
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 # Notification mail is sent to aiosmtpd, a real SMTP server, run by
 # Debian's python3 (internal/smtptest).
 dpkg-query -W -f='${Status}' python3-aiosmtpd 2>/dev/null | grep -q 'ok installed' || missing+=(python3-aiosmtpd)

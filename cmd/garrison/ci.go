@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 
@@ -33,6 +34,9 @@ type ciSettings struct {
 	smtpCA    string
 	// mail is built by validate from smtp; nil sends no mail.
 	mail *mailer.Mailer
+	// hqURL is the base URL runners reach this garrison's API at (set by
+	// `garrison up` from its advertised address).
+	hqURL string
 }
 
 func (s *ciSettings) register(fs *flag.FlagSet) {
@@ -113,27 +117,69 @@ func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headq
 		if err != nil {
 			return nil, fmt.Errorf("runner pool: the garrison binary: %w", err)
 		}
-		cfg.RunnerPool, cfg.RunnerCommand = s.runnerPool, shellQuote(exe)+" runnerd"
+		cfg.RunnerPool, cfg.RunnerBinary, cfg.RunnerHQ, cfg.RunnerEtcd = s.runnerPool, exe, s.hqURL, cli.Endpoints()
 	}
 	return ci.Start(ctx, r, cfg)
 }
 
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+// runnerHQ is the base URL runners reach garrison's API at: its
+// advertised address, loopback when that is every interface's.
+func runnerHQ(tls bool, advertise string) string {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	if host, port, err := net.SplitHostPort(advertise); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			advertise = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	return scheme + "://" + advertise
+}
 
 // runRunnerd is `garrison runnerd`: one warm test runner of the pool,
-// started by garrison as the pool app's cmd.
+// started by garrison in the pool app's containers; it may run on any
+// machine that reaches etcd and garrison's API.
 func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("runnerd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "", "host:port to listen on (default 127.0.0.1:$PORT0, the port garrison assigned)")
+	var es etcdSettings
+	es.register(fs, "http://127.0.0.1:2379", "comma-separated etcd client URLs: the runner registers there and claims jobs")
+	addr := fs.String("addr", "", "host:port to serve /health and /metrics on (default 127.0.0.1:$PORT0, the port garrison assigned)")
+	advertise := fs.String("advertise-addr", "", "host:port registered in etcd for this runner (default: the address it listens on)")
+	app := fs.String("app", os.Getenv("MARATHON_APP_ID"), "the pool app's id (default $MARATHON_APP_ID)")
+	id := fs.String("id", os.Getenv("MESOS_TASK_ID"), "this runner's instance id (default $MESOS_TASK_ID, the task id)")
+	token := fs.String("token", "", "bearer token of garrison's API")
+	user := fs.String("user", "", "basic-auth user of garrison's API, with --password")
+	password := fs.String("password", "", "password of --user")
+	workDir := fs.String("work-dir", "", "where jobs' workspaces are copied (default: the temporary directory)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	drain := fs.Duration("drain", runnerd.DefaultDrain, "how long a stopping runner lets its job finish before killing it")
 	if err := parseCommand(fs, args); err != nil {
 		return err
 	}
+	if err := es.validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	if *app == "" || *id == "" {
+		return usageError{"--app and --id are needed (garrison sets MARATHON_APP_ID and MESOS_TASK_ID)"}
+	}
 	logger, err := newLogger(stderr, *level)
 	if err != nil {
 		return err
 	}
-	return runnerd.Serve(ctx, *addr, *drain, logger)
+	if *addr == "" {
+		*addr = "127.0.0.1:" + os.Getenv("PORT0")
+	}
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("runnerd: listen on %s: %w", *addr, err)
+	}
+	cli, err := es.connect(splitList(es.endpoints))
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return runnerd.Serve(ctx, l, runnerd.Config{Etcd: cli, App: *app, ID: *id, Addr: *advertise,
+		Token: *token, Username: *user, Password: *password, WorkDir: *workDir, Drain: *drain, Logger: logger})
 }

@@ -260,6 +260,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	s.ci.hqURL = runnerHQ(server.TLSConfig != nil, advertise)
 	stopCI, err := startCI(ctx, router, cli, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
 	if err != nil {
 		return err
