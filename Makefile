@@ -8,7 +8,8 @@ LDFLAGS := -X main.version=$(VERSION)
 .PHONY: build run test test-deps bench vet deps fmt clean
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/garrison ./cmd/garrison
+	# Static: the warm runner pool runs this binary in its image FROM scratch.
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/garrison ./cmd/garrison
 	$(GO) build -o $(BIN)/echo ./examples/echo
 
 # Starts garrison up and the example echo service, which registers itself;
