@@ -300,6 +300,7 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	highest := 1
 	running := map[string]time.Time{} // new allocations: when their task started
 	var firstPlaced time.Time         // the first new allocation's creation
+	var firstAlloc string
 	for {
 		now := time.Now()
 		// Polled throughout, so that a trace holds every evaluation.
@@ -313,7 +314,7 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 		nRunning := 0
 		for _, a := range allocs {
 			if created := time.Unix(0, a.CreateTime); a.ID != initialAlloc && (firstPlaced.IsZero() || created.Before(firstPlaced)) {
-				firstPlaced = created
+				firstPlaced, firstAlloc = created, a.ID
 			}
 			if a.ClientStatus != nomadapi.AllocClientStatusRunning || a.DesiredStatus != nomadapi.AllocDesiredStatusRun {
 				continue
@@ -396,6 +397,9 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	b.Logf("%s %s: visible %.2fs, decision %.2fs, at Nomad %.2fs, placed %.2fs, first new running %.2fs, needed running %.2fs, registered %.2fs, max %d, final %.0f, %d/%d failed %s",
 		s.name, job, r.v["metric visible"], r.v["decision (scale asked)"], r.v["scale reached Nomad"], r.v["first new allocation placed"], r.v["first new allocation running"],
 		r.v["needed count running"], r.v["needed count registered"], highest, r.v["final count"], res.Failed, res.Sent, res.FirstError)
+	if firstAlloc != "" {
+		b.Logf("%s %s: first new allocation after its placement: %s", s.name, job, taskEvents(ctx, s.jobs, firstAlloc, firstPlaced))
+	}
 	if s.trace != nil {
 		b.Logf("%s %s: evaluations after the step: %s", s.name, job, s.trace())
 	}
@@ -404,6 +408,22 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 			s.name, job, r.v["final count"], highest, r.capped, needed, tailFile(e.garLog, 30))
 	}
 	return r
+}
+
+// taskEvents is the allocation's task events, in seconds after from: where
+// Nomad's client and Docker spend the start.
+func taskEvents(ctx context.Context, c *nomadapi.Client, allocID string, from time.Time) string {
+	a, _, err := c.Allocations().Info(allocID, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, ts := range a.TaskStates {
+		for _, ev := range ts.Events {
+			out = append(out, fmt.Sprintf("%s +%.2fs", ev.Type, time.Unix(0, ev.Time).Sub(from).Seconds()))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
