@@ -442,6 +442,20 @@ func (a *Agent) stopJobs() {
 	}
 }
 
+// New starts an agent for one test, failing it when the agent does not
+// start, and stops the agent at the test's end.
+func New(t testing.TB, opts ...Option) *Agent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, err := Start(ctx, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return a
+}
+
 // Main is a TestMain body: it builds the task server
 // (dockertest.TestServerPackage, static) into *serverBin, starts an agent
 // into *agent, runs the tests, stops the agent and exits with the tests'

@@ -64,11 +64,7 @@ func TestHaltResume(t *testing.T) {
 			if persistent {
 				opts = append(opts, Persistent())
 			}
-			a, err := Start(ctx, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Stop()
+			a := New(t, opts...)
 			job := api.NewServiceJob("sleeper", "sleeper", "global", 50)
 			job.Datacenters = []string{"*"}
 			tg := api.NewTaskGroup("g", 1)

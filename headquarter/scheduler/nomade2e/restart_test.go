@@ -45,11 +45,7 @@ func testNomadRestarted(t *testing.T, cli *client.Client, image string, persiste
 	if persistent {
 		opts = append(opts, nomadtest.Persistent())
 	}
-	ag, err := nomadtest.Start(ctx, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ag.Stop)
+	ag := nomadtest.New(t, opts...)
 	proxy := ag.NewProxy(t)
 	s := newStackAt(t, ag, proxy.URL)
 	scope := dockertest.UniqueName("")
