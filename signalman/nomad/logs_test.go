@@ -1,10 +1,15 @@
 package nomad_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
 
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
@@ -86,4 +91,80 @@ func TestTaskLogOfFailedStart(t *testing.T) {
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(string(b), "\n")
 	return s
+}
+
+// BenchmarkTaskLog reads the last 200 lines of a task with a 1.6 MB log
+// through Driver.Log and, as the baseline in the same run, the same bytes
+// straight from Nomad's logs endpoint (what `nomad alloc logs -tail`
+// reads: the last MaxLogBytes of stdout and of stderr) without the
+// allocation check and the tail cut. It reports each side's time per read
+// and log/direct as the ratio.
+//
+//	make bench BENCH=TaskLog BENCH_PKGS=./signalman/nomad
+func BenchmarkTaskLog(b *testing.B) {
+	c, _ := agent.Namespace(b)
+	d, err := nomad.New(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	const lines = 60000
+	a := rawApp("/bench/logs", "2026-01-01T00:00:00.000Z", 1)
+	a.Task.Env = map[string]string{"TESTSERVER_LOG_LINES": fmt.Sprint(lines)}
+	if _, err := d.Submit(ctx, a); err != nil {
+		b.Fatal(err)
+	}
+	var tk nomad.Task
+	poll.Until(b, wait, "the task's whole log", func() (bool, string) {
+		tasks, err := d.Allocations(ctx, a.Task.AppID)
+		if err != nil || len(tasks) != 1 || tasks[0].State != task.Running {
+			return false, fmt.Sprint(describe(tasks), err)
+		}
+		tk = tasks[0]
+		out, err := d.Log(ctx, tk.ID, 1)
+		return err == nil && strings.HasSuffix(string(out), "stderr line\n"), string(out)
+	})
+	alloc := &api.Allocation{ID: tk.AllocID, NodeID: tk.NodeID}
+	direct := func() int {
+		n := 0
+		for _, stream := range []string{"stdout", "stderr"} {
+			stop := make(chan struct{})
+			frames, errs := c.AllocFS().Logs(alloc, false, "app", stream, "end", task.MaxLogBytes, stop, nil)
+			r := api.NewFrameReader(frames, errs, stop)
+			body, err := io.ReadAll(r)
+			r.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(body)
+		}
+		return n
+	}
+	viaLog := func() int {
+		out, err := d.Log(ctx, tk.ID, 200)
+		if err != nil || strings.Count(string(out), "\n") != 201 {
+			b.Fatalf("log: %d lines, %v", strings.Count(string(out), "\n"), err)
+		}
+		return len(out)
+	}
+	var tLog, tDirect time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		sides := []struct {
+			read  func() int
+			total *time.Duration
+		}{{viaLog, &tLog}, {direct, &tDirect}}
+		if i%2 == 1 {
+			sides[0], sides[1] = sides[1], sides[0]
+		}
+		for _, side := range sides {
+			start := time.Now()
+			side.read()
+			*side.total += time.Since(start)
+		}
+	}
+	b.ReportMetric(float64(tLog.Microseconds())/float64(b.N), "log-µs/op")
+	b.ReportMetric(float64(tDirect.Microseconds())/float64(b.N), "direct-µs/op")
+	b.ReportMetric(float64(tLog)/float64(tDirect), "log/direct")
 }
