@@ -785,7 +785,9 @@ func (s *Scheduler) servingLocked(a *app.App, t *taskState) bool {
 	if !s.healthyLocked(t) {
 		return false
 	}
-	return t.registered != nil || !registers(a) || s.cfg.Registry == nil || t.record.Driver == driverCluster
+	// A task without ports has no address to register.
+	return t.registered != nil || !registers(a) || s.cfg.Registry == nil || len(t.record.Ports) == 0 ||
+		t.record.Driver == driverCluster
 }
 
 func (s *Scheduler) healthyLocked(t *taskState) bool {

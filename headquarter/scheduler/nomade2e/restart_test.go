@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	garrisonagent "github.com/garrisonhq/garrison/internal/agent"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/nomadtest"
@@ -60,8 +61,10 @@ func testNomadRestarted(t *testing.T, cli *client.Client, image string, persiste
 	web := map[string]any{"id": "/web", "instances": 2, "cpus": 0.05, "mem": 32,
 		"container":       map[string]any{"type": "DOCKER", "docker": map[string]any{"image": image}},
 		"portDefinitions": []map[string]any{{"port": 0, "name": "http"}},
-		"labels":          map[string]string{garrisonagent.LabelService: service, "garrison.e2e": scope},
-		"env":             map[string]string{"TESTSERVER_ID": "w"}}
+		// GARRISON_SERVICE names the service as on one machine; the
+		// scheduler labels the containers for the agent by itself.
+		"labels": map[string]string{scheduler.LabelService: service, "garrison.e2e": scope},
+		"env":    map[string]string{"TESTSERVER_ID": "w"}}
 	s.expect("POST", "/v2/apps", web, 201, nil)
 	before := s.settled("/web", 2, "w")
 	registered(t, s.etcd, service, before)
