@@ -89,8 +89,8 @@ func TestKillGarrisonMidRun(t *testing.T) {
 		x := getRun()
 		return x.State == cirun.Running && stepContainers() == 1, string(x.State)
 	})
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.waitExit(t, 10*time.Second)
+	p.Cmd.Process.Signal(syscall.SIGKILL)
+	p.WaitExit(t, 10*time.Second)
 	if n := stepContainers(); n != 1 {
 		t.Fatalf("%d step containers after the kill, want the orphan", n)
 	}

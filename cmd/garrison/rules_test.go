@@ -19,15 +19,15 @@ func TestRulesCheck(t *testing.T) {
 	os.WriteFile(bad, []byte("rules:\n  - app: /ktv/account\n    min: 5\n    max: 2\n    up: { qps: 400, cpu: 1.75x }\n    bogus: 1\n"), 0o600)
 
 	p := startGarrison(t, "rules", "check", good)
-	if err := p.waitExit(t, 10*time.Second); err != nil {
-		t.Fatalf("valid file: %v\n%s", err, p.stderr.String())
+	if err := p.WaitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("valid file: %v\n%s", err, p.Stderr())
 	}
 	p = startGarrison(t, "rules", "check", good, bad)
-	err := p.waitExit(t, 10*time.Second)
+	err := p.WaitExit(t, 10*time.Second)
 	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
 		t.Fatalf("invalid file: exit %v, want 1", err)
 	}
-	out := p.stderr.String()
+	out := p.Stderr()
 	for _, want := range []string{bad + ":6:5: rules[0]", "bogus", bad + ":5:", "rules[0].up.cpu", "1 of 2 files invalid"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -63,11 +63,11 @@ func TestRulesCheckParsesPromQL(t *testing.T) {
 	check := func(args ...string) string {
 		t.Helper()
 		p := startGarrison(t, append([]string{"rules", "check"}, args...)...)
-		err := p.waitExit(t, 30*time.Second)
+		err := p.WaitExit(t, 30*time.Second)
 		if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
-			t.Fatalf("rules check %v: exit %v, want 1\n%s", args, err, p.stderr.String())
+			t.Fatalf("rules check %v: exit %v, want 1\n%s", args, err, p.Stderr())
 		}
-		return p.stderr.String()
+		return p.Stderr()
 	}
 	refused := func(out string) {
 		t.Helper()
@@ -87,8 +87,8 @@ func TestRulesCheckParsesPromQL(t *testing.T) {
 	}
 	// The local source's query is a counter-name pattern, not PromQL.
 	p := startGarrison(t, "rules", "check", file)
-	if err := p.waitExit(t, 10*time.Second); err != nil {
-		t.Fatalf("with the local source: %v\n%s", err, p.stderr.String())
+	if err := p.WaitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("with the local source: %v\n%s", err, p.Stderr())
 	}
 
 	// A Prometheus server: the default source is then prometheus.
@@ -102,8 +102,8 @@ func TestRulesCheckParsesPromQL(t *testing.T) {
     queries: { qps: 'sum(irate({"http.requests_total", app="{{.App}}"}[{{.Window}}]))' }
 `), 0o600)
 	p = startGarrison(t, "rules", "check", "--metrics-source", "prometheus", utf8)
-	if err := p.waitExit(t, 10*time.Second); err != nil {
-		t.Fatalf("offline, a query the 3.x parser accepts: %v\n%s", err, p.stderr.String())
+	if err := p.WaitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("offline, a query the 3.x parser accepts: %v\n%s", err, p.Stderr())
 	}
 	if out := check("--prometheus", prom.URL, utf8); !strings.Contains(out, utf8+":5:21: rules[0].queries.qps: PromQL") {
 		t.Fatalf("output:\n%s", out)
