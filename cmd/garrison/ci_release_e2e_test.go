@@ -73,11 +73,7 @@ func TestPushToProduction(t *testing.T) {
 		removeAppContainers(cli, "/qa"+app)
 	})
 
-	script, _ := os.ReadFile("../../ci/hooks/post-receive")
-	os.WriteFile(filepath.Join(repo.Bare, "hooks", "post-receive"), script, 0o755)
-	gittest.Git(t, repo.Bare, "config", "garrison.url", base)
-	gittest.Git(t, repo.Bare, "config", "garrison.project", "shop")
-	gittest.Git(t, repo.Bare, "config", "garrison.token", "hook-secret")
+	repo.HookGarrison("../../ci/hooks/post-receive", base, "shop", "hook-secret")
 	pipelineFile := func(testCmd string) string {
 		return fmt.Sprintf(`app: %s
 build:

@@ -435,13 +435,7 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 				what += " to " + ch.Version
 			}
 		}
-		if err := x.confirm(yes, what); err != nil {
-			return err
-		}
-		if ch.By == "" {
-			ch.By = os.Getenv("USER")
-		}
-		c, err := x.client()
+		c, err := x.releaseClient(yes, what, &ch)
 		if err != nil {
 			return err
 		}
@@ -467,6 +461,19 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 	return cmd
 }
 
+// releaseClient asks for confirmation of what, names the caller ($USER
+// when --by is not given: only an API without credentials takes it) and
+// returns the client.
+func (x *cli) releaseClient(yes bool, what string, ch *client.ReleaseChange) (*client.Client, error) {
+	if err := x.confirm(yes, what); err != nil {
+		return nil, err
+	}
+	if ch.By == "" {
+		ch.By = os.Getenv("USER")
+	}
+	return x.client()
+}
+
 // releasesApprove is `releases approve APP VERSION ENVIRONMENT`: the
 // caller's approval, which the committer cannot give.
 func (x *cli) releasesApprove() *cobra.Command {
@@ -482,13 +489,7 @@ committer of the release is refused.`,
 		ValidArgsFunction: x.completeRelease(true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ch := client.ReleaseChange{App: args[0], Version: args[1], Environment: args[2], By: by}
-			if err := x.confirm(yes, fmt.Sprintf("approve %s of %s for %s", ch.Version, ch.App, ch.Environment)); err != nil {
-				return err
-			}
-			if ch.By == "" {
-				ch.By = os.Getenv("USER")
-			}
-			c, err := x.client()
+			c, err := x.releaseClient(yes, fmt.Sprintf("approve %s of %s for %s", ch.Version, ch.App, ch.Environment), &ch)
 			if err != nil {
 				return err
 			}

@@ -87,14 +87,7 @@ func TestCLIPipeline(t *testing.T) {
 
 	t.Run("Runs", func(t *testing.T) {
 		s.t = t
-		script, err := os.ReadFile("../../ci/hooks/post-receive")
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(repo.Bare, "hooks", "post-receive"), script, 0o755)
-		gittest.Git(t, repo.Bare, "config", "garrison.url", "http://"+s.addr)
-		gittest.Git(t, repo.Bare, "config", "garrison.project", "slow")
-		gittest.Git(t, repo.Bare, "config", "garrison.token", "hook-secret")
+		repo.HookGarrison("../../ci/hooks/post-receive", "http://"+s.addr, "slow", "hook-secret")
 		rev := repo.Commit("slow build", map[string]string{".garrison.yml": "app: /cli/slow\nbuild:\n  image: " + stepImage +
 			"\n  commands: [\"echo started\", \"sleep 600\"]\nimage:\n  files: [{from: x, to: /x}]\n"})
 		if out := repo.Push(); !strings.Contains(out, `"run":"slow.1"`) {

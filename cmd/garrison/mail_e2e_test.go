@@ -43,14 +43,7 @@ func TestPipelineMailThroughConfiguredServer(t *testing.T) {
 		"--ci-projects", projects, "--config", config)
 	waitHTTP(t, base+"/ping", 30*time.Second)
 
-	script, err := os.ReadFile("../../ci/hooks/post-receive")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(repo.Bare, "hooks", "post-receive"), script, 0o755)
-	gittest.Git(t, repo.Bare, "config", "garrison.url", base)
-	gittest.Git(t, repo.Bare, "config", "garrison.project", "mailed")
-	gittest.Git(t, repo.Bare, "config", "garrison.token", "hook-secret")
+	repo.HookGarrison("../../ci/hooks/post-receive", base, "mailed", "hook-secret")
 	repo.Commit("broken build", map[string]string{".garrison.yml": fmt.Sprintf(
 		"app: /e2e/mailed\nbuild:\n  image: %s\n  commands: [\"exit 4\"]\nimage:\n  files: [{from: x, to: /x}]\n"+
 			"notify:\n  - mail: [\"Mei <mei@ktv.example>\"]\n    on: [failed]\n", img)})

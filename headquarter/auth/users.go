@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -39,7 +40,19 @@ type Users struct {
 	mu       sync.Mutex
 	salt     [32]byte
 	verified map[[32]byte]string
+
+	// bcryptSlots bounds the bcrypt checks running at once: each wrong
+	// password costs one, and a flood of them must not take every core
+	// from the API (remembered pairs skip it and stay fast).
+	bcryptSlots chan struct{}
 }
+
+// compareHash is bcrypt's check; a test counts the calls running at once.
+var compareHash = bcrypt.CompareHashAndPassword
+
+// bcryptConcurrency is how many bcrypt checks may run at once: half the
+// cores, at least one.
+func bcryptConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // LoadUsersFile reads an htpasswd file of bcrypt hashes; every problem
 // names the file and line.
@@ -64,7 +77,7 @@ func LoadUsersFile(path string) (*Users, error) {
 // ($2a$, $2b$, $2y$) are taken: htpasswd's MD5, SHA-1 and crypt formats
 // are too cheap to guess.
 func ParseUsers(name string, data []byte) (*Users, error) {
-	u := &Users{hashes: map[string][]byte{}, verified: map[[32]byte]string{}}
+	u := &Users{hashes: map[string][]byte{}, verified: map[[32]byte]string{}, bcryptSlots: make(chan struct{}, bcryptConcurrency())}
 	var errs []error
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), MaxUsersFileSize)
@@ -151,7 +164,10 @@ func (u *Users) Check(user, password string) bool {
 	if !known {
 		hash = u.dummy
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || !known {
+	u.bcryptSlots <- struct{}{}
+	err := compareHash(hash, []byte(password))
+	<-u.bcryptSlots
+	if err != nil || !known {
 		return false
 	}
 	u.mu.Lock()

@@ -2,11 +2,14 @@ package auth
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -125,5 +128,58 @@ func TestMiddlewareWithSeveralUsers(t *testing.T) {
 		if w.Code == 401 && w.Header().Get("WWW-Authenticate") != `Basic realm="garrison"` {
 			t.Errorf("%q: challenge %q", tc.authz, w.Header().Get("WWW-Authenticate"))
 		}
+	}
+}
+
+// A flood of wrong passwords runs at most bcryptConcurrency() bcrypt checks
+// at once, and a remembered pair is answered while they wait.
+func TestWrongPasswordsShareBoundedBcryptSlots(t *testing.T) {
+	u, err := ParseUsers("users", []byte("mei:"+hash(t, "mei-pw")+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.Check("mei", "mei-pw") { // remembered from now on
+		t.Fatal("mei's password refused")
+	}
+	var running, most atomic.Int32
+	release := make(chan struct{})
+	entered := make(chan struct{}, 64)
+	compareHash = func(h, pw []byte) error {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		entered <- struct{}{}
+		<-release
+		running.Add(-1)
+		return bcrypt.ErrMismatchedHashAndPassword
+	}
+	t.Cleanup(func() { compareHash = bcrypt.CompareHashAndPassword })
+
+	const flood = 16
+	var wg sync.WaitGroup
+	for i := range flood {
+		wg.Go(func() {
+			if u.Check("mei", fmt.Sprintf("guess-%d", i)) {
+				t.Error("a wrong password was taken")
+			}
+		})
+	}
+	limit := bcryptConcurrency()
+	for range limit {
+		<-entered // the slots fill...
+	}
+	// ...and while every slot is held, the remembered pair still answers.
+	if !u.Check("mei", "mei-pw") {
+		t.Error("a remembered password refused while checks wait")
+	}
+	select {
+	case <-entered:
+		t.Fatalf("a check beyond the %d slots started", limit)
+	default:
+	}
+	close(release)
+	wg.Wait()
+	if got := most.Load(); got != int32(limit) {
+		t.Fatalf("at most %d checks ran at once, want %d", got, limit)
 	}
 }
