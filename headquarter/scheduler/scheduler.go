@@ -688,7 +688,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		for _, t := range ts {
 			byID[t.record.ID] = t
 			views = append(views, taskView{ID: t.record.ID, Current: t.record.ConfigVersion == configVersion(as.app),
-				Healthy: s.healthyLocked(t), Killing: t.killing, Staged: t.record.StagedAt})
+				Healthy: s.servingLocked(t, as.app), Killing: t.killing, Staged: t.record.StagedAt})
 		}
 		st := planApp(as.app, views, s.restartingLocked(id))
 		for _, kid := range st.Kill {
@@ -773,6 +773,15 @@ func configVersion(a *app.App) string {
 		return app.FormatVersion(a.VersionInfo.LastConfigChangeAt)
 	}
 	return app.FormatVersion(a.Version)
+}
+
+// servingLocked: healthy and, when garrison registers the app's tasks, in
+// the registry: callers find only registered tasks, so a rolling restart
+// that killed an old task for a new one merely healthy would leave them
+// none while the new one's registration is on its way.
+func (s *Scheduler) servingLocked(t *taskState, a *app.App) bool {
+	return s.healthyLocked(t) && (t.registered != nil || !registers(a) || s.cfg.Registry == nil ||
+		t.record.Driver == driverCluster || len(t.record.Ports) == 0)
 }
 
 // healthyLocked: running, and passing its health checks when it has any.
