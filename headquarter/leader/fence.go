@@ -31,7 +31,13 @@ type Fence struct {
 	key string // the election key, as stored
 	rel string // the key as compared: relative to a namespace (Under)
 	rev int64  // its create revision when the term began
+	// end ends the term in this replica at once when a fenced write or a
+	// Check finds it over in etcd, before the Elector's own watch does.
+	end context.CancelCauseFunc
 }
+
+// errFencedOut ends a term that a refused write found over.
+var errFencedOut = errors.New("a fenced write found the term over")
 
 // Key returns the election key the fence compares, as stored in etcd.
 func (f Fence) Key() string { return f.key }
@@ -101,5 +107,8 @@ func (f Fence) Do(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnRespons
 }
 
 func (f Fence) lost() error {
+	if f.end != nil {
+		f.end(errFencedOut)
+	}
 	return fmt.Errorf("%w: election key %s (create revision %d) is gone", ErrNotLeader, f.key, f.rev)
 }

@@ -41,21 +41,18 @@
 // creates a new key with a new revision, so a write prepared in an old term
 // fails even if this replica leads again.
 //
-// For headquarter/store, whose KV is namespace.NewKV(kv, "/garrison/"), the
-// fence must name the key without that prefix: pass
-// fence.Under(store.Prefix) (the default election prefix /garrison/leader
-// lies under it). The intended use is a fenced view of the store made when
-// a term begins, e.g. st.Fenced(f) returning a *Store whose every write
-// transaction (CommitAt, PutTask, DeleteTask, PutDecision, ...) adds
-// f.Cmps() and maps a failed transaction through f.Check, and a scheduler
-// and autoscaler started with that view under lead's context. Writes by the
-// API (desired state sent by users) stay unfenced: every replica serves
-// them.
+// KV wraps any clientv3.KV so that every write through it is fenced this
+// way (the caller's transaction nested in the fence's), and a refused write
+// ends the term in this replica at once. headquarter/store's Fenced gives
+// the store view a leader acts with: the scheduler and the autoscaler of a
+// term get it, and stop with the term. Writes by the API (desired state
+// sent by users) are the leader's too, since followers proxy the API to it;
+// a request that a paused former leader resumes is refused.
 //
-// Writes outside etcd (Docker, Nomad) cannot be fenced by etcd: the leader
-// writes the fenced record first (a task record before a launch) and checks
-// the term's context before each call, so at most the one call in flight
-// when leadership is lost can still happen.
+// Writes outside etcd (Docker, Nomad, processes) cannot be fenced by etcd:
+// the leader writes the fenced record first (a task record before a launch)
+// and checks the fence (Check) right before each driver call, so at most
+// the one call in flight when leadership is lost can still happen.
 package leader
 
 import (
@@ -307,6 +304,7 @@ func (e *Elector) campaign(ctx context.Context, lead func(context.Context, Fence
 	deadline := sent.Add(time.Duration(ttl.TTL) * time.Second)
 
 	tctx, cancel := context.WithCancelCause(s.Ctx())
+	fence.end = cancel
 	t := &term{ctx: tctx, cancel: cancel, ended: make(chan struct{})}
 	e.mu.Lock()
 	e.term = t
@@ -404,7 +402,7 @@ func (e *Elector) guardLease(ctx context.Context, end context.CancelCauseFunc, l
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(min(every, left)):
+		case <-time.After(checkIn(every, left)):
 		}
 		if time.Until(deadline) <= 0 {
 			continue
@@ -425,6 +423,15 @@ func (e *Elector) guardLease(ctx context.Context, end context.CancelCauseFunc, l
 			}
 		}
 	}
+}
+
+// checkIn is how long guardLease waits before asking etcd again, with left
+// until the deadline: its period, but never so late that the answer cannot
+// arrive before the deadline. (Waiting the whole of left asked only once
+// the deadline had passed: with a 3 s TTL etcd's rounded-down answer is
+// often 1 s, a third of the TTL, and terms ended while the lease was fine.)
+func checkIn(every, left time.Duration) time.Duration {
+	return min(every, left/2)
 }
 
 // observe follows the oldest election key: the leader every replica names.

@@ -157,6 +157,10 @@ func (a *api) errorBody(c *gin.Context, err error) (int, any) {
 		var ve *app.ValidationError
 		errors.As(tooManyChanges(tooMany.Count), &ve)
 		return http.StatusUnprocessableEntity, ve
+	case errors.Is(err, store.ErrNotLeader):
+		// A former leader's write, refused by its fence: the client retries
+		// with the leader.
+		return http.StatusServiceUnavailable, message{err.Error()}
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, message{err.Error()}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -184,7 +184,13 @@ func (s *Scheduler) kill(ctx context.Context, t *taskState) {
 	// The kill must finish even while garrison stops: a half-killed task
 	// would be adopted again by the next start.
 	killCtx := context.WithoutCancel(ctx)
-	if err := t.driver.Kill(killCtx, id, grace); err != nil {
+	// A kill cannot be fenced by etcd: confirm the term right before it, so
+	// a leader paused until another took over does not kill on resume.
+	err := s.guard(killCtx)
+	if err == nil {
+		err = t.driver.Kill(killCtx, id, grace)
+	}
+	if err != nil {
 		s.log.Warn("kill task", "task", id, "error", err)
 		if s.stillRuns(killCtx, t) {
 			// Forgetting it would leave a process no one counts or stops:
@@ -208,6 +214,17 @@ func (s *Scheduler) kill(ctx context.Context, t *taskState) {
 	s.publishStatus(t, task.Killed, "")
 	s.forgetTask(killCtx, id)
 	s.poke()
+}
+
+// guard returns nil while this scheduler's store may write: always on one
+// machine; for a leader's fenced store, while its term lasts.
+func (s *Scheduler) guard(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
+	if err := s.cfg.Store.Guard(ctx); err != nil {
+		return fmt.Errorf("not acting: %w", err)
+	}
+	return nil
 }
 
 // stillRuns asks the driver whether a task runs (true also when the driver

@@ -27,6 +27,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/namespace"
+
+	"github.com/garrisonhq/garrison/headquarter/leader"
 )
 
 // Prefix is where headquarter's state lives in etcd.
@@ -40,14 +42,43 @@ const MaxVersions = 50
 // changed the app (or created it) since the caller read it.
 var ErrConflict = errors.New("store: concurrent change")
 
+// ErrNotLeader means a fenced store refused a write: the leadership term
+// it was made for is over (leader.ErrNotLeader).
+var ErrNotLeader = leader.ErrNotLeader
+
 // Store reads and writes headquarter's state.
 type Store struct {
-	kv clientv3.KV
+	kv  clientv3.KV // namespaced
+	raw clientv3.KV // as given to New
+	// fence guards the writes of a leader's view (Fenced); the zero Fence
+	// on an unfenced store is never used.
+	fence  leader.Fence
+	fenced bool
 }
 
 // New returns a store over the given etcd KV, rooted at Prefix.
 func New(kv clientv3.KV) *Store {
-	return &Store{kv: namespace.NewKV(kv, Prefix)}
+	return &Store{kv: namespace.NewKV(kv, Prefix), raw: kv}
+}
+
+// Fenced returns a view of the store whose every write applies only while
+// the leadership term of f lasts (leader.Fence.KV): once it is over, each
+// write fails with an error wrapping ErrNotLeader, changes nothing, and
+// ends the term in this replica. A leader gives this view to what acts for
+// one term (scheduler, autoscaler).
+func (s *Store) Fenced(f leader.Fence) *Store {
+	return &Store{kv: namespace.NewKV(f.KV(s.raw), Prefix), raw: s.raw, fence: f, fenced: true}
+}
+
+// Guard returns nil when the store's writes may apply: always for an
+// unfenced store; for a fenced one only while its term lasts (one etcd
+// read), else an error wrapping ErrNotLeader. Call it right before an
+// action etcd cannot fence (a driver's launch or kill).
+func (s *Store) Guard(ctx context.Context) error {
+	if !s.fenced {
+		return nil
+	}
+	return s.fence.Check(ctx)
 }
 
 // Record is a stored value with the revision it was last changed at, which
