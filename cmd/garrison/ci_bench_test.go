@@ -92,7 +92,7 @@ func BenchmarkWebhookToProduction(b *testing.B) {
 	os.WriteFile(projects, []byte("projects:\n  - name: echo\n    repo: "+repo.Bare+"\n    secret: "+secret+"\n    keepRuns: 1000\n"), 0o600)
 	addrs := freeAddrs(b, 2)
 	base := "http://" + addrs[0]
-	b.Cleanup(func() { killTasksUnder(data) }) // the runner pool, after garrison is killed
+	b.Cleanup(func() { removeAppContainers(cli, "/bench/runners") }) // the runner pool, after garrison is killed
 	var imagesToRemove, containers []string
 	b.Cleanup(func() {
 		removeAppContainers(cli, app)
