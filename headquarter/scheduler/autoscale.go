@@ -45,7 +45,7 @@ func (s *Scheduler) ScaleStatus(appID string) (ScaleStatus, bool) {
 		}
 		st.Running++
 		st.Tasks = append(st.Tasks, t.record.ID)
-		if s.servingLocked(t, as.app) {
+		if s.servingLocked(as.app, t) {
 			st.Ready++
 		}
 	}

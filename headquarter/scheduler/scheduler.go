@@ -688,7 +688,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		for _, t := range ts {
 			byID[t.record.ID] = t
 			views = append(views, taskView{ID: t.record.ID, Current: t.record.ConfigVersion == configVersion(as.app),
-				Healthy: s.servingLocked(t, as.app), Killing: t.killing, Staged: t.record.StagedAt})
+				Healthy: s.servingLocked(as.app, t), Killing: t.killing, Staged: t.record.StagedAt})
 		}
 		st := planApp(as.app, views, s.restartingLocked(id))
 		for _, kid := range st.Kill {
@@ -775,16 +775,19 @@ func configVersion(a *app.App) string {
 	return app.FormatVersion(a.Version)
 }
 
-// servingLocked: healthy and, when garrison registers the app's tasks, in
-// the registry: callers find only registered tasks, so a rolling restart
-// that killed an old task for a new one merely healthy would leave them
-// none while the new one's registration is on its way.
-func (s *Scheduler) servingLocked(t *taskState, a *app.App) bool {
-	return s.healthyLocked(t) && (t.registered != nil || !registers(a) || s.cfg.Registry == nil ||
-		t.record.Driver == driverCluster || len(t.record.Ports) == 0)
+// healthyLocked: running, and passing its health checks when it has any.
+// servingLocked reports whether t serves callers: healthy and, when
+// garrison registers the app's tasks, registered. A deployment counts a new
+// task only then, so that an old one it replaces leaves the registry after
+// its successor has entered it: callers find instances there, and an app
+// of one instance would otherwise have none for the registration's time.
+func (s *Scheduler) servingLocked(a *app.App, t *taskState) bool {
+	if !s.healthyLocked(t) {
+		return false
+	}
+	return t.registered != nil || !registers(a) || s.cfg.Registry == nil || t.record.Driver == driverCluster
 }
 
-// healthyLocked: running, and passing its health checks when it has any.
 func (s *Scheduler) healthyLocked(t *taskState) bool {
 	if t.record.Driver == driverCluster {
 		return clusterHealthyLocked(t)
