@@ -150,7 +150,9 @@ func (s *autoscaleStack) waitDecision(what string, within time.Duration, match f
 				return true, ""
 			}
 		}
-		return false, ""
+		// What the autoscaler last made of the rule, for a failure.
+		_, _, evals := marathonCall(s.t, "GET", s.base+"/api/v1/evaluations?app="+s.app, nil)
+		return false, string(evals)
 	})
 	return found
 }
@@ -193,13 +195,20 @@ func (s *autoscaleStack) load(rate float64) (stop func() loadgen.Result) {
 				return "http://" + inst.Endpoint.Addr + "/", nil
 			}})
 	}()
-	return func() loadgen.Result {
-		cancel()
-		wg.Wait()
-		svc.Close()
-		cli.Close()
+	var once sync.Once
+	stop = func() loadgen.Result {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			svc.Close()
+			cli.Close()
+		})
 		return res
 	}
+	// A test that fails before it stops the load must not leave it running
+	// at ports the next test's instances get.
+	s.t.Cleanup(func() { stop() })
+	return stop
 }
 
 // ownTaskPorts is a task port range of this test process's own. Docker

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -377,9 +378,13 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 		}
 		// Outcomes that change nothing and follow one another (capped, then
 		// held, then capped...) are written at most once per RecordGap;
-		// the first after an acting record always is.
+		// the first after an acting record always is, and so is the first
+		// under a changed rule (a user who just put a dry-run rule looks
+		// for its decision). Rule changes are writes of their own, so this
+		// cannot grow with the evaluation rate.
 		m.mu.Lock()
-		quiet := !d.Acts() && last != nil && !last.Acts() && now.Sub(m.written[r.App]) < m.cfg.RecordGap
+		quiet := !d.Acts() && last != nil && !last.Acts() && now.Sub(m.written[r.App]) < m.cfg.RecordGap &&
+			reflect.DeepEqual(last.Rule, r)
 		m.mu.Unlock()
 		if quiet {
 			// Kept for GET /api/v1/evaluations, not written.

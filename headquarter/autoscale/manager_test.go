@@ -355,3 +355,28 @@ func TestManagerRecordsADryRunRightAfterAScaleUp(t *testing.T) {
 		t.Fatalf("dry-run records: %+v", got)
 	}
 }
+
+// A decision under a changed rule is written even when the last record did
+// not act and came less than RecordGap before: capped at max, then a
+// dry-run rule put through the API, showed nothing in the log for a minute.
+func TestManagerRecordsTheFirstDecisionOfAChangedRule(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	src := &scriptedSource{readings: sample.Readings{"/a": {sample.QPS: {Value: 60, OK: true, Instances: 3}}}}
+	target := &memTarget{status: map[string]autoscale.AppStatus{"/a": {Instances: 3, Ready: 3}}}
+	m := autoscale.New(autoscale.Config{Target: target, Sources: map[string]sample.Source{"p": src}, DefaultSource: "p",
+		Now: func() time.Time { return now }})
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    max: 3\n    up: { qps: 10 }\n"))
+	if recs := m.Evaluate(t.Context()); len(recs) != 1 || recs[0].Acted || recs[0].Capped != autoscale.CapMax {
+		t.Fatalf("capped at max: %+v", recs)
+	}
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    max: 6\n    dryRun: true\n    up: { qps: 5 }\n"))
+	var got []autoscale.Record
+	for i := range 2 { // a reading that repeats the last one waits one interval
+		now = now.Add(time.Second)
+		src.readings["/a"] = sample.Reading{sample.QPS: {Value: 60 + float64(i), OK: true, Instances: 3}}
+		got = append(got, m.Evaluate(t.Context())...)
+	}
+	if len(got) != 1 || !got[0].DryRun || got[0].To != 6 || got[0].Acted {
+		t.Fatalf("records under the new rule: %+v", got)
+	}
+}
