@@ -101,6 +101,16 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		s.mu.Unlock()
 		return
 	}
+	// A leader paused since the record was written must not launch on
+	// resume: the launch, which etcd cannot fence, waits on the term.
+	if err := s.guard(ctx); err != nil {
+		s.log.Warn("launch", "task", id, "error", err)
+		s.mu.Lock()
+		s.launchEndedLocked(t)
+		s.mu.Unlock()
+		s.forgetTask(ctx, id)
+		return
+	}
 	s.publishStatus(t, task.Staging, "")
 	st, err := t.driver.Launch(ctx, o.spec)
 	if err != nil {
@@ -114,7 +124,11 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		}
 		s.mu.Unlock()
 		s.publishStatus(t, task.Failed, err.Error())
-		if rerr := t.driver.Remove(context.WithoutCancel(ctx), id); rerr != nil {
+		// A launch cut short by the end of the term may have started the
+		// task, which the next leader adopts: only a leader removes it.
+		if gerr := s.guard(context.WithoutCancel(ctx)); gerr != nil {
+			s.log.Warn("leave failed launch to the next leader", "task", id, "error", gerr)
+		} else if rerr := t.driver.Remove(context.WithoutCancel(ctx), id); rerr != nil {
 			s.log.Debug("remove failed launch", "task", id, "error", rerr)
 		}
 		s.forgetTask(ctx, id)

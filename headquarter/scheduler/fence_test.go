@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/leader"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/signalman/process"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // TestFormerLeaderNeitherLaunchesNorKills runs a scheduler with the store
@@ -31,30 +34,7 @@ func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
 		}
 	})
 	h.crash()
-	el, err := leader.New(leader.Config{Client: h.cli, Name: "hq:8080", TTL: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	terms := make(chan leader.Fence, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		el.Run(ctx, func(ctx context.Context, f leader.Fence) {
-			select {
-			case terms <- f:
-			default:
-			}
-			<-ctx.Done()
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var fence leader.Fence
-	select {
-	case fence = <-terms:
-	case <-time.After(time.Minute):
-		t.Fatal("never elected")
-	}
+	fence := electOnce(t, h.cli)
 	fenced = h.store.Fenced(fence)
 	h.start()
 
@@ -117,5 +97,194 @@ func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
 	}
 	if recs, err := h.store.Tasks(t.Context()); err != nil || len(recs) != 2 {
 		t.Fatalf("task records %d (%v), want 2", len(recs), err)
+	}
+}
+
+// endTermAfterTaskRecord is etcd as a leader sees it when it is paused
+// right after writing a task record: the first transaction that writes one
+// ends the term (revokes the election lease) once committed. It counts the
+// task-record writes refused afterwards.
+type endTermAfterTaskRecord struct {
+	clientv3.KV
+	end     func()
+	ended   atomic.Bool
+	refused atomic.Int32
+}
+
+func (k *endTermAfterTaskRecord) Txn(ctx context.Context) clientv3.Txn {
+	return &taskTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+type taskTxn struct {
+	clientv3.Txn
+	kv   *endTermAfterTaskRecord
+	task bool
+}
+
+func (t *taskTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.Txn = t.Txn.If(cs...)
+	return t
+}
+
+func (t *taskTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	t.Txn = t.Txn.Else(ops...)
+	return t
+}
+
+func (t *taskTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	t.task = t.task || writesTask(ops)
+	t.Txn = t.Txn.Then(ops...)
+	return t
+}
+
+func writesTask(ops []clientv3.Op) bool {
+	for _, op := range ops {
+		if op.IsTxn() {
+			_, then, _ := op.Txn()
+			if writesTask(then) {
+				return true
+			}
+		}
+		if op.IsPut() && strings.HasPrefix(string(op.KeyBytes()), store.Prefix+"tasks/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *taskTxn) Commit() (*clientv3.TxnResponse, error) {
+	resp, err := t.Txn.Commit()
+	if err == nil && t.task {
+		if !resp.Succeeded {
+			t.kv.refused.Add(1)
+		} else if t.kv.ended.CompareAndSwap(false, true) {
+			t.kv.end()
+		}
+	}
+	return resp, err
+}
+
+// TestLeaderPausedAfterTaskRecordDoesNotLaunch: the term ends between the
+// task record (written in the term) and the launch; the launch, which etcd
+// cannot fence, is not made, and the next attempt's record is refused.
+func TestLeaderPausedAfterTaskRecordDoesNotLaunch(t *testing.T) {
+	var fenced *store.Store
+	h := newHarnessWith(t, nil, func(c *scheduler.Config) {
+		if fenced != nil {
+			c.Store = fenced
+		}
+	})
+	h.crash()
+	fence := electOnce(t, h.cli)
+	kv := &endTermAfterTaskRecord{KV: h.cli.KV, end: func() {
+		key, err := h.cli.Get(context.Background(), fence.Key())
+		if err == nil && len(key.Kvs) == 1 {
+			h.cli.Revoke(context.Background(), clientv3.LeaseID(key.Kvs[0].Lease))
+		}
+	}}
+	fenced = store.New(kv).Fenced(fence)
+	h.start()
+
+	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/late", 1, ""), Create: true}}, false)
+	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return kv.refused.Load() > 0 })
+	listed, err := h.proc.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 0 {
+		t.Fatalf("a leader whose term ended after the task record launched it: %+v", listed)
+	}
+}
+
+// electOnce runs an elector on cli until the test ends and returns the
+// fence of its first term.
+func electOnce(t *testing.T, cli *clientv3.Client) leader.Fence {
+	t.Helper()
+	el, err := leader.New(leader.Config{Client: cli, Name: "hq:8080", TTL: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	terms := make(chan leader.Fence, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		el.Run(ctx, func(ctx context.Context, f leader.Fence) {
+			select {
+			case terms <- f:
+			default:
+			}
+			<-ctx.Done()
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case f := <-terms:
+		return f
+	case <-time.After(time.Minute):
+		t.Fatal("never elected")
+	}
+	return leader.Fence{}
+}
+
+// launchThenEndTerm starts the task, then ends the term and reports the
+// launch failed, as a launch cut short by the end of the term does (its
+// context cancelled while Docker had started the container). Its Remove
+// is Docker's: forced, a running task is killed.
+type launchThenEndTerm struct {
+	*process.Driver
+	end func()
+}
+
+func (d launchThenEndTerm) Remove(ctx context.Context, id string) error {
+	if err := d.Driver.Kill(ctx, id, 0); err != nil && !errors.Is(err, process.ErrTaskEnded) {
+		return err
+	}
+	return d.Driver.Remove(ctx, id)
+}
+
+func (d launchThenEndTerm) Launch(ctx context.Context, spec task.Spec) (task.Status, error) {
+	st, err := d.Driver.Launch(ctx, spec)
+	if err != nil {
+		return st, err
+	}
+	d.end()
+	return task.Status{ID: spec.ID, State: task.Failed}, context.Canceled
+}
+
+// TestLaunchCutShortByTheTermIsLeftToTheNextLeader: a launch that failed
+// because the term ended may have started the task; the former leader does
+// not remove it (the next leader adopts it). Before, it removed the task a
+// new leader had adopted.
+func TestLaunchCutShortByTheTermIsLeftToTheNextLeader(t *testing.T) {
+	var fenced *store.Store
+	var fence leader.Fence
+	var h *harness
+	endTerm := func() {
+		key, err := h.cli.Get(context.Background(), fence.Key())
+		if err == nil && len(key.Kvs) == 1 {
+			h.cli.Revoke(context.Background(), clientv3.LeaseID(key.Kvs[0].Lease))
+		}
+	}
+	h = newHarnessWith(t, func(p *process.Driver) scheduler.Driver { return launchThenEndTerm{p, endTerm} }, func(c *scheduler.Config) {
+		if fenced != nil {
+			c.Store = fenced
+		}
+	})
+	h.crash()
+	fence = electOnce(t, h.cli)
+	kv := &endTermAfterTaskRecord{KV: h.cli.KV, end: func() {}}
+	kv.ended.Store(true) // the driver ends the term, not the record
+	fenced = store.New(kv).Fenced(fence)
+	h.start()
+
+	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/cut", 1, ""), Create: true}}, false)
+	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return kv.refused.Load() > 0 })
+	listed, err := h.proc.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].State.Terminal() {
+		t.Fatalf("the task a cut-short launch started: %+v, want it running for the next leader", listed)
 	}
 }
