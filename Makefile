@@ -8,7 +8,8 @@ LDFLAGS := -X main.version=$(VERSION)
 .PHONY: build run test test-deps bench vet deps fmt clean
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/garrison ./cmd/garrison
+	# Static: the warm runner pool runs this binary in its image FROM scratch.
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/garrison ./cmd/garrison
 	$(GO) build -o $(BIN)/echo ./examples/echo
 
 # Starts garrison up and the example echo service, which registers itself;
@@ -32,6 +33,9 @@ test-deps:
 # the Go module proxy, installed into bin/). The raw runs stay in
 # bin/bench.txt. BENCH picks benchmarks by name, BENCH_PKGS packages of the
 # main module (the registrar module's run with the default ./...).
+# bench/nomadautoscaler runs garrison beside HashiCorp's nomad-autoscaler on
+# one Nomad (test-deps builds Nomad); its build.sh builds nomad-autoscaler
+# from the Go module proxy once (minutes) and caches it in ~/.cache/garrison.
 BENCH ?= .
 BENCH_COUNT ?= 5
 BENCH_PKGS ?= ./...
@@ -44,6 +48,7 @@ $(BENCHSTAT):
 bench: SHELL := /bin/bash
 bench: .SHELLFLAGS := -o pipefail -c
 bench: test-deps $(BENCHSTAT)
+	$(if $(filter ./... ./bench/nomadautoscaler,$(BENCH_PKGS)),./bench/nomadautoscaler/build.sh >/dev/null)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -count $(BENCH_COUNT) -timeout 180m $(BENCH_PKGS) | tee $(BIN)/bench.txt
 	$(if $(filter ./...,$(BENCH_PKGS)),cd registrar && $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -count $(BENCH_COUNT) -timeout 60m ./... | tee -a ../$(BIN)/bench.txt)
 	$(BENCHSTAT) -confidence 0.9 $(BIN)/bench.txt

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/runner"
 	"github.com/garrisonhq/garrison/ci/webhook"
 	"github.com/garrisonhq/garrison/deploy"
+	"github.com/garrisonhq/garrison/headquarter/auth"
 )
 
 // Limits of the API, stated in the README.
@@ -44,6 +46,8 @@ type api struct {
 	// tokenIdentity is who a bearer-token request is, in release history
 	// and approvals.
 	tokenIdentity string
+	// approvers may approve releases; empty: every user.
+	approvers []string
 	// logPoll is how often a followed log is checked for more.
 	logPoll time.Duration
 }
@@ -365,6 +369,10 @@ func (a *api) readChange(c *gin.Context, needVersion bool) (releaseChange, bool)
 // identity (the auth middleware checked both); "by" from the body only
 // when the request carries no credentials (an API without auth).
 func (a *api) caller(c *gin.Context, by string) string {
+	if u := auth.User(c); u != "" {
+		return u
+	}
+	// Without auth a basic-auth name is as much a claim as the body's.
 	if u, _, ok := c.Request.BasicAuth(); ok && u != "" {
 		return u
 	}
@@ -390,12 +398,21 @@ func (a *api) approve(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r, err := a.releases.Approve(c.Request.Context(), rc.App, rc.Version, rc.Environment, rc.By)
+	r, err := a.approveAs(c, rc)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, r)
+}
+
+// approveAs records rc.By's approval, when they are one of the approvers.
+func (a *api) approveAs(c *gin.Context, rc releaseChange) (deploy.Release, error) {
+	if len(a.approvers) > 0 && !slices.Contains(a.approvers, rc.By) {
+		return deploy.Release{}, &deploy.ForbiddenError{Msg: fmt.Sprintf("%s may not approve releases: the approvers are %s (--ci-approvers)",
+			rc.By, strings.Join(a.approvers, ", "))}
+	}
+	return a.releases.Approve(c.Request.Context(), rc.App, rc.Version, rc.Environment, rc.By)
 }
 
 // promote deploys a release to an environment and answers once it runs
@@ -410,7 +427,7 @@ func (a *api) promote(c *gin.Context) {
 	}
 	if rc.Approve {
 		// Approval and promotion in one call: the approver promotes.
-		if _, err := a.releases.Approve(c.Request.Context(), rc.App, rc.Version, rc.Environment, rc.By); err != nil {
+		if _, err := a.approveAs(c, rc); err != nil {
 			a.fail(c, err)
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,12 +60,21 @@ type Config struct {
 	// TokenIdentity is who a request with the bearer token is, in
 	// release history and approvals (default "token").
 	TokenIdentity string
+	// Approvers are the users who may approve releases for environments
+	// that need an approval; empty: every user but the committer.
+	Approvers []string
+	// Mail sends the pipelines' notification mail; nil sends none.
+	Mail runner.Mailer
 	// RunnerPool is the app id of the warm runner pool test steps without
-	// an image run on; RunnerCommand its cmd (`garrison runnerd`). garrison
-	// creates the app (one instance) when it is missing; its autoscale rule
-	// (source runners) sizes it. Empty: no pool.
-	RunnerPool    string
-	RunnerCommand string
+	// an image run on. garrison creates the app (one instance, the runner
+	// image made around RunnerBinary, a static garrison) when it is
+	// missing; its autoscale rule (source runners) sizes it. The runners
+	// reach this garrison's API at RunnerHQ (a base URL) and etcd at
+	// RunnerEtcd, with MarathonAuth's credentials. Empty: no pool.
+	RunnerPool   string
+	RunnerBinary string
+	RunnerHQ     string
+	RunnerEtcd   []string
 	// Poll shortens the runner's checks in tests (default 1s).
 	Poll time.Duration
 }
@@ -103,14 +113,14 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 	if target != nil {
 		releases = deploy.NewManager(deploy.NewStore(cfg.Etcd), target)
 	}
-	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger, tokenIdentity: cfg.TokenIdentity}, cfg.Auth)
+	mount(r, &api{runs: runs, projects: projects, hooks: hooks, releases: releases, dataDir: cfg.DataDir, log: logger, tokenIdentity: cfg.TokenIdentity, approvers: cfg.Approvers}, cfg.Auth)
 
 	if cfg.Docker == nil {
 		logger.Warn("no Docker engine: pipeline runs are queued but not run")
 		return func() {}, nil
 	}
 	rcfg := runner.Config{Runs: runs, Projects: projects, Steps: executor.New(cfg.Docker, cfg.Namespace),
-		Watcher: cfg.Etcd, DataDir: cfg.DataDir, Node: cfg.Node, IsLeader: cfg.IsLeader, Poll: cfg.Poll, Logger: logger}
+		Watcher: cfg.Etcd, DataDir: cfg.DataDir, Node: cfg.Node, IsLeader: cfg.IsLeader, Poll: cfg.Poll, Logger: logger, Mail: cfg.Mail}
 	if cfg.Registry != "" {
 		rcfg.Products = images.NewBuilder(cfg.Docker, cfg.Registry)
 	}
@@ -124,7 +134,13 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 			cancel()
 			return nil, errors.New("a runner pool needs a Marathon API to run it on")
 		}
-		rcfg.Pool = pool.New(cfg.Etcd, cfg.RunnerPool)
+		if cfg.RunnerHQ == "" || len(cfg.RunnerEtcd) == 0 {
+			cancel()
+			return nil, errors.New("a runner pool needs the URL its runners reach garrison's API at, and etcd's")
+		}
+		p := pool.New(cfg.Etcd, cfg.RunnerPool, cfg.RunnerHQ)
+		rcfg.Pool = p
+		mountPool(r, p, cfg.Auth)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -142,27 +158,61 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 }
 
 // PoolApp is the runner pool's app definition: one instance to start
-// with, one port, health-checked; its autoscale rule sizes it after.
-func PoolApp(id, cmd string) map[string]any {
-	return map[string]any{"id": id, "cmd": cmd, "instances": 1, "cpus": 0.1, "mem": 64,
+// with, in a container of image (host networking, no new privileges, an
+// init), one port, health-checked; its autoscale rule sizes it after. The
+// runners register themselves (GARRISON_REGISTER=self) with their task
+// id. cpus and mem are the Docker driver's hard limits of each runner,
+// and so of the test steps it runs.
+func PoolApp(id, image string, args []string, env map[string]string) map[string]any {
+	return map[string]any{"id": id, "args": args, "env": env, "instances": 1, "cpus": 1, "mem": 1024,
+		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": image, "network": "HOST",
+			// init reaps what steps leave behind in the long-lived container.
+			"parameters": []map[string]any{{"key": "security-opt", "value": "no-new-privileges"}, {"key": "init", "value": "true"}}}},
 		// A scale-down that picks a busy runner waits for its job.
 		"taskKillGracePeriodSeconds": int(runnerd.DefaultDrain / time.Second),
 		"portDefinitions":            []map[string]any{{"port": 0, "name": "http"}},
-		"labels":                     map[string]string{"garrison.role": "ci-runner-pool"},
+		"labels":                     map[string]string{"garrison.role": "ci-runner-pool", "GARRISON_REGISTER": "self"},
 		"healthChecks": []map[string]any{{"protocol": "HTTP", "path": "/health", "portIndex": 0,
 			"gracePeriodSeconds": 10, "intervalSeconds": 2, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}}}
 }
 
-// ensurePool creates the pool app when Marathon lacks it, retrying until
-// the API answers (garrison's own may still be starting).
+// poolApp is cfg's pool app around the runner image.
+func poolApp(cfg Config, image string) map[string]any {
+	// The jobs carry garrison's URL: a runner needs only etcd.
+	args := []string{"--etcd", strings.Join(cfg.RunnerEtcd, ",")}
+	env := map[string]string{}
+	switch a := cfg.MarathonAuth; {
+	case a.Token != "":
+		env["GARRISON_TOKEN"] = a.Token
+	case a.Username != "":
+		env["GARRISON_USER"], env["GARRISON_PASSWORD"] = a.Username, a.Password
+	}
+	return PoolApp(cfg.RunnerPool, image, args, env)
+}
+
+// ensurePool builds the runner image and creates the pool app when
+// Marathon lacks it, retrying until the API answers (garrison's own may
+// still be starting).
 func ensurePool(ctx context.Context, target *deploy.Marathon, cfg Config, logger *slog.Logger) {
+	image := ""
 	for {
-		created, err := target.Ensure(ctx, PoolApp(cfg.RunnerPool, cfg.RunnerCommand))
-		if err == nil {
-			if created {
-				logger.Info("runner pool created", "app", cfg.RunnerPool)
+		var err error
+		if image == "" {
+			var log strings.Builder
+			image, err = runnerd.BuildImage(ctx, cfg.Docker, cfg.RunnerBinary, &log)
+			if err != nil {
+				image = ""
+				err = fmt.Errorf("%w\n%s", err, log.String())
 			}
-			return
+		}
+		if err == nil {
+			var created bool
+			if created, err = target.Ensure(ctx, poolApp(cfg, image)); err == nil {
+				if created {
+					logger.Info("runner pool created", "app", cfg.RunnerPool, "image", image)
+				}
+				return
+			}
 		}
 		logger.Warn("runner pool not created yet", "app", cfg.RunnerPool, "error", err)
 		select {
@@ -171,4 +221,15 @@ func ensurePool(ctx context.Context, target *deploy.Marathon, cfg Config, logger
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// mountPool serves the runners' routes: the workspaces of the jobs they
+// took, and their output.
+func mountPool(r *gin.Engine, p *pool.Pool, auth gin.HandlerFunc) {
+	h := []gin.HandlerFunc{gin.WrapH(p.Handler())}
+	if auth != nil {
+		h = append([]gin.HandlerFunc{auth}, h...)
+	}
+	r.GET(pool.JobsPath+":id/workspace", h...)
+	r.POST(pool.JobsPath+":id/output", h...)
 }

@@ -21,6 +21,9 @@ type Marathon struct {
 	base string
 	auth Auth
 	hc   *http.Client
+	// poll paces the waits for a deployment: the API is usually
+	// garrison's own, called in-process, and every poll period a
+	// pipeline's deploy waits past readiness is on its way to production.
 	poll time.Duration
 }
 
@@ -51,7 +54,7 @@ func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // NewMarathon returns a client of the API at base (http://127.0.0.1:8080).
 func NewMarathon(base string, auth Auth) *Marathon {
-	return &Marathon{base: strings.TrimSuffix(base, "/"), auth: auth, hc: &http.Client{Timeout: 30 * time.Second}, poll: 200 * time.Millisecond}
+	return &Marathon{base: strings.TrimSuffix(base, "/"), auth: auth, hc: &http.Client{Timeout: 30 * time.Second}, poll: 50 * time.Millisecond}
 }
 
 // APIError is a refusal by the Marathon API, with its body.
@@ -108,12 +111,16 @@ func appPath(id string) string {
 const ReadyTimeout = 5 * time.Minute
 
 // Deploy creates or replaces app id from def with image, and waits until
-// the deployment is done and every instance runs (and is healthy, when the
-// app has health checks), at most ReadyTimeout.
+// every instance of the new version runs (and is healthy, when the app has
+// health checks), at most ReadyTimeout. It does not wait for the instances
+// it replaces to stop: Marathon's deployment goes on draining them (a
+// second or more each, for the requests on their way) while the new ones
+// already serve.
 func (m *Marathon) Deploy(ctx context.Context, id string, def map[string]any, image string) error {
 	app := appDefinition(id, def, image)
 	var res struct {
 		DeploymentID string `json:"deploymentId"`
+		Version      string `json:"version"`
 	}
 	if err := m.call(ctx, http.MethodPut, appPath(id)+"?force=true", app, &res); err != nil {
 		return fmt.Errorf("deploy %s: %w", id, err)
@@ -123,6 +130,15 @@ func (m *Marathon) Deploy(ctx context.Context, id string, def map[string]any, im
 	tick := time.NewTicker(m.poll)
 	defer tick.Stop()
 	for {
+		var a appState
+		if err := m.call(ctx, http.MethodGet, appPath(id), nil, &a); err != nil {
+			return fmt.Errorf("deploy %s: %w", id, err)
+		}
+		if a.App.versionReady(res.Version) {
+			return nil
+		}
+		// A change that launches nothing new (a scale-down, the same
+		// definition again) is ready when its deployment is done.
 		var deps []struct {
 			ID string `json:"id"`
 		}
@@ -133,21 +149,8 @@ func (m *Marathon) Deploy(ctx context.Context, id string, def map[string]any, im
 		for _, d := range deps {
 			busy = busy || d.ID == res.DeploymentID
 		}
-		if !busy {
-			var a struct {
-				App struct {
-					Instances    int   `json:"instances"`
-					TasksRunning int   `json:"tasksRunning"`
-					TasksHealthy int   `json:"tasksHealthy"`
-					HealthChecks []any `json:"healthChecks"`
-				} `json:"app"`
-			}
-			if err := m.call(ctx, http.MethodGet, appPath(id), nil, &a); err != nil {
-				return fmt.Errorf("deploy %s: %w", id, err)
-			}
-			if a.App.TasksRunning >= a.App.Instances && (len(a.App.HealthChecks) == 0 || a.App.TasksHealthy >= a.App.Instances) {
-				return nil
-			}
+		if !busy && a.App.TasksRunning >= a.App.Instances && (len(a.App.HealthChecks) == 0 || a.App.TasksHealthy >= a.App.Instances) {
+			return nil
 		}
 		select {
 		case <-wctx.Done():
@@ -155,6 +158,47 @@ func (m *Marathon) Deploy(ctx context.Context, id string, def map[string]any, im
 		case <-tick.C:
 		}
 	}
+}
+
+// appState is what Deploy reads of an app.
+type appState struct {
+	App appStatus `json:"app"`
+}
+
+type appStatus struct {
+	Instances    int   `json:"instances"`
+	TasksRunning int   `json:"tasksRunning"`
+	TasksHealthy int   `json:"tasksHealthy"`
+	HealthChecks []any `json:"healthChecks"`
+	Tasks        []struct {
+		Version            string `json:"version"`
+		State              string `json:"state"`
+		HealthCheckResults []struct {
+			Alive bool `json:"alive"`
+		} `json:"healthCheckResults"`
+	} `json:"tasks"`
+}
+
+// versionReady reports whether as many tasks of version run (every check
+// alive, when the app has checks) as the app wants instances.
+func (a appStatus) versionReady(version string) bool {
+	if version == "" || a.Instances == 0 {
+		return false
+	}
+	ready := 0
+	for _, t := range a.Tasks {
+		if t.Version != version || t.State != "TASK_RUNNING" {
+			continue
+		}
+		alive := len(t.HealthCheckResults) >= len(a.HealthChecks)
+		for _, r := range t.HealthCheckResults {
+			alive = alive && r.Alive
+		}
+		if alive {
+			ready++
+		}
+	}
+	return ready >= a.Instances
 }
 
 // lastFailure says why the app's last task failed, when Marathon knows.

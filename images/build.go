@@ -58,6 +58,10 @@ func (c *Context) add(e entry) {
 	c.entries = append(c.entries, e)
 }
 
+func (c *Context) addDir(name string, mode int64) {
+	c.add(entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode}})
+}
+
 // AddFS puts src (a file or a directory, walked) from fsys in the context
 // under name. Symbolic links are kept as links, never followed: a link a
 // build left pointing at a host file adds the link, not the file. fsys
@@ -82,7 +86,7 @@ func (c *Context) AddFS(name string, fsys fs.FS, src string) error {
 			}
 			c.add(entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: target, Linkname: link, Mode: 0o777}})
 		case d.IsDir():
-			c.add(entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: target + "/", Mode: mode}})
+			c.addDir(target, mode)
 		case d.Type().IsRegular():
 			c.add(entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: target, Mode: mode, Size: info.Size()}, fsys: fsys, path: p})
 		default:

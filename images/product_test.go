@@ -73,7 +73,7 @@ func TestProductImageIsLabelledTaggedAndPushed(t *testing.T) {
 	created := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 	p := images.Product{
 		Name: name, Version: "7-0d1a26e67d8f", Base: base, Workspace: ws,
-		Files:      []images.File{{From: "out/hello.txt", To: "/app/hello.txt"}, {From: "out/static", To: "/app/static"}},
+		Files:      []images.File{{From: "out/hello.txt", To: "/app/"}, {From: "out/static", To: "/app/static"}},
 		Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"cat /app/hello.txt /app/static/index.html; echo $MODE"},
 		Env:      map[string]string{"MODE": `prod "quoted" $PATH \n`, "B": "2"},
 		Revision: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Source: "/srv/git/account.git", RunID: "account.7",
@@ -167,5 +167,69 @@ func TestProductFilesNeverLeaveTheWorkspace(t *testing.T) {
 	out := runOutput(t, cli, res.Ref, "/bin/sh", "-c", "readlink /out/link.txt; cat /out/link.txt")
 	if strings.Contains(out, "host-secret-4711") || !strings.Contains(out, filepath.Join(host, "secret.txt")) {
 		t.Errorf("image output %q: the link should be a dangling link", out)
+	}
+}
+
+// TestScratchProductIsImported: a product FROM scratch is imported, one
+// layer with what COPY would have made (modes, owner root, parent
+// directories, a file to a path ending in / keeps its name, links stay
+// links) and the same config and labels, tagged both ways and pushed.
+func TestScratchProductIsImported(t *testing.T) {
+	cli := dockertest.Client(t)
+	reg := registrytest.Start(t)
+	ws := t.TempDir()
+	os.MkdirAll(filepath.Join(ws, "out", "static"), 0o750)
+	os.WriteFile(filepath.Join(ws, "out", "hello.txt"), []byte("hello from the build\n"), 0o600)
+	os.WriteFile(filepath.Join(ws, "out", "static", "index.html"), []byte("<p>hi</p>\n"), 0o640)
+	os.Symlink("index.html", filepath.Join(ws, "out", "static", "home.html"))
+	bb, err := os.ReadFile(images.BusyboxBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(ws, "out", "busybox"), bb, 0o755)
+	name := dockertest.UniqueName("garrison-test/scratch-")
+	p := images.Product{
+		Name: name, Version: "3-0d1a26e67d8f", Base: "scratch", Workspace: ws,
+		Files:      []images.File{{From: "out/busybox", To: "/bin/"}, {From: "out/hello.txt", To: "/app/deep/hello.txt"}, {From: "out/static", To: "/app/static"}},
+		Entrypoint: []string{"/bin/busybox", "sh", "-c"},
+		Cmd: []string{`/bin/busybox cat /app/deep/hello.txt /app/static/home.html; echo "$MODE"; ` +
+			`/bin/busybox stat -c '%n %a %u %F' /app /app/deep /app/deep/hello.txt /app/static /app/static/index.html /app/static/home.html /bin /bin/busybox`},
+		Env:      map[string]string{"MODE": `prod "quoted" $PATH`},
+		Revision: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Source: "/srv/git/account.git", RunID: "account.3",
+		Committer: "Mei <mei@ktv.example>", Created: time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	res, err := images.NewBuilder(cli, reg).Build(ctx, p, &log)
+	removeImages(t, cli, name+":3-0d1a26e67d8f", reg+"/"+name+":3-0d1a26e67d8f")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "FROM scratch: importing 3 file(s)") || !strings.HasPrefix(res.Digest, "sha256:") {
+		t.Errorf("log %q, result %+v", log.String(), res)
+	}
+	img, err := cli.ImageInspect(ctx, name+":3-0d1a26e67d8f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(img.RootFS.Layers) != 1 || img.ID != res.ID || img.Config.Labels["garrison.run"] != "account.3" ||
+		img.Config.Labels["org.opencontainers.image.created"] != "2026-11-29T09:00:00Z" || img.Config.Labels["org.opencontainers.image.version"] != p.Version {
+		t.Errorf("image: %d layers, id %s (built %s), labels %v", len(img.RootFS.Layers), img.ID, res.ID, img.Config.Labels)
+	}
+	want := `hello from the build
+<p>hi</p>
+prod "quoted" $PATH
+/app 755 0 directory
+/app/deep 755 0 directory
+/app/deep/hello.txt 600 0 regular file
+/app/static 750 0 directory
+/app/static/index.html 640 0 regular file
+/app/static/home.html 777 0 symbolic link
+/bin 755 0 directory
+/bin/busybox 755 0 regular file
+`
+	if out := runOutput(t, cli, res.Ref); out != want {
+		t.Errorf("the image prints:\n%s\nwant:\n%s", out, want)
 	}
 }

@@ -2,7 +2,7 @@
 # Installs and starts what garrison's tests talk to, when it is missing:
 # Debian's docker.io (with the daemon started host-networking only),
 # etcd-server, etcd-client (etcdctl, used in the README and its test),
-# prometheus and docker-registry, and builds Nomad (cached under
+# prometheus, docker-registry and python3-aiosmtpd, and builds Nomad (cached under
 # ~/.cache/garrison). Safe to run again.
 set -euo pipefail
 
@@ -27,6 +27,11 @@ command -v curl >/dev/null || missing+=(curl)
 # Debian's busybox package also has a /bin/busybox, but linked
 # dynamically: it cannot run in an image FROM scratch.
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+# images/debootstrap.sh builds Debian base images (its test runs in CI).
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+# Notification mail is sent to aiosmtpd, a real SMTP server, run by
+# Debian's python3 (internal/smtptest).
+dpkg-query -W -f='${Status}' python3-aiosmtpd 2>/dev/null | grep -q 'ok installed' || missing+=(python3-aiosmtpd)
 # The console's browser tests drive Debian's chromium, headless.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -50,9 +50,12 @@
 //	    auto: true                 # promote here on green without a call
 //	  - name: production
 //	    approval: true             # a user other than the committer must approve
-//	notify:                        # optional: URLs called when a run ends
-//	  - url: http://127.0.0.1:9000/hook
-//	    on: [passed, failed]       # default both
+//	notify:                        # optional: who hears when a run ends
+//	  - url: http://127.0.0.1:9000/hook  # a URL POSTed the run (signed), or
+//	    on: [passed, failed]       # default both; cancelled too when named
+//	  - mail: [dev@example.com, "Ops <ops@example.com>"]  # a mail to these
+//	    on: [failed]               # (one address or a list), sent through
+//	                               # garrison's --smtp-addr server
 //
 // Every step also gets the run's variables: CI=true, GARRISON_RUN,
 // GARRISON_PROJECT, CI_COMMIT_SHA, CI_COMMIT_REF, CI_COMMIT_BRANCH,
@@ -62,5 +65,5 @@
 //
 // Limits: the file at most 256 KiB; 100 commands per step, each at most
 // 16 KiB; 100 env entries per step; 100 image files; 20 test steps; 8
-// environments; 10 notification URLs.
+// environments; 10 notifications, each with at most 20 mail recipients.
 package pipeline

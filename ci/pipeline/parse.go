@@ -1,27 +1,25 @@
 package pipeline
 
 import (
-	"cmp"
 	"fmt"
+	"net/mail"
 	"net/url"
 	"path"
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/internal/yamlfile"
 )
 
 var (
-	// yaml.v3 reports syntax errors as text; the line is only there.
-	syntaxLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	// appSegmentRE is one segment of a Marathon app id.
-	appSegmentRE = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
-	nameRE       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
-	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	nameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// imageRE is a Docker image reference: [host[:port]/]name[:tag][@digest].
 	imageRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$`)
 )
@@ -34,59 +32,18 @@ func Parse(data []byte, filename string) (*Pipeline, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		e := Error{File: filename, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-		if m := syntaxLineRE.FindStringSubmatch(err.Error()); m != nil {
-			e.Line, _ = strconv.Atoi(m[1])
-			e.Column, e.Msg = 1, m[2]
-		}
-		return nil, Errors{e}
+		return nil, Errors{yamlfile.SyntaxError(err, filename)}
 	}
-	d := &decoder{file: filename}
+	d := &decoder{Decoder: yamlfile.Decoder{File: filename}}
 	p := d.pipeline(&root)
-	if len(d.errs) > 0 {
-		slices.SortStableFunc(d.errs, func(a, b Error) int {
-			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
-		})
-		return nil, d.errs
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
 type decoder struct {
-	file string
-	errs Errors
-}
-
-func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) {
-	e := Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		e.Line, e.Column = n.Line, n.Column
-	}
-	d.errs = append(d.errs, e)
-}
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	}
-	return strconv.Quote(n.Value)
-}
-
-func join(p, key string) string {
-	if p == "" {
-		return key
-	}
-	return p + "." + key
+	yamlfile.Decoder
 }
 
 // fields decodes a mapping whose keys are the fields' names: each known
@@ -95,35 +52,28 @@ func join(p, key string) string {
 // are missing are reported at the mapping. It returns false when n is not
 // a mapping.
 func (d *decoder) fields(n *yaml.Node, p string, required []string, fs map[string]func(v *yaml.Node, p string)) bool {
-	n = resolve(n)
-	if n.Kind != yaml.MappingNode {
-		d.errf(n, p, "must be a mapping, not %s", describe(n))
-		return false
-	}
 	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		kp := join(p, k.Value)
-		f, ok := fs[k.Value]
+	if !d.Mapping(n, p, func(key string, k, v *yaml.Node) {
+		kp := yamlfile.Join(p, key)
+		f, ok := fs[key]
 		switch {
-		case k.Kind != yaml.ScalarNode:
-			d.errf(k, p, "keys must be strings")
-		case seen[k.Value]:
-			d.errf(k, kp, "duplicate key")
 		case !ok:
 			d.unknown(k, kp, fs)
+		case !yamlfile.IsNull(v):
+			seen[key] = true
+			f(v, kp)
+		case slices.Contains(required, key):
+			seen[key] = true
+			d.Errf(v, kp, "required")
 		default:
-			seen[k.Value] = true
-			if !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
-				f(v, kp)
-			} else if slices.Contains(required, k.Value) {
-				d.errf(v, kp, "required")
-			}
+			seen[key] = true
 		}
+	}) {
+		return false
 	}
 	for _, r := range required {
 		if !seen[r] {
-			d.errf(n, join(p, r), "required")
+			d.Errf(yamlfile.Resolve(n), yamlfile.Join(p, r), "required")
 		}
 	}
 	return true
@@ -133,19 +83,19 @@ func (d *decoder) unknown(k *yaml.Node, p string, fs map[string]func(*yaml.Node,
 	names := make([]string, 0, len(fs))
 	for name := range fs {
 		if strings.EqualFold(name, k.Value) {
-			d.errf(k, p, "unknown field (did you mean %q?)", name)
+			d.Errf(k, p, "unknown field (did you mean %q?)", name)
 			return
 		}
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	d.errf(k, p, "unknown field (known: %s)", strings.Join(names, ", "))
+	d.Errf(k, p, "unknown field (known: %s)", strings.Join(names, ", "))
 }
 
 func (d *decoder) str(n *yaml.Node, p string) (string, bool) {
 	// Numbers and booleans are read as written: `cmd: [8080]` means "8080".
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Tag == "!!binary" {
-		d.errf(n, p, "must be a string, not %s", describe(n))
+		d.Errf(n, p, "must be a string, not %s", yamlfile.Describe(n))
 		return "", false
 	}
 	return n.Value, true
@@ -154,7 +104,7 @@ func (d *decoder) str(n *yaml.Node, p string) (string, bool) {
 func (d *decoder) boolean(n *yaml.Node, p string) bool {
 	var v bool
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&v) != nil {
-		d.errf(n, p, "must be true or false, not %s", describe(n))
+		d.Errf(n, p, "must be true or false, not %s", yamlfile.Describe(n))
 	}
 	return v
 }
@@ -167,9 +117,9 @@ func (d *decoder) duration(n *yaml.Node, p string) time.Duration {
 	v, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		d.errf(n, p, "must be a duration such as 90s or 20m, not %q", s)
+		d.Errf(n, p, "must be a duration such as 90s or 20m, not %q", s)
 	case v <= 0 || v > MaxTimeout:
-		d.errf(n, p, "must be above 0 and at most %s", MaxTimeout)
+		d.Errf(n, p, "must be above 0 and at most %s", MaxTimeout)
 	}
 	return v
 }
@@ -177,15 +127,15 @@ func (d *decoder) duration(n *yaml.Node, p string) time.Duration {
 // list calls f for each item of a sequence, checking its length.
 func (d *decoder) list(n *yaml.Node, p string, max int, f func(item *yaml.Node, p string)) {
 	if n.Kind != yaml.SequenceNode {
-		d.errf(n, p, "must be a list, not %s", describe(n))
+		d.Errf(n, p, "must be a list, not %s", yamlfile.Describe(n))
 		return
 	}
 	if len(n.Content) > max {
-		d.errf(n, p, "at most %d items, has %d", max, len(n.Content))
+		d.Errf(n, p, "at most %d items, has %d", max, len(n.Content))
 		return
 	}
 	for i, item := range n.Content {
-		f(resolve(item), fmt.Sprintf("%s[%d]", p, i))
+		f(yamlfile.Resolve(item), fmt.Sprintf("%s[%d]", p, i))
 	}
 }
 
@@ -202,16 +152,16 @@ func (d *decoder) strings(n *yaml.Node, p string, max int) []string {
 func (d *decoder) env(n *yaml.Node, p string) map[string]string {
 	out := map[string]string{}
 	fs := map[string]func(*yaml.Node, string){}
-	n = resolve(n)
+	n = yamlfile.Resolve(n)
 	if n.Kind == yaml.MappingNode {
 		if len(n.Content)/2 > MaxEnv {
-			d.errf(n, p, "at most %d variables", MaxEnv)
+			d.Errf(n, p, "at most %d variables", MaxEnv)
 			return nil
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			name := n.Content[i].Value
 			if !envNameRE.MatchString(name) {
-				d.errf(n.Content[i], join(p, name), "must be a variable name (letters, digits, '_', not starting with a digit)")
+				d.Errf(n.Content[i], yamlfile.Join(p, name), "must be a variable name (letters, digits, '_', not starting with a digit)")
 			}
 			fs[name] = func(v *yaml.Node, vp string) {
 				if s, ok := d.str(v, vp); ok {
@@ -227,14 +177,14 @@ func (d *decoder) env(n *yaml.Node, p string) map[string]string {
 func (d *decoder) image(n *yaml.Node, p string) string {
 	s, ok := d.str(n, p)
 	if ok && !imageRE.MatchString(s) {
-		d.errf(n, p, "not an image reference (name[:tag], e.g. garrison/build:busybox)")
+		d.Errf(n, p, "not an image reference (name[:tag], e.g. garrison/build:busybox)")
 	}
 	return s
 }
 
 func (d *decoder) pipeline(root *yaml.Node) *Pipeline {
 	if root.Kind == 0 || (root.Kind == yaml.DocumentNode && len(root.Content) == 0) {
-		d.errf(nil, "", "empty: a pipeline needs at least app, build and image")
+		d.Errf(nil, "", "empty: a pipeline needs at least app, build and image")
 		return nil
 	}
 	if root.Kind == yaml.DocumentNode {
@@ -245,8 +195,8 @@ func (d *decoder) pipeline(root *yaml.Node) *Pipeline {
 	d.fields(root, "", []string{"app", "build", "image"}, map[string]func(*yaml.Node, string){
 		"app": func(v *yaml.Node, fp string) {
 			p.App, _ = d.str(v, fp)
-			if msg := appIDProblem(p.App); p.App != "" && msg != "" {
-				d.errf(v, fp, "%s", msg)
+			if msg := app.AbsoluteIDProblem(p.App); p.App != "" && msg != "" {
+				d.Errf(v, fp, "%s", msg)
 			}
 		},
 		"build": func(v *yaml.Node, fp string) { p.Build = d.step(v, fp, false) },
@@ -256,7 +206,7 @@ func (d *decoder) pipeline(root *yaml.Node) *Pipeline {
 			d.list(v, fp, MaxTests, func(item *yaml.Node, ip string) {
 				s := d.step(item, ip, true)
 				if s.Name != "" && names[s.Name] {
-					d.errf(item, ip+".name", "duplicate test name %q", s.Name)
+					d.Errf(item, ip+".name", "duplicate test name %q", s.Name)
 				}
 				names[s.Name] = true
 				p.Tests = append(p.Tests, s)
@@ -282,11 +232,11 @@ func (d *decoder) step(n *yaml.Node, p string, named bool) Step {
 		"commands": func(v *yaml.Node, fp string) {
 			s.Commands = d.strings(v, fp, MaxCommands)
 			if v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
-				d.errf(v, fp, "needs at least one command")
+				d.Errf(v, fp, "needs at least one command")
 			}
 			for i, c := range s.Commands {
 				if len(c) > MaxCommandLen {
-					d.errf(v.Content[i], fmt.Sprintf("%s[%d]", fp, i), "longer than %d bytes", MaxCommandLen)
+					d.Errf(v.Content[i], fmt.Sprintf("%s[%d]", fp, i), "longer than %d bytes", MaxCommandLen)
 				}
 			}
 		},
@@ -299,7 +249,7 @@ func (d *decoder) step(n *yaml.Node, p string, named bool) Step {
 		fs["name"] = func(v *yaml.Node, fp string) {
 			s.Name, _ = d.str(v, fp)
 			if s.Name != "" && !nameRE.MatchString(s.Name) {
-				d.errf(v, fp, "must be lower-case letters, digits and '-'")
+				d.Errf(v, fp, "must be lower-case letters, digits and '-'")
 			}
 		}
 	} else {
@@ -316,7 +266,7 @@ func (d *decoder) productImage(n *yaml.Node, p string) Image {
 		"base": func(v *yaml.Node, fp string) { img.Base = d.image(v, fp) },
 		"files": func(v *yaml.Node, fp string) {
 			if v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
-				d.errf(v, fp, "needs at least one file")
+				d.Errf(v, fp, "needs at least one file")
 			}
 			d.list(v, fp, MaxFiles, func(item *yaml.Node, ip string) {
 				var f File
@@ -324,13 +274,13 @@ func (d *decoder) productImage(n *yaml.Node, p string) Image {
 					"from": func(v *yaml.Node, fp string) {
 						f.From, _ = d.str(v, fp)
 						if c := path.Clean(f.From); f.From != "" && (path.IsAbs(f.From) || c == ".." || strings.HasPrefix(c, "../")) {
-							d.errf(v, fp, "must be a path inside the workspace")
+							d.Errf(v, fp, "must be a path inside the workspace")
 						}
 					},
 					"to": func(v *yaml.Node, fp string) {
 						f.To, _ = d.str(v, fp)
 						if f.To != "" && (!path.IsAbs(f.To) || path.Clean(f.To) == "/") {
-							d.errf(v, fp, "must be an absolute path in the image, not /")
+							d.Errf(v, fp, "must be an absolute path in the image, not /")
 						}
 					},
 				})
@@ -362,15 +312,15 @@ func (d *decoder) environments(n *yaml.Node, p string) []Environment {
 		switch {
 		case e.Name == "":
 		case !nameRE.MatchString(e.Name):
-			d.errf(nameNode, ip, "environment names are lower-case letters, digits and '-'")
+			d.Errf(nameNode, ip, "environment names are lower-case letters, digits and '-'")
 		case seen[e.Name]:
-			d.errf(nameNode, ip, "duplicate environment %q", e.Name)
+			d.Errf(nameNode, ip, "duplicate environment %q", e.Name)
 		}
 		seen[e.Name] = true
 		out = append(out, e)
 	})
 	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
-		d.errf(n, p, "needs at least one environment")
+		d.Errf(n, p, "needs at least one environment")
 	}
 	return out
 }
@@ -380,21 +330,21 @@ func (d *decoder) environments(n *yaml.Node, p string) []Environment {
 // Marathon API checks the rest when it is deployed.
 func (d *decoder) deploy(n *yaml.Node, p string) map[string]any {
 	if n.Kind != yaml.MappingNode {
-		d.errf(n, p, "must be a mapping (a Marathon app definition), not %s", describe(n))
+		d.Errf(n, p, "must be a mapping (a Marathon app definition), not %s", yamlfile.Describe(n))
 		return nil
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
+		k, v := n.Content[i], yamlfile.Resolve(n.Content[i+1])
 		switch k.Value {
 		case "id":
-			d.errf(k, join(p, "id"), "set by garrison for each environment: leave it out")
+			d.Errf(k, yamlfile.Join(p, "id"), "set by garrison for each environment: leave it out")
 		case "container":
 			if v.Kind == yaml.MappingNode {
 				for j := 0; j+1 < len(v.Content); j += 2 {
-					if dk, dv := v.Content[j], resolve(v.Content[j+1]); dk.Value == "docker" && dv.Kind == yaml.MappingNode {
+					if dk, dv := v.Content[j], yamlfile.Resolve(v.Content[j+1]); dk.Value == "docker" && dv.Kind == yaml.MappingNode {
 						for l := 0; l+1 < len(dv.Content); l += 2 {
 							if dv.Content[l].Value == "image" {
-								d.errf(dv.Content[l], p+".container.docker.image", "set by garrison to the run's product image: leave it out")
+								d.Errf(dv.Content[l], p+".container.docker.image", "set by garrison to the run's product image: leave it out")
 							}
 						}
 					}
@@ -404,40 +354,72 @@ func (d *decoder) deploy(n *yaml.Node, p string) map[string]any {
 	}
 	var m map[string]any
 	if err := n.Decode(&m); err != nil {
-		d.errf(n, p, "%v", err)
+		d.Errf(n, p, "%v", err)
 	}
 	return m
 }
 
 func (d *decoder) notify(n *yaml.Node, p string) Notify {
 	nt := Notify{On: []string{"passed", "failed"}}
-	d.fields(n, p, []string{"url"}, map[string]func(*yaml.Node, string){
+	ok := d.fields(n, p, nil, map[string]func(*yaml.Node, string){
 		"url": func(v *yaml.Node, fp string) {
 			nt.URL, _ = d.str(v, fp)
 			if u, err := url.Parse(nt.URL); nt.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-				d.errf(v, fp, "must be an http:// or https:// URL")
+				d.Errf(v, fp, "must be an http:// or https:// URL")
+			}
+		},
+		"mail": func(v *yaml.Node, fp string) {
+			items := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				if len(v.Content) > MaxMailRecipients {
+					d.Errf(v, fp, "at most %d recipients, has %d", MaxMailRecipients, len(v.Content))
+					return
+				}
+				items = v.Content
+			}
+			for i, item := range items {
+				ip := fp
+				if v.Kind == yaml.SequenceNode {
+					ip = fmt.Sprintf("%s[%d]", fp, i)
+				}
+				s, ok := d.str(yamlfile.Resolve(item), ip)
+				if !ok {
+					continue
+				}
+				a, err := mail.ParseAddress(s)
+				if err != nil {
+					d.Errf(item, ip, "not a mail address (%v): want name@example.com or \"Name <name@example.com>\"", err)
+					continue
+				}
+				nt.Mail = append(nt.Mail, a.String())
 			}
 		},
 		"on": func(v *yaml.Node, fp string) {
 			nt.On = d.strings(v, fp, 4)
 			for i, s := range nt.On {
 				if s != "passed" && s != "failed" && s != "cancelled" {
-					d.errf(v.Content[i], fmt.Sprintf("%s[%d]", fp, i), "must be passed, failed or cancelled")
+					d.Errf(v.Content[i], fmt.Sprintf("%s[%d]", fp, i), "must be passed, failed or cancelled")
 				}
 			}
 		},
 	})
-	return nt
-}
-
-func appIDProblem(id string) string {
-	if !strings.HasPrefix(id, "/") || id == "/" {
-		return "must be an absolute app id such as /ktv/account"
+	if !ok {
+		return nt
 	}
-	for _, s := range strings.Split(id[1:], "/") {
-		if !appSegmentRE.MatchString(s) {
-			return fmt.Sprintf("segment %q must be lower-case letters, digits, '-' and '.' (as Marathon app ids)", s)
+	n = yamlfile.Resolve(n)
+	has := func(k string) bool {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				return true
+			}
 		}
+		return false
 	}
-	return ""
+	switch {
+	case has("url") && has("mail"):
+		d.Errf(n, p, "url or mail, not both: one notification each")
+	case !has("url") && !has("mail"):
+		d.Errf(n, p, "needs url (a hook) or mail (recipients)")
+	}
+	return nt
 }

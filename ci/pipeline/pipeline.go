@@ -16,8 +16,10 @@ const (
 	MaxTests        = 20
 	MaxEnvironments = 8
 	MaxNotify       = 10
-	DefaultTimeout  = 30 * time.Minute
-	MaxTimeout      = 2 * time.Hour
+	// MaxMailRecipients bounds one notification's mail recipients.
+	MaxMailRecipients = 20
+	DefaultTimeout    = 30 * time.Minute
+	MaxTimeout        = 2 * time.Hour
 	// HostGoRoot is the host directory hostGo mounts, read-only, at the
 	// same path in the build container.
 	HostGoRoot = "/usr/local/go"
@@ -86,10 +88,13 @@ type Environment struct {
 	Approval bool
 }
 
-// Notify is a URL called when a run ends in one of On.
+// Notify is a URL called, or mail sent to Mail's recipients, when a run
+// ends in one of On; one of URL and Mail is set.
 type Notify struct {
 	URL string
-	On  []string
+	// Mail are addresses as net/mail writes them ("Name" <a@b.example>).
+	Mail []string
+	On   []string
 }
 
 // DefaultEnvironments is the promotion order when the file names none.

@@ -29,7 +29,9 @@ func TestParseGood(t *testing.T) {
 		Tests: []pipeline.Step{{Name: "smoke", Image: "garrison/test:busybox",
 			Commands: []string{`wget -qO- "$ALPHA_URL/ping"`}, Timeout: pipeline.DefaultTimeout}},
 		Environments: []pipeline.Environment{{Name: "alpha"}, {Name: "qa", Auto: true}, {Name: "production", Approval: true}},
-		Notify:       []pipeline.Notify{{URL: "http://127.0.0.1:9000/hook", On: []string{"failed"}}},
+		Notify: []pipeline.Notify{{URL: "http://127.0.0.1:9000/hook", On: []string{"failed"}},
+			{Mail: []string{`"Ops" <ops@example.com>`, "<dev@example.com>"}, On: []string{"passed", "failed"}},
+			{Mail: []string{"<lead@example.com>"}, On: []string{"passed"}}},
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("got  %+v\nwant %+v", p, want)
@@ -71,7 +73,11 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 			"bad-fields.yml:17:23: environments[1]: duplicate environment \"alpha\"",
 			"bad-fields.yml:19:10: notify[0].url: must be an http:// or https:// URL",
 			"bad-fields.yml:20:10: notify[0].on[0]: must be passed, failed or cancelled",
-			"bad-fields.yml:21:1: extra: unknown field (known: app, build, deploy, environments, image, notify, tests)",
+			"bad-fields.yml:21:28: notify[1].mail[1]: not a mail address (mail: missing '@' or angle-addr)",
+			"bad-fields.yml:21:44: notify[1].mail[2]: not a mail address",
+			"bad-fields.yml:22:5: notify[2]: url or mail, not both",
+			"bad-fields.yml:24:5: notify[3]: needs url (a hook) or mail (recipients)",
+			"bad-fields.yml:25:1: extra: unknown field (known: app, build, deploy, environments, image, notify, tests)",
 		}},
 	}
 	for _, c := range cases {

@@ -2,11 +2,9 @@ package pool_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http/httptest"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,29 +12,35 @@ import (
 	"github.com/garrisonhq/garrison/ci/internal/citest"
 	"github.com/garrisonhq/garrison/ci/pipeline"
 	"github.com/garrisonhq/garrison/ci/pool"
-	"github.com/garrisonhq/garrison/ci/runnerd"
-	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
-	"github.com/garrisonhq/garrison/registrar"
 )
 
-// BenchmarkWarmTestStep times one test step (the same script in the same
-// workspace) on a warm runner through the pool (queue in etcd, runner
-// found in the registry, HTTP) next to the same step in a fresh container
-// (the build steps' executor) in the same run, and reports their ratio.
-func BenchmarkWarmTestStep(b *testing.B) {
-	cli := etcdtest.New(b).Client(b)
+// Queue and Parallel shape the benchmark's queue: ten test steps queued
+// at once, four at a time (four warm runners; four fresh containers).
+const (
+	Queue    = 10
+	Parallel = 4
+)
+
+// BenchmarkWarmTestQueue times a queue of ten test steps (the same script
+// in the same workspace) through the warm pool (queue in etcd, four
+// runners in their containers claiming jobs, the workspace fetched and
+// the output sent back over HTTP) next to the same ten steps each in a
+// fresh container (the build steps' executor), four at a time too, in
+// the same run, and reports their ratio. Each iteration is one queue of
+// each; -benchtime=5x is five runs.
+func BenchmarkWarmTestQueue(b *testing.B) {
+	etcd := etcdtest.New(b)
+	cli := etcd.Client(b)
 	d := dockertest.Client(b)
 	img := citest.Busybox(b, d)
 	const poolApp = "/bench/runners"
-	srv := httptest.NewServer(runnerd.New(nil).Handler())
-	defer srv.Close()
-	ep, _ := json.Marshal(registrar.Endpoint{Addr: strings.TrimPrefix(srv.URL, "http://"), Metadata: map[string]string{"appId": poolApp}})
-	if _, err := cli.Put(context.Background(), registrar.Key(app.ServiceName(poolApp), "r1"), string(ep)); err != nil {
-		b.Fatal(err)
+	runner := citest.RunnerImage(b, d)
+	for i := range Parallel {
+		citest.StartContainerRunner(b, d, runner, etcd.Endpoints, poolApp, fmt.Sprintf("r%d", i))
 	}
-	p := pool.New(cli, poolApp)
+	p := citest.PoolHQ(b, cli, poolApp)
 	ex := executor.New(d, dockertest.UniqueName("pool-bench-"))
 	ws := b.TempDir()
 	step := pipeline.Step{Name: "smoke", Image: img, Commands: []string{"test -d .", "echo ok"}, Timeout: time.Minute}
@@ -44,20 +48,77 @@ func BenchmarkWarmTestStep(b *testing.B) {
 	var warm, fresh time.Duration
 	for i := range b.N {
 		t0 := time.Now()
-		code, err := p.Run(ctx, runnerd.Job{ID: fmt.Sprint(i), Script: step.Script(), Dir: ws, Timeout: time.Minute}, io.Discard)
-		if err != nil || code != 0 {
-			b.Fatalf("warm: %d %v", code, err)
-		}
+		queue(b, Queue, Queue, func(j int) (int, error) {
+			return p.Run(ctx, pool.Job{ID: fmt.Sprintf("%d.%d", i, j), Script: step.Script(), Timeout: time.Minute}, ws, io.Discard)
+		})
 		warm += time.Since(t0)
 		t0 = time.Now()
-		code, err = ex.Run(ctx, executor.Spec{RunID: fmt.Sprintf("bench.%d", i), Step: step, Workspace: ws}, io.Discard)
-		if err != nil || code != 0 {
-			b.Fatalf("container: %d %v", code, err)
-		}
+		queue(b, Queue, Parallel, func(j int) (int, error) {
+			return ex.Run(ctx, executor.Spec{RunID: fmt.Sprintf("bench.%d.%d", i, j), Step: step, Workspace: ws}, io.Discard)
+		})
 		fresh += time.Since(t0)
 	}
+	report(b, warm, fresh, "queue")
+}
+
+// BenchmarkWarmTestStep times one test step on a warm runner in its
+// container next to the same step in a fresh container: the cost of a
+// step without any queue.
+func BenchmarkWarmTestStep(b *testing.B) {
+	etcd := etcdtest.New(b)
+	cli := etcd.Client(b)
+	d := dockertest.Client(b)
+	img := citest.Busybox(b, d)
+	const poolApp = "/bench/runner"
+	citest.StartContainerRunner(b, d, citest.RunnerImage(b, d), etcd.Endpoints, poolApp, "r1")
+	p := citest.PoolHQ(b, cli, poolApp)
+	ex := executor.New(d, dockertest.UniqueName("pool-bench-"))
+	ws := b.TempDir()
+	step := pipeline.Step{Name: "smoke", Image: img, Commands: []string{"test -d .", "echo ok"}, Timeout: time.Minute}
+	ctx := context.Background()
+	var warm, fresh time.Duration
+	for i := range b.N {
+		t0 := time.Now()
+		queue(b, 1, 1, func(int) (int, error) {
+			return p.Run(ctx, pool.Job{ID: fmt.Sprint(i), Script: step.Script(), Timeout: time.Minute}, ws, io.Discard)
+		})
+		warm += time.Since(t0)
+		t0 = time.Now()
+		queue(b, 1, 1, func(int) (int, error) {
+			return ex.Run(ctx, executor.Spec{RunID: fmt.Sprintf("bench.%d", i), Step: step, Workspace: ws}, io.Discard)
+		})
+		fresh += time.Since(t0)
+	}
+	report(b, warm, fresh, "step")
+}
+
+// queue runs n steps, at most par at once, and fails b on any that does
+// not pass.
+func queue(b *testing.B, n, par int, run func(int) (int, error)) {
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for j := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if code, err := run(j); err != nil || code != 0 {
+				errs[j] = fmt.Errorf("step %d: %d %v", j, code, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func report(b *testing.B, warm, fresh time.Duration, what string) {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
-	b.ReportMetric(ms(warm), "ms/warm-step")
-	b.ReportMetric(ms(fresh), "ms/container-step")
+	b.ReportMetric(ms(warm), "ms/warm-"+what)
+	b.ReportMetric(ms(fresh), "ms/container-"+what)
 	b.ReportMetric(float64(warm)/float64(fresh), "ratio")
 }

@@ -1,34 +1,105 @@
 // Package pool hands test jobs to the warm runners (ci/runnerd) of the
-// runner pool: a Marathon app garrison runs. A job waiting for a runner is
-// queued in etcd (a key under QueuePrefix, on a lease, so a garrison that
-// dies leaves no phantom queue); the pool's autoscale rule reads that
-// queue and the runners' busy gauge (scout/runners) and grows the pool.
+// runner pool, a Marathon app garrison runs, and is the protocol between
+// them. Runners may run on any machine: they share nothing with garrison
+// but etcd and its HTTP API.
+//
+//   - garrison queues a job in etcd (a key under QueuePrefix, on a lease,
+//     so a garrison that dies leaves no phantom queue) with the base URL
+//     of its API;
+//   - a free runner claims it with one transaction that deletes the queue
+//     key and writes a claim under ClaimPrefix on the runner's own lease
+//     (a runner that dies loses its claims, and the job fails as lost);
+//   - the runner fetches the job's workspace from garrison's API as a tar
+//     stream (GET WorkspacePath), runs the script in a copy of it, and
+//     streams the output back (POST OutputPath) with the exit code in the
+//     request's trailer;
+//   - garrison deletes the claim when it gives the job up (cancelled, timed
+//     out): the runner kills the job.
+//
+// The pool's autoscale rule reads the queue and the claims (scout/runners).
 package pool
 
 import (
-	"bytes"
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/registrar"
 )
 
-// QueuePrefix holds the jobs waiting for a runner of the pool app.
-func QueuePrefix(poolApp string) string {
-	return "/garrison/ci/pool/" + url.PathEscape(poolApp) + "/queue/"
+// Limits, stated in the README.
+const (
+	// MaxJob bounds a queued job (its script and env): it is one etcd
+	// value, and etcd takes requests of 1.5 MiB.
+	MaxJob = 1 << 20
+	// MaxWorkspace bounds the workspace sent to a runner, as a build
+	// context is bounded.
+	MaxWorkspace = 2 << 30
+	// MaxTimeout bounds a job's run, as a step's timeout is bounded.
+	MaxTimeout = 2 * time.Hour
+)
+
+// ExitCodeTrailer carries the job's exit code after its output; a job
+// that could not run has none and ErrorTrailer says why.
+const (
+	ExitCodeTrailer = "Garrison-Exit-Code"
+	ErrorTrailer    = "Garrison-Error"
+)
+
+// Job is one test step as it waits in etcd for a runner.
+type Job struct {
+	ID      string            `json:"id"`
+	Script  string            `json:"script"`
+	Env     map[string]string `json:"env,omitempty"`
+	Timeout time.Duration     `json:"timeout"`
+	// HQ is the base URL of the garrison API that holds the job's
+	// workspace and takes its output.
+	HQ string `json:"hq"`
 }
+
+func prefix(poolApp string) string { return "/garrison/ci/pool/" + url.PathEscape(poolApp) }
+
+// QueuePrefix holds the jobs waiting for a runner of the pool app.
+func QueuePrefix(poolApp string) string { return prefix(poolApp) + "/queue/" }
+
+// ClaimPrefix holds the jobs runners took (a Claim each).
+func ClaimPrefix(poolApp string) string { return prefix(poolApp) + "/claims/" }
+
+// ClaimKey is job id's claim.
+func ClaimKey(poolApp, id string) string { return ClaimPrefix(poolApp) + url.PathEscape(id) }
+
+// Claim is the value of a claim: the runner that took the job, and why
+// it gives the job up when it cannot tell garrison through the API (its
+// calls were refused).
+type Claim struct {
+	Runner string `json:"runner"`
+	Error  string `json:"error,omitempty"`
+}
+
+// JobsPath holds the runners' routes on garrison's API.
+const JobsPath = "/api/v1/ci/pool/jobs/"
+
+// JobPath is job id's route; WorkspacePath and OutputPath are under it.
+func JobPath(id string) string { return JobsPath + url.PathEscape(id) }
+
+// WorkspacePath serves a job's workspace (GET, a tar stream).
+func WorkspacePath(id string) string { return JobPath(id) + "/workspace" }
+
+// OutputPath takes a job's output (POST, chunked, the exit code in a
+// trailer).
+func OutputPath(id string) string { return JobPath(id) + "/output" }
 
 // Instances lists the addresses (host:port) of the pool app's registered
 // runners.
@@ -51,139 +122,244 @@ func Instances(ctx context.Context, kv clientv3.KV, poolApp string) ([]string, e
 	return out, nil
 }
 
-// Pool is the client of one pool app.
+// Pool is garrison's side of one pool app: it queues jobs and serves
+// their workspaces and output routes.
 type Pool struct {
 	etcd *clientv3.Client
 	app  string
-	hc   *http.Client
-	// Poll is how often a queued job looks for a free runner again.
-	Poll time.Duration
+	hq   string
+
+	// lease holds every queued job's key: a garrison that dies leaves no
+	// phantom queue.
+	lease *Lease
+
+	mu   sync.Mutex
+	jobs map[string]*waiting
 }
 
-// New returns the client of the pool app poolApp.
-func New(etcd *clientv3.Client, poolApp string) *Pool {
-	return &Pool{etcd: etcd, app: poolApp, hc: &http.Client{}, Poll: 250 * time.Millisecond}
+// New returns the pool of app poolApp; hq is the base URL runners reach
+// this garrison's API at (http://127.0.0.1:8080).
+func New(etcd *clientv3.Client, poolApp, hq string) *Pool {
+	return &Pool{etcd: etcd, app: poolApp, hq: hq, jobs: map[string]*waiting{}, lease: NewLease(context.Background(), etcd)}
 }
 
 // App is the pool's app id.
 func (p *Pool) App() string { return p.app }
 
-// ErrLost is a runner that went away during a job (its stream ended
+// ErrLost is a runner that went away during a job (its claim ended
 // without an exit code).
 var ErrLost = errors.New("the runner went away during the job")
 
-// Run queues job until a runner takes it, then copies its output to log
-// and returns its exit code.
-func (p *Pool) Run(ctx context.Context, job runnerd.Job, log io.Writer) (int, error) {
+type result struct {
+	code int
+	err  error
+}
+
+// waiting is a job this garrison queued: its workspace, and its log until
+// Run returns.
+type waiting struct {
+	dir    string
+	result chan result
+	posted bool // under Pool.mu: one output stream per job
+
+	mu  sync.Mutex
+	log io.Writer // nil once Run returned
+}
+
+func (w *waiting) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.log != nil {
+		w.log.Write(b)
+	}
+	return len(b), nil
+}
+
+// Run queues job with the workspace dir until a runner takes it, copies
+// its output to log and returns its exit code. When ctx ends first the
+// runner is told to stop the job.
+func (p *Pool) Run(ctx context.Context, job Job, dir string, log io.Writer) (int, error) {
+	job.HQ = p.hq
+	if job.Timeout <= 0 || job.Timeout > MaxTimeout {
+		job.Timeout = MaxTimeout
+	}
 	body, err := json.Marshal(job)
 	if err != nil {
 		return -1, fmt.Errorf("encode job %s: %w", job.ID, err)
 	}
-	dequeue, err := p.enqueue(ctx, job.ID)
-	if err != nil {
-		return -1, err
+	if len(body) > MaxJob {
+		return -1, fmt.Errorf("job %s: its script and env take %d bytes, over the warm runners' %d", job.ID, len(body), MaxJob)
 	}
-	defer dequeue()
-	fmt.Fprintf(log, "*** waiting for a warm runner of %s\n", p.app)
-	// refused holds what each runner that could not take the job said,
-	// written to the log once: a job no runner can take (its workspace is
-	// not on their machine) says why while it waits.
-	refused := map[string]string{}
-	for {
-		addrs, err := Instances(ctx, p.etcd, p.app)
-		if err != nil {
-			return -1, err
+	w := &waiting{dir: dir, log: log, result: make(chan result, 1)}
+	p.mu.Lock()
+	if _, dup := p.jobs[job.ID]; dup {
+		p.mu.Unlock()
+		return -1, fmt.Errorf("job %s is already queued", job.ID)
+	}
+	p.jobs[job.ID] = w
+	p.mu.Unlock()
+	claim, queued := ClaimKey(p.app, job.ID), QueuePrefix(p.app)+url.PathEscape(job.ID)
+	answered := false
+	defer func() {
+		p.mu.Lock()
+		delete(p.jobs, job.ID)
+		p.mu.Unlock()
+		w.mu.Lock()
+		w.log = nil
+		w.mu.Unlock()
+		if answered {
+			return // the runner ends its claim itself
 		}
-		rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-		for _, addr := range addrs {
-			resp, err := p.offer(ctx, addr, body)
-			if err != nil && ctx.Err() == nil && refused[addr] != err.Error() {
-				refused[addr] = err.Error()
-				fmt.Fprintf(log, "*** runner %s: %v\n", addr, err)
+		// Out of the queue, and a runner still on the job stops it.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		p.etcd.Txn(dctx).Then(clientv3.OpDelete(queued), clientv3.OpDelete(claim)).Commit()
+	}()
+	lease, err := p.lease.ID(ctx)
+	if err != nil {
+		return -1, fmt.Errorf("queue job %s: %w", job.ID, err)
+	}
+	put, err := p.etcd.Put(ctx, queued, string(body), clientv3.WithLease(lease))
+	if err != nil {
+		return -1, fmt.Errorf("queue job %s: %w", job.ID, err)
+	}
+	rev, lost := put.Header.Revision, ErrLost
+	fmt.Fprintf(log, "*** waiting for a warm runner of %s\n", p.app)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	for {
+		watch := p.etcd.Watch(clientv3.WithRequireLeader(wctx), claim, clientv3.WithRev(rev+1))
+		for wr := range watch {
+			if wr.Err() != nil {
+				break
 			}
-			if err != nil || resp == nil {
-				continue // busy, gone or unable: the next one
+			for _, ev := range wr.Events {
+				rev = ev.Kv.ModRevision
+				if ev.Type == clientv3.EventTypePut {
+					var c Claim
+					json.Unmarshal(ev.Kv.Value, &c)
+					if c.Error != "" {
+						lost = fmt.Errorf("%w: runner %s: %s", ErrLost, c.Runner, c.Error)
+					} else {
+						fmt.Fprintf(log, "*** runner %s took the job\n", c.Runner)
+					}
+					continue
+				}
+				// The runner ends its claim after its output: a claim
+				// gone with no result is a runner gone.
+				select {
+				case r := <-w.result:
+					answered = true
+					return r.code, r.err
+				default:
+					return -1, lost
+				}
 			}
-			dequeue()
-			fmt.Fprintf(log, "*** runner %s took the job\n", addr)
-			return p.follow(resp, log)
 		}
 		select {
+		case r := <-w.result:
+			answered = true
+			return r.code, r.err
 		case <-ctx.Done():
 			return -1, context.Cause(ctx)
-		case <-time.After(p.Poll):
+		case <-time.After(time.Second): // etcd unreachable: watch again
 		}
 	}
 }
 
-// enqueue puts the job in the queue under a lease kept alive while it
-// waits.
-func (p *Pool) enqueue(ctx context.Context, id string) (func(), error) {
-	lease, err := p.etcd.Grant(ctx, 30)
-	if err != nil {
-		return nil, fmt.Errorf("queue job %s: %w", id, err)
-	}
-	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	ka, err := p.etcd.KeepAlive(kctx, lease.ID)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("queue job %s: %w", id, err)
-	}
-	go func() {
-		for range ka {
-		}
-	}()
-	if _, err := p.etcd.Put(ctx, QueuePrefix(p.app)+url.PathEscape(id), time.Now().UTC().Format(time.RFC3339Nano), clientv3.WithLease(lease.ID)); err != nil {
-		cancel()
-		return nil, fmt.Errorf("queue job %s: %w", id, err)
-	}
-	done := false
-	return func() {
-		if done {
-			return
-		}
-		done = true
-		cancel()
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer rcancel()
-		p.etcd.Revoke(rctx, lease.ID) // the key goes with it
-	}, nil
+// Handler serves the runners' routes under JobsPath: the workspaces of
+// the jobs they took, and their output.
+func (p *Pool) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+JobsPath+"{id}/workspace", func(w http.ResponseWriter, r *http.Request) {
+		p.ServeWorkspace(w, r, r.PathValue("id"))
+	})
+	mux.HandleFunc("POST "+JobsPath+"{id}/output", func(w http.ResponseWriter, r *http.Request) {
+		p.ServeOutput(w, r, r.PathValue("id"))
+	})
+	return mux
 }
 
-// offer posts the job to one runner: a response when it took it, nil when
-// it is busy.
-func (p *Pool) offer(ctx context.Context, addr string, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/jobs", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusConflict {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("runner %s: %d %s", addr, resp.StatusCode, bytes.TrimSpace(msg))
-	}
-	return resp, nil
+func (p *Pool) job(id string) *waiting {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.jobs[id]
 }
 
-func (p *Pool) follow(resp *http.Response, log io.Writer) (int, error) {
-	defer resp.Body.Close()
-	if _, err := io.Copy(log, resp.Body); err != nil {
-		return -1, fmt.Errorf("%w: %v", ErrLost, err)
+// ServeWorkspace writes job id's workspace as a tar stream: files,
+// directories and symbolic links (kept as links, never followed).
+func (p *Pool) ServeWorkspace(w http.ResponseWriter, r *http.Request, id string) {
+	j := p.job(id)
+	if j == nil {
+		http.Error(w, fmt.Sprintf("no job %s waits on this garrison", id), http.StatusNotFound)
+		return
 	}
-	if msg := resp.Trailer.Get(runnerd.ErrorTrailer); msg != "" {
-		return -1, fmt.Errorf("runner: %s", msg)
-	}
-	code, err := strconv.Atoi(resp.Trailer.Get(runnerd.ExitCodeTrailer))
+	root, err := os.OpenRoot(j.dir)
 	if err != nil {
-		return -1, ErrLost
+		http.Error(w, "workspace: "+err.Error(), http.StatusInternalServerError)
+		return
 	}
-	return code, nil
+	defer root.Close()
+	// A large workspace takes longer than the server's write timeout.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(30 * time.Minute))
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Trailer", ErrorTrailer)
+	tw := tar.NewWriter(&capped{w: w, left: MaxWorkspace})
+	err = tw.AddFS(root.FS())
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		// The status is sent: the trailer says the stream is not whole.
+		w.Header().Set(ErrorTrailer, "workspace: "+err.Error())
+	}
+}
+
+// capped fails writes past its limit.
+type capped struct {
+	w    io.Writer
+	left int64
+}
+
+func (c *capped) Write(b []byte) (int, error) {
+	if int64(len(b)) > c.left {
+		return 0, fmt.Errorf("the workspace is over %d bytes", int64(MaxWorkspace))
+	}
+	c.left -= int64(len(b))
+	return c.w.Write(b)
+}
+
+// ServeOutput takes job id's output, copied to the job's log as it comes,
+// and its exit code from the request's trailer.
+func (p *Pool) ServeOutput(w http.ResponseWriter, r *http.Request, id string) {
+	p.mu.Lock()
+	j := p.jobs[id]
+	taken := j != nil && j.posted
+	if j != nil {
+		j.posted = true
+	}
+	p.mu.Unlock()
+	switch {
+	case j == nil:
+		http.Error(w, fmt.Sprintf("no job %s waits on this garrison", id), http.StatusNotFound)
+		return
+	case taken:
+		http.Error(w, fmt.Sprintf("job %s already has its output", id), http.StatusConflict)
+		return
+	}
+	// The output comes for as long as the job runs (its own timeout
+	// bounds it), past the server's read timeout.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
+	res := result{code: -1}
+	if _, err := io.Copy(j, r.Body); err != nil {
+		res.err = fmt.Errorf("%w: %v", ErrLost, err)
+	} else if msg := r.Trailer.Get(ErrorTrailer); msg != "" {
+		res.err = fmt.Errorf("runner: %s", msg)
+	} else if code, err := strconv.Atoi(r.Trailer.Get(ExitCodeTrailer)); err != nil {
+		res.err = ErrLost
+	} else {
+		res.code = code
+	}
+	j.result <- res // buffered, and sent once (posted)
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -36,6 +36,10 @@ func (r *Runner) notify(ctx context.Context, id string, p project.Project, to []
 		if !slices.Contains(n.On, string(x.State)) {
 			continue
 		}
+		if len(n.Mail) > 0 {
+			r.mail(ctx, x, n.Mail)
+			continue
+		}
 		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, n.URL, bytes.NewReader(body))
 		if err != nil {
 			continue

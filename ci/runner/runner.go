@@ -24,9 +24,9 @@ import (
 
 	"github.com/garrisonhq/garrison/ci/executor"
 	"github.com/garrisonhq/garrison/ci/pipeline"
+	"github.com/garrisonhq/garrison/ci/pool"
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/run"
-	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/images"
 )
@@ -79,11 +79,14 @@ type Config struct {
 	// Pool runs test steps without an image on warm runners; nil fails
 	// them.
 	Pool Pool
+	// Mail sends the pipelines' notification mail; nil sends none.
+	Mail Mailer
 }
 
-// Pool hands a job to a warm runner and waits for its exit code.
+// Pool hands a job and its workspace to a warm runner and waits for its
+// exit code.
 type Pool interface {
-	Run(ctx context.Context, job runnerd.Job, log io.Writer) (int, error)
+	Run(ctx context.Context, job pool.Job, workspace string, log io.Writer) (int, error)
 }
 
 // errNoPool fails a step meant for a warm runner on a garrison with none.
@@ -99,8 +102,9 @@ func (r *Runner) warm(ctx context.Context, x *run.Run, st pipeline.Step, ws stri
 	for k, v := range st.Env {
 		env[k] = v
 	}
-	env["CI_WORKSPACE"] = ws // the runner works in the workspace itself, not a mount
-	return r.cfg.Pool.Run(ctx, runnerd.Job{ID: x.ID + "." + st.Name, Script: st.Script(), Env: env, Dir: ws, Timeout: st.Timeout}, log)
+	// The runner works in its own copy of the workspace and sets
+	// CI_WORKSPACE to it.
+	return r.cfg.Pool.Run(ctx, pool.Job{ID: x.ID + "." + st.Name, Script: st.Script(), Env: env, Timeout: st.Timeout}, ws, log)
 }
 
 // Runner runs pipelines.

@@ -104,6 +104,7 @@ func startAutoscaler(ctx context.Context, s autoscaleSettings, hq *headquarter, 
 	rules := autoscale.NewRules(manager, hq.store, reg, logger)
 	// A rule may not ask for more instances than an app may have.
 	rules.SetInstanceLimit(hq.env.MaxInstances)
+	rules.SetQueryChecks(s.source, queryChecks)
 	if err := rules.Load(ctx); err != nil {
 		logger.Warn("stored autoscale rules not loaded", "error", err)
 	}
@@ -143,6 +144,11 @@ func startAutoscaler(ctx context.Context, s autoscaleSettings, hq *headquarter, 
 	}
 	return &autoscaleService{rules: rules, manager: manager, store: hq.store}, stop, nil
 }
+
+// queryChecks are the sources' offline checks of a rule's queries: PromQL
+// is parsed whether or not --prometheus is set (a rule naming the source
+// still holds a query meant for it).
+var queryChecks = map[string]rulefmt.QueryCheck{"prometheus": scoutprom.CheckSyntax}
 
 // autoscaleService is what the rules and decisions routes use.
 type autoscaleService struct {

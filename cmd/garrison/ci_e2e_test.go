@@ -47,14 +47,7 @@ func TestKillGarrisonMidRun(t *testing.T) {
 	p := startGarrison(t, args...)
 	waitHTTP(t, base+"/ping", 30*time.Second)
 
-	script, err := os.ReadFile("../../ci/hooks/post-receive")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(repo.Bare, "hooks", "post-receive"), script, 0o755)
-	gittest.Git(t, repo.Bare, "config", "garrison.url", base)
-	gittest.Git(t, repo.Bare, "config", "garrison.project", "slow")
-	gittest.Git(t, repo.Bare, "config", "garrison.token", "hook-secret")
+	repo.HookGarrison("../../ci/hooks/post-receive", base, "slow", "hook-secret")
 	repo.Commit("slow build", map[string]string{".garrison.yml": fmt.Sprintf(
 		"app: /e2e/slow\nbuild:\n  image: %s\n  commands: [\"echo started\", \"sleep 600\"]\nimage:\n  files: [{from: x, to: /x}]\n", img)})
 	if out := repo.Push(); !strings.Contains(out, `"run":"slow.1"`) {
@@ -89,8 +82,8 @@ func TestKillGarrisonMidRun(t *testing.T) {
 		x := getRun()
 		return x.State == cirun.Running && stepContainers() == 1, string(x.State)
 	})
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.waitExit(t, 10*time.Second)
+	p.Cmd.Process.Signal(syscall.SIGKILL)
+	p.WaitExit(t, 10*time.Second)
 	if n := stepContainers(); n != 1 {
 		t.Fatalf("%d step containers after the kill, want the orphan", n)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,23 +14,26 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/ci/pool"
-	"github.com/garrisonhq/garrison/ci/runnerd"
+	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/registrar"
 )
 
 // TestRunnerPoolGrowsWithTheQueueAndShrinksAfter: garrison creates the
-// warm runner pool (garrison runnerd as a Marathon app with cmd); ten test
-// jobs queued at once make its autoscale rule (source runners: queue plus
-// busy runners as qps, busy fraction as cpu) grow it to its max, every
-// job runs on a warm runner, and the pool shrinks back to its min once
-// the queue is empty.
+// warm runner pool (garrison runnerd in its runner image, a Docker app);
+// ten test jobs queued at once make its autoscale rule (source runners:
+// queue plus running jobs as qps, busy fraction as cpu) grow it to its
+// max, every job runs on a warm runner, and the pool shrinks back to its
+// min once the queue is empty. The jobs are queued by this test as
+// garrison's side of the pool, on an HTTP server of its own: the runners
+// reach it (and etcd) over 127.0.0.1, sharing no file with it.
 func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
 	addrs := freeAddrs(t, 2)
 	base, etcd := "http://"+addrs[0], "http://"+addrs[1]
 	dataDir := t.TempDir()
-	t.Cleanup(func() { killTasksUnder(dataDir) }) // after garrison is killed
 	const poolApp = "/ci/runners"
+	docker := dockertest.Client(t)
+	t.Cleanup(func() { removeAppContainers(docker, poolApp) }) // after garrison is killed
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	os.WriteFile(rules, []byte(`rules:
   - app: /ci/runners
@@ -61,10 +65,15 @@ func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	p := pool.New(cli, poolApp)
+	srv := httptest.NewUnstartedServer(nil)
+	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
+	srv.Config.Handler = p.Handler()
+	srv.Start()
+	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	work := t.TempDir()
+	os.WriteFile(filepath.Join(work, "in.txt"), []byte("the workspace"), 0o644)
 	var wg sync.WaitGroup
 	outs := make([]strings.Builder, 10)
 	codes := make([]int, 10)
@@ -73,8 +82,8 @@ func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes[i], errs[i] = p.Run(ctx, runnerd.Job{ID: fmt.Sprintf("job-%d", i), Dir: work, Timeout: time.Minute,
-				Script: fmt.Sprintf("echo job $N in $(pwd); sleep 2; exit %d", i%2), Env: map[string]string{"N": fmt.Sprint(i)}}, &outs[i])
+			codes[i], errs[i] = p.Run(ctx, pool.Job{ID: fmt.Sprintf("job-%d", i), Timeout: time.Minute,
+				Script: fmt.Sprintf("echo job $N with $(cat in.txt); sleep 2; exit %d", i%2), Env: map[string]string{"N": fmt.Sprint(i)}}, work, &outs[i])
 		}()
 	}
 	most := 0
@@ -85,7 +94,7 @@ func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
 	})
 	wg.Wait()
 	for i := range 10 {
-		if errs[i] != nil || codes[i] != i%2 || !strings.Contains(outs[i].String(), fmt.Sprintf("job %d in %s", i, work)) {
+		if errs[i] != nil || codes[i] != i%2 || !strings.Contains(outs[i].String(), fmt.Sprintf("job %d with the workspace", i)) {
 			t.Errorf("job %d: code %d, %v, output:\n%s", i, codes[i], errs[i], outs[i].String())
 		}
 	}

@@ -27,26 +27,14 @@ func (x *cli) appsCommand() *cobra.Command {
 
 // completeApps completes the first argument with app ids.
 func (x *cli) completeApps(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
-	if len(args) > 0 {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	c, err := x.client()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveError
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-	defer cancel()
-	apps, err := c.Apps(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveError
-	}
-	var ids []string
-	for _, a := range apps {
-		if strings.HasPrefix(a.ID, prefix) || strings.HasPrefix(strings.TrimPrefix(a.ID, "/"), prefix) {
-			ids = append(ids, a.ID)
+	return x.completeFirst(false, func(ctx context.Context, c *client.Client) ([]string, error) {
+		apps, err := c.Apps(ctx)
+		ids := make([]string, len(apps))
+		for i, a := range apps {
+			ids[i] = a.ID
 		}
-	}
-	return ids, cobra.ShellCompDirectiveNoFileComp
+		return ids, err
+	})(cmd, args, prefix)
 }
 
 // statusOf is Marathon UI's status column.
@@ -68,11 +56,7 @@ func (x *cli) appsLs() *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "list apps with their task counts",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			if x.structured() {
 				raw, err := c.AppsJSON(cmd.Context())
 				if err != nil {
@@ -110,7 +94,7 @@ func (x *cli) appsLs() *cobra.Command {
 				t.row(cells...)
 			}
 			return t.flush()
-		},
+		}),
 	}
 }
 
@@ -122,11 +106,7 @@ func (x *cli) appsShow() *cobra.Command {
 		Example:           "  garrison apps show /demo/echo\n  garrison apps show /demo/echo -o json",
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: x.completeApps,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			a, err := c.App(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -139,7 +119,7 @@ func (x *cli) appsShow() *cobra.Command {
 				return err
 			}
 			return x.showApp(a, versions, time.Now())
-		},
+		}),
 	}
 }
 

@@ -28,21 +28,13 @@ func (x *cli) runsCommand() *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			runs, err := c.Runs(cmd.Context(), project, state)
 			if err != nil {
 				return err
 			}
 			if x.structured() {
-				raw := make([]json.RawMessage, len(runs))
-				for i := range runs {
-					raw[i] = runs[i].Raw
-				}
-				return x.printData(false, raw...)
+				return x.printList(len(runs), func(i int) json.RawMessage { return runs[i].Raw })
 			}
 			now := time.Now()
 			t := newTable(x.stdout, "ID", "PROJECT", "STATE", "REF", "REVISION", "COMMITTER", "AGE", "DURATION")
@@ -52,7 +44,7 @@ func (x *cli) runsCommand() *cobra.Command {
 					orDash(r.Push.Committer.Name), age(r.Created, now), runDuration(r, now))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&project, "project", "", "only this project's runs")
 	cmd.Flags().StringVar(&state, "state", "", "only runs in this state: "+strings.Join(runStates, ", "))
@@ -90,56 +82,41 @@ func runDuration(r *client.Run, now time.Time) string {
 	return end.Sub(start).Round(time.Second).String()
 }
 
-// completeRuns completes run ids, the live ones first when live is set.
+// completeRuns completes run ids, only the live ones when live is set.
 func (x *cli) completeRuns(live bool) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := x.client()
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveError
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-		defer cancel()
+	return x.completeFirst(false, func(ctx context.Context, c *client.Client) ([]string, error) {
 		runs, err := c.Runs(ctx, "", "")
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveError
-		}
 		var ids []string
 		for _, r := range runs {
-			if strings.HasPrefix(r.ID, prefix) && (!live || !r.Final()) {
+			if !live || !r.Final() {
 				ids = append(ids, r.ID+"\t"+r.State)
 			}
 		}
-		return ids, cobra.ShellCompDirectiveNoFileComp
-	}
+		return ids, err
+	})
 }
 
 // completeProjects completes --project with the projects garrison knows.
-func (x *cli) completeProjects(cmd *cobra.Command, _ []string, prefix string) ([]string, cobra.ShellCompDirective) {
-	c, err := x.client()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveError
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-	defer cancel()
-	var out struct {
-		Projects []struct {
-			Name string `json:"name"`
-		} `json:"projects"`
-	}
-	resp, err := c.Do(ctx, "GET", "/api/v1/projects", nil, nil)
-	if err != nil || json.Unmarshal(resp.Body, &out) != nil {
-		return nil, cobra.ShellCompDirectiveError
-	}
-	var names []string
-	for _, p := range out.Projects {
-		if strings.HasPrefix(p.Name, prefix) {
-			names = append(names, p.Name)
+func (x *cli) completeProjects(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+	return x.completeFirst(true, func(ctx context.Context, c *client.Client) ([]string, error) {
+		var out struct {
+			Projects []struct {
+				Name string `json:"name"`
+			} `json:"projects"`
 		}
-	}
-	return names, cobra.ShellCompDirectiveNoFileComp
+		resp, err := c.Do(ctx, "GET", "/api/v1/projects", nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(resp.Body, &out); err != nil {
+			return nil, err
+		}
+		names := make([]string, len(out.Projects))
+		for i, p := range out.Projects {
+			names[i] = p.Name
+		}
+		return names, nil
+	})(cmd, args, prefix)
 }
 
 func (x *cli) runsShow() *cobra.Command {
@@ -149,11 +126,7 @@ func (x *cli) runsShow() *cobra.Command {
 		Short:             "show a run: its push, state, steps and product",
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: x.completeRuns(false),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			r, err := c.Run(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -200,7 +173,7 @@ func (x *cli) runsShow() *cobra.Command {
 				t.row(s.Name, s.State, exit, runDuration(&client.Run{Started: s.Started, Finished: s.Finished}, now))
 			}
 			return t.flush()
-		},
+		}),
 	}
 }
 
@@ -214,11 +187,7 @@ prints what they add until the run ends; its exit status is 1 when the run
 did not pass.`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: x.completeRuns(false),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			ctx := cmd.Context()
 			if err := c.RunLog(ctx, args[0], follow, x.stdout); err != nil {
 				return err
@@ -238,7 +207,7 @@ did not pass.`,
 				return fmt.Errorf("run %s %s%s", r.ID, r.State, reason)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the run ends")
 	return cmd
@@ -284,11 +253,7 @@ was built from, its test results and the environments running it. Then each
 environment with the release it runs and the one a rollback would restore.`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: x.completeApps,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			rs, err := c.Releases(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -297,9 +262,9 @@ environment with the release it runs and the one a rollback would restore.`,
 				return x.printData(true, rs.Raw)
 			}
 			return x.releasesTable(rs, time.Now())
-		},
+		}),
 	}
-	cmd.AddCommand(x.releasesChange(true), x.releasesChange(false))
+	cmd.AddCommand(x.releasesChange(true), x.releasesChange(false), x.releasesApprove())
 	return cmd
 }
 
@@ -310,9 +275,9 @@ func (x *cli) releasesTable(rs *client.Releases, now time.Time) error {
 			running[e.Current] = append(running[e.Current], e.Name)
 		}
 	}
-	t := newTable(x.stdout, "VERSION", "REVISION", "COMMITTER", "TESTS", "RUNS IN", "RUN", "AGE")
+	t := newTable(x.stdout, "VERSION", "REVISION", "COMMITTER", "TESTS", "APPROVALS", "RUNS IN", "RUN", "AGE")
 	for _, r := range rs.Releases {
-		t.row(r.Version, short(r.Revision), orDash(r.Committer), testSummary(&r),
+		t.row(r.Version, short(r.Revision), orDash(r.Committer), testSummary(&r), approvalSummary(&r),
 			orDash(strings.Join(running[r.Version], ",")), orDash(r.RunID), age(r.Created, now))
 	}
 	if err := t.flush(); err != nil {
@@ -336,10 +301,27 @@ func (x *cli) releasesTable(rs *client.Releases, now time.Time) error {
 			if e.History[n-1].Rollback {
 				by += " (rollback)"
 			}
+			if a := e.History[n-1].ApprovedBy; a != "" {
+				by += ", approved by " + a
+			}
 		}
 		t.row(e.Name, e.App, orDash(e.Current), prev, at, by)
 	}
 	return t.flush()
+}
+
+// approvalSummary is "production: lin" per environment needing an
+// approval, or "production: needed".
+func approvalSummary(r *client.Release) string {
+	var out []string
+	for _, env := range r.NeedsApproval {
+		if by := r.ApprovedBy(env); by != "" {
+			out = append(out, env+": "+by)
+		} else {
+			out = append(out, env+": needed")
+		}
+	}
+	return orDash(strings.Join(out, ","))
 }
 
 // testSummary is "passed 2/2" or "FAILED 1/2: name".
@@ -433,12 +415,16 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 		cmd.Args = usageArgs(cobra.RangeArgs(2, 3))
 		cmd.ValidArgsFunction = x.completeRelease(false)
 	}
+	var approve bool
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		ch := client.ReleaseChange{App: args[0], By: by}
+		ch := client.ReleaseChange{App: args[0], By: by, Approve: approve}
 		what := ""
 		if promote {
 			ch.Version, ch.Environment = args[1], args[2]
 			what = fmt.Sprintf("promote %s of %s to %s", ch.Version, ch.App, ch.Environment)
+			if approve {
+				what = "approve and " + what
+			}
 		} else {
 			ch.Environment = args[1]
 			if len(args) == 3 {
@@ -449,13 +435,7 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 				what += " to " + ch.Version
 			}
 		}
-		if err := x.confirm(yes, what); err != nil {
-			return err
-		}
-		if ch.By == "" {
-			ch.By = os.Getenv("USER")
-		}
-		c, err := x.client()
+		c, err := x.releaseClient(yes, what, &ch)
 		if err != nil {
 			return err
 		}
@@ -474,7 +454,58 @@ func (x *cli) releasesChange(promote bool) *cobra.Command {
 		return nil
 	}
 	yesFlag(cmd, &yes)
-	cmd.Flags().StringVar(&by, "by", "", "who asks, recorded in the environment's history (default: $USER)")
+	cmd.Flags().StringVar(&by, "by", "", "who asks, recorded in the environment's history (default: $USER; with credentials, their user)")
+	if promote {
+		cmd.Flags().BoolVar(&approve, "approve", false, "approve the release for the environment first (as `releases approve`)")
+	}
+	return cmd
+}
+
+// releaseClient asks for confirmation of what, names the caller ($USER
+// when --by is not given: only an API without credentials takes it) and
+// returns the client.
+func (x *cli) releaseClient(yes bool, what string, ch *client.ReleaseChange) (*client.Client, error) {
+	if err := x.confirm(yes, what); err != nil {
+		return nil, err
+	}
+	if ch.By == "" {
+		ch.By = os.Getenv("USER")
+	}
+	return x.client()
+}
+
+// releasesApprove is `releases approve APP VERSION ENVIRONMENT`: the
+// caller's approval, which the committer cannot give.
+func (x *cli) releasesApprove() *cobra.Command {
+	var yes bool
+	var by string
+	cmd := &cobra.Command{
+		Use:   "approve APP VERSION ENVIRONMENT",
+		Short: "approve a release for an environment marked approval: true (by a user other than its committer)",
+		Long: `approve records the caller's approval of a release for an environment that
+needs one. The caller is the user of --user (or the token's identity); the
+committer of the release is refused.`,
+		Args:              usageArgs(cobra.ExactArgs(3)),
+		ValidArgsFunction: x.completeRelease(true),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ch := client.ReleaseChange{App: args[0], Version: args[1], Environment: args[2], By: by}
+			c, err := x.releaseClient(yes, fmt.Sprintf("approve %s of %s for %s", ch.Version, ch.App, ch.Environment), &ch)
+			if err != nil {
+				return err
+			}
+			r, err := c.Approve(cmd.Context(), ch)
+			if err != nil {
+				return err
+			}
+			if x.structured() {
+				return x.printValue(r)
+			}
+			fmt.Fprintf(x.stdout, "%s of %s approved for %s by %s\n", r.Version, r.App, ch.Environment, r.ApprovedBy(ch.Environment))
+			return nil
+		},
+	}
+	yesFlag(cmd, &yes)
+	cmd.Flags().StringVar(&by, "by", "", "who approves, on an API without credentials (default: $USER; with credentials, their user)")
 	return cmd
 }
 
@@ -489,31 +520,20 @@ app: the count it wanted and why, and whether it acted or what held it back
 whose app does not exist yet has no evaluation.`,
 		Args:              usageArgs(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: x.completeApps,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
-			app := ""
-			if len(args) == 1 {
-				app = args[0]
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			app := optionalArg(args)
 			evals, err := c.Evaluations(cmd.Context(), app)
 			if err != nil {
 				return err
 			}
 			if x.structured() {
-				raw := make([]json.RawMessage, len(evals))
-				for i := range evals {
-					raw[i] = evals[i].Raw
-				}
-				return x.printData(false, raw...)
+				return x.printList(len(evals), func(i int) json.RawMessage { return evals[i].Raw })
 			}
 			t := newTable(x.stdout, decisionHeaders...)
 			for i := range evals {
 				t.row(decisionCells(&evals[i].Decision)...)
 			}
 			return t.flush()
-		},
+		}),
 	}
 }

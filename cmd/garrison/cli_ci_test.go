@@ -87,14 +87,7 @@ func TestCLIPipeline(t *testing.T) {
 
 	t.Run("Runs", func(t *testing.T) {
 		s.t = t
-		script, err := os.ReadFile("../../ci/hooks/post-receive")
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(repo.Bare, "hooks", "post-receive"), script, 0o755)
-		gittest.Git(t, repo.Bare, "config", "garrison.url", "http://"+s.addr)
-		gittest.Git(t, repo.Bare, "config", "garrison.project", "slow")
-		gittest.Git(t, repo.Bare, "config", "garrison.token", "hook-secret")
+		repo.HookGarrison("../../ci/hooks/post-receive", "http://"+s.addr, "slow", "hook-secret")
 		rev := repo.Commit("slow build", map[string]string{".garrison.yml": "app: /cli/slow\nbuild:\n  image: " + stepImage +
 			"\n  commands: [\"echo started\", \"sleep 600\"]\nimage:\n  files: [{from: x, to: /x}]\n"})
 		if out := repo.Push(); !strings.Contains(out, `"run":"slow.1"`) {
@@ -213,10 +206,10 @@ func TestCLIPipeline(t *testing.T) {
 			}
 		}
 		out := s.ok("releases", app)
-		if h := tableRows(out)[0]; strings.Join(h, " ") != "VERSION REVISION COMMITTER TESTS RUNS IN RUN AGE" {
+		if h := tableRows(out)[0]; strings.Join(h, " ") != "VERSION REVISION COMMITTER TESTS APPROVALS RUNS IN RUN AGE" {
 			t.Fatalf("releases headers %v", h)
 		}
-		if row := rowOf(t, out, 0, "v3"); row[1] != "333333333333" || row[2] != "Cy" || row[3] != "FAILED 0/1: smoke" || row[4] != "-" {
+		if row := rowOf(t, out, 0, "v3"); row[1] != "333333333333" || row[2] != "Cy" || row[3] != "FAILED 0/1: smoke" || row[4] != "-" || row[5] != "-" {
 			t.Fatalf("releases row v3 %v", row)
 		}
 		if r := s.run("releases", "promote", app, "v3", "production"); r.code != 1 || !strings.Contains(r.stderr, "failed its tests") {
@@ -230,7 +223,7 @@ func TestCLIPipeline(t *testing.T) {
 		}
 		s.ok("releases", "promote", app, "v2", "production")
 		out = s.ok("releases", app)
-		if row := rowOf(t, out, 0, "v2"); row[3] != "passed 1/1" || row[4] != "production" {
+		if row := rowOf(t, out, 0, "v2"); row[3] != "passed 1/1" || row[5] != "production" {
 			t.Fatalf("releases row v2 after promotion %v", row)
 		}
 		if row := rowOf(t, out, 0, "production"); row[1] != app || row[2] != "v2" || row[3] != "v1" {

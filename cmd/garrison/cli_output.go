@@ -208,3 +208,13 @@ func (x *cli) readDefinition(file string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// printList prints n items as the API sent them (-o json or yaml); raw
+// gives the i-th item's JSON.
+func (x *cli) printList(n int, raw func(i int) json.RawMessage) error {
+	items := make([]json.RawMessage, n)
+	for i := range items {
+		items[i] = raw(i)
+	}
+	return x.printData(false, items...)
+}

@@ -23,30 +23,15 @@ func (x *cli) servicesCommand() *cobra.Command {
 		Aliases: []string{"service", "svc"},
 		Short:   "list the registry: services and their live instances",
 		Args:    usageArgs(cobra.MaximumNArgs(1)),
-		ValidArgsFunction: func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
-			c, err := x.client()
-			if err != nil || len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-			defer cancel()
+		ValidArgsFunction: x.completeFirst(false, func(ctx context.Context, c *client.Client) ([]string, error) {
 			services, err := c.Services(ctx)
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveError
+			names := make([]string, len(services))
+			for i, s := range services {
+				names[i] = s.Name
 			}
-			var names []string
-			for _, s := range services {
-				if strings.HasPrefix(s.Name, prefix) {
-					names = append(names, s.Name)
-				}
-			}
-			return names, cobra.ShellCompDirectiveNoFileComp
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+			return names, err
+		}),
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if len(args) == 1 {
 				s, err := c.Service(cmd.Context(), args[0])
 				if err != nil {
@@ -77,7 +62,7 @@ func (x *cli) servicesCommand() *cobra.Command {
 				t.row(s.Name, strconv.Itoa(len(s.Instances)), strings.Join(addrs, ","))
 			}
 			return t.flush()
-		},
+		}),
 	}
 }
 
@@ -118,11 +103,7 @@ func (x *cli) rulesCommand() *cobra.Command {
 		Use:   "get",
 		Short: "show the rules in force (-o yaml prints the document, ready for `rules apply -f`)",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			if x.output == "yaml" {
 				doc, err := c.RulesDocument(cmd.Context())
 				if err != nil {
@@ -136,7 +117,7 @@ func (x *cli) rulesCommand() *cobra.Command {
 				return err
 			}
 			return x.printRules(rules)
-		},
+		}),
 	}
 	var file string
 	apply := &cobra.Command{
@@ -144,11 +125,7 @@ func (x *cli) rulesCommand() *cobra.Command {
 		Short:   "replace the rules in force with a rules document (YAML or JSON; - reads stdin)",
 		Example: "  garrison rules apply -f rules.yaml",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			doc, name, err := x.readInput(file)
 			if err != nil {
 				return err
@@ -164,7 +141,7 @@ func (x *cli) rulesCommand() *cobra.Command {
 				return err
 			}
 			return x.printRules(rules)
-		},
+		}),
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "the rules document (- reads stdin)")
 	cmd.AddCommand(check, get, apply)
@@ -183,11 +160,7 @@ func thresholdsText(t map[string]float64) string {
 
 func (x *cli) printRules(rules []client.Rule) error {
 	if x.structured() {
-		raw := make([]json.RawMessage, len(rules))
-		for i := range rules {
-			raw[i] = rules[i].Raw
-		}
-		return x.printData(false, raw...)
+		return x.printList(len(rules), func(i int) json.RawMessage { return rules[i].Raw })
 	}
 	t := newTable(x.stdout, "APP", "MIN", "MAX", "QUORUM", "UP", "DOWN", "COOLDOWN", "SCHEDULES", "MODE")
 	for _, r := range rules {
@@ -224,11 +197,7 @@ order (newest first). --watch then follows new decisions from /v2/events, one
 line (or, with -o json, one JSON object) each, until interrupted.`,
 		Args:              usageArgs(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: x.completeApps,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			appID := ""
 			if len(args) == 1 {
 				appID = "/" + strings.Trim(args[0], "/")
@@ -237,6 +206,7 @@ line (or, with -o json, one JSON object) each, until interrupted.`,
 			var stream *client.Stream
 			if watch {
 				// Subscribe before listing: no decision falls in between.
+				var err error
 				if stream, err = c.Events(ctx, decisionEvent); err != nil {
 					return err
 				}
@@ -248,11 +218,7 @@ line (or, with -o json, one JSON object) each, until interrupted.`,
 			}
 			if !watch {
 				if x.structured() {
-					raw := make([]json.RawMessage, len(list))
-					for i := range list {
-						raw[i] = list[i].Raw
-					}
-					return x.printData(false, raw...)
+					return x.printList(len(list), func(i int) json.RawMessage { return list[i].Raw })
 				}
 				t := newTable(x.stdout, decisionHeaders...)
 				for i := len(list) - 1; i >= 0; i-- {
@@ -296,7 +262,7 @@ line (or, with -o json, one JSON object) each, until interrupted.`,
 					return err
 				}
 			}
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after the list, follow new decisions")
 	cmd.Flags().IntVar(&limit, "limit", 0, "how many decisions to list (default: the server's, 100)")
@@ -380,11 +346,7 @@ func (x *cli) eventsCommand() *cobra.Command {
 reconnects.`,
 		Example: "  garrison events --type deployment_success --type deployment_failed\n  garrison events -o json | jq .",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			ctx := cmd.Context()
 			for {
 				stream, err := c.Events(ctx, types...)
@@ -407,7 +369,7 @@ reconnects.`,
 				case <-time.After(time.Second):
 				}
 			}
-		},
+		}),
 	}
 	cmd.Flags().StringArrayVar(&types, "type", nil, "event type to follow (repeat for several; default all)")
 	cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions(eventTypes, cobra.ShellCompDirectiveNoFileComp))

@@ -22,24 +22,17 @@ func (x *cli) tasksCommand() *cobra.Command {
 		Short:             "list tasks (all, or one app's); `tasks kill ID` kills one",
 		Args:              usageArgs(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: x.completeApps,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
-			appID := ""
-			if len(args) == 1 {
-				appID = args[0]
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			appID := optionalArg(args)
 			tasks, err := c.Tasks(cmd.Context(), appID)
 			if err != nil {
 				return err
 			}
 			if x.structured() {
-				return x.printData(false, taskRaws(tasks)...)
+				return x.printList(len(tasks), func(i int) json.RawMessage { return tasks[i].Raw })
 			}
 			return x.taskTable(tasks, appID == "", time.Now())
-		},
+		}),
 	}
 	cmd.AddCommand(x.tasksKill(), x.tasksLog())
 	return cmd
@@ -70,14 +63,6 @@ func (x *cli) tasksLog() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&tail, "tail", api.DefaultLogTail, "lines to print from the end of each stream")
 	return cmd
-}
-
-func taskRaws(tasks []client.Task) []json.RawMessage {
-	raw := make([]json.RawMessage, len(tasks))
-	for i := range tasks {
-		raw[i] = tasks[i].Raw
-	}
-	return raw
 }
 
 // taskHealth sums a task's health check results.
@@ -131,24 +116,15 @@ func (x *cli) taskTable(tasks []client.Task, withApp bool, now time.Time) error 
 }
 
 // completeTasks completes task ids.
-func (x *cli) completeTasks(cmd *cobra.Command, _ []string, prefix string) ([]string, cobra.ShellCompDirective) {
-	c, err := x.client()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveError
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-	defer cancel()
-	tasks, err := c.Tasks(ctx, "")
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveError
-	}
-	var ids []string
-	for _, t := range tasks {
-		if strings.HasPrefix(t.ID, prefix) {
-			ids = append(ids, t.ID)
+func (x *cli) completeTasks(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+	return x.completeFirst(true, func(ctx context.Context, c *client.Client) ([]string, error) {
+		tasks, err := c.Tasks(ctx, "")
+		ids := make([]string, len(tasks))
+		for i, t := range tasks {
+			ids[i] = t.ID
 		}
-	}
-	return ids, cobra.ShellCompDirectiveNoFileComp
+		return ids, err
+	})(cmd, args, prefix)
 }
 
 func (x *cli) tasksKill() *cobra.Command {
@@ -180,7 +156,7 @@ deployment that --wait can follow.`,
 					return err
 				}
 				if x.structured() {
-					return x.printData(false, taskRaws(killed)...)
+					return x.printList(len(killed), func(i int) json.RawMessage { return killed[i].Raw })
 				}
 				for _, t := range killed {
 					fmt.Fprintf(x.stdout, "killed %s\n", t.ID)
@@ -217,21 +193,13 @@ func (x *cli) deploymentsCommand() *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "list deployments in progress",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := x.client()
-			if err != nil {
-				return err
-			}
+		RunE: x.run(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			deps, err := c.Deployments(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if x.structured() {
-				raw := make([]json.RawMessage, len(deps))
-				for i := range deps {
-					raw[i] = deps[i].Raw
-				}
-				return x.printData(false, raw...)
+				return x.printList(len(deps), func(i int) json.RawMessage { return deps[i].Raw })
 			}
 			now := time.Now()
 			t := newTable(x.stdout, "ID", "APPS", "ACTIONS", "STEP", "AGE")
@@ -244,7 +212,7 @@ func (x *cli) deploymentsCommand() *cobra.Command {
 					fmt.Sprintf("%d/%d", d.CurrentStep, d.TotalSteps), age(d.Version, now))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	var yes bool
 	var wf waitFlags
@@ -252,25 +220,14 @@ func (x *cli) deploymentsCommand() *cobra.Command {
 		Use:   "cancel ID",
 		Short: "cancel a deployment: roll its apps back (a new deployment), or with --force just stop it",
 		Args:  usageArgs(cobra.ExactArgs(1)),
-		ValidArgsFunction: func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
-			c, err := x.client()
-			if err != nil || len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			ctx, done := context.WithTimeout(cmd.Context(), 3*time.Second)
-			defer done()
+		ValidArgsFunction: x.completeFirst(false, func(ctx context.Context, c *client.Client) ([]string, error) {
 			deps, err := c.Deployments(ctx)
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveError
+			ids := make([]string, len(deps))
+			for i, d := range deps {
+				ids[i] = d.ID + "\t" + strings.Join(d.AffectedApps, ",")
 			}
-			var ids []string
-			for _, d := range deps {
-				if strings.HasPrefix(d.ID, prefix) {
-					ids = append(ids, d.ID+"\t"+strings.Join(d.AffectedApps, ","))
-				}
-			}
-			return ids, cobra.ShellCompDirectiveNoFileComp
-		},
+			return ids, err
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := x.confirm(yes, "cancel deployment "+args[0]); err != nil {
 				return err

@@ -16,15 +16,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/internal/testbin"
 	"github.com/garrisonhq/garrison/registrar"
@@ -43,8 +42,6 @@ type cliStack struct {
 
 const cliToken = "cli-test-token"
 
-var upLine = regexp.MustCompile(`msg="garrison is up" addr=(\S+)`)
-
 // startCLIStack starts garrison with its API on port 0 (read back from
 // the log) and its embedded etcd on a port pair testport reserved.
 func startCLIStack(t testing.TB, extraArgs ...string) *cliStack {
@@ -55,40 +52,12 @@ func startCLIStack(t testing.TB, extraArgs ...string) *cliStack {
 	}
 	t.Cleanup(cleanup)
 	s := &cliStack{t: t, token: cliToken, dataDir: t.TempDir(), server: server, etcd: "http://" + freeAddrs(t, 1)[0]}
-	// Registered before garrison starts, so it runs after garrison is
-	// killed: process tasks outlive garrison by design.
-	t.Cleanup(func() { killTasksUnder(s.dataDir) })
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd-listen", s.etcd, "--data-dir", s.dataDir,
 		"--task-ports", "15000-15199", "--drain-delay", "50ms",
 		"--auth-token", cliToken, "--auth-user", "ops", "--auth-password", "s3cret"}, extraArgs...)
 	p := startGarrison(t, args...)
-	poll.Until(t, 60*time.Second, "garrison up", func() (bool, string) {
-		select {
-		case <-p.exited:
-			t.Fatalf("garrison up exited: %v\n%s", p.err, p.stderr.String())
-		default:
-		}
-		m := upLine.FindStringSubmatch(p.stderr.String())
-		if m != nil {
-			s.addr = m[1]
-		}
-		return m != nil, p.stderr.String()
-	})
+	s.addr = p.Addr(t, 60*time.Second)
 	return s
-}
-
-// killTasksUnder kills the task processes whose sandbox is under dir.
-func killTasksUnder(dir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		cwd, err := os.Readlink(filepath.Join(p, "cwd"))
-		if err != nil || !strings.HasPrefix(cwd, dir+"/") {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
 }
 
 // cliResult is one finished run of the client.
@@ -113,14 +82,14 @@ func (s *cliStack) env(extra ...string) []string {
 	return append(append(env, "GARRISON_ADDR="+s.addr, "GARRISON_TOKEN="+s.token), extra...)
 }
 
-func (s *cliStack) command(stdin string, env []string, args ...string) (*exec.Cmd, *bytes.Buffer, *syncBuffer) {
+func (s *cliStack) command(stdin string, env []string, args ...string) (*exec.Cmd, *bytes.Buffer, *garrisontest.Buffer) {
 	cmd := exec.Command(garrisonBinary, args...)
 	cmd.Env = env
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
 	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
+	stderr := &garrisontest.Buffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	return cmd, &stdout, stderr
 }
@@ -327,6 +296,26 @@ func testCLIApps(t *testing.T, s *cliStack) {
 	// Shell completion offers app ids (cobra's __complete, as bash and zsh call it).
 	if out := s.ok("__complete", "apps", "show", "/cli/"); !strings.Contains(out, id+"\n") {
 		t.Errorf("completion of apps show: %q", out)
+	}
+	// An app id also completes without its leading slash; a second argument
+	// gets no app ids; task ids complete for every argument of tasks kill;
+	// a prefix that matches nothing offers nothing.
+	if out := s.ok("__complete", "apps", "show", "cli/"); !strings.Contains(out, id+"\n") {
+		t.Errorf("completion of apps show without the slash: %q", out)
+	}
+	if out := s.ok("__complete", "apps", "show", id, ""); strings.Contains(out, id) {
+		t.Errorf("completion of a second apps show argument offered apps: %q", out)
+	}
+	for _, args := range [][]string{{"tasks", "kill", ""}, {"tasks", "kill", one.Tasks[0].ID, ""}} {
+		out := s.ok(append([]string{"__complete"}, args...)...)
+		for _, task := range one.Tasks {
+			if !strings.Contains(out, task.ID+"\n") {
+				t.Errorf("completion of %v: %q lacks %s", args, out, task.ID)
+			}
+		}
+	}
+	if out := s.ok("__complete", "tasks", "kill", "no-such-task"); strings.Contains(out, one.Tasks[0].ID) {
+		t.Errorf("completion of a prefix matching nothing: %q", out)
 	}
 
 	// scale --wait: three healthy tasks when it returns.

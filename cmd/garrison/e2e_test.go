@@ -113,8 +113,8 @@ func TestKillGarrisonMidDeployment(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.waitExit(t, 10*time.Second)
+	p.Cmd.Process.Signal(syscall.SIGKILL)
+	p.WaitExit(t, 10*time.Second)
 
 	startGarrison(t, args...)
 	waitHTTP(t, base+"/ping", 30*time.Second)

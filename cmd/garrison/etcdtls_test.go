@@ -136,9 +136,9 @@ func TestUpWithExternalEtcdOverTLSAndAuth(t *testing.T) {
 	t.Run("without etcd credentials", func(t *testing.T) {
 		addr := freeAddrs(t, 1)[0]
 		p := startGarrison(t, append([]string{"up", "--addr", addr, "--data-dir", t.TempDir()}, tlsArgs...)...)
-		p.waitExit(t, 60*time.Second)
-		if !strings.Contains(p.stderr.String(), "refuses garrison's credentials (--etcd-user/--etcd-password, --etcd-cert)") {
-			t.Fatalf("stderr:\n%s", p.stderr.String())
+		p.WaitExit(t, 60*time.Second)
+		if !strings.Contains(p.Stderr(), "refuses garrison's credentials (--etcd-user/--etcd-password, --etcd-cert)") {
+			t.Fatalf("stderr:\n%s", p.Stderr())
 		}
 	})
 
@@ -174,7 +174,7 @@ func TestUpWithExternalEtcdOverTLSAndAuth(t *testing.T) {
 	metrics := freeAddrs(t, 1)[0]
 	agent := startGarrison(t, append([]string{"agent", "--metrics-addr", metrics, "--etcd-user", "garrison", "--etcd-password", "gpw"}, tlsArgs...)...)
 	waitHTTP(t, "http://"+metrics+"/metrics", 60*time.Second)
-	if strings.Contains(agent.stderr.String(), "gpw") {
-		t.Fatalf("the agent logs the etcd password:\n%s", agent.stderr.String())
+	if strings.Contains(agent.Stderr(), "gpw") {
+		t.Fatalf("the agent logs the etcd password:\n%s", agent.Stderr())
 	}
 }

@@ -84,8 +84,8 @@ func TestUpElectsOneLeaderOnSharedEtcd(t *testing.T) {
 	}
 
 	killed := time.Now()
-	procs[leaderAddr].cmd.Process.Signal(syscall.SIGKILL)
-	procs[leaderAddr].waitExit(t, 10*time.Second)
+	procs[leaderAddr].Cmd.Process.Signal(syscall.SIGKILL)
+	procs[leaderAddr].WaitExit(t, 10*time.Second)
 	poll.Until(t, time.Minute, "the follower takes over", func() (bool, string) {
 		ans, err := ask(t, "GET", "http://"+follower+"/v2/leader", "")
 		if err != nil || ans.status != 200 {
@@ -104,7 +104,7 @@ func TestUpElectsOneLeaderOnSharedEtcd(t *testing.T) {
 	if err != nil || ab.status != 200 || ab.body["message"] != "Leadership abdicated" {
 		t.Fatalf("abdicate: %v %+v", err, ab)
 	}
-	if err := procs[follower].waitExit(t, 30*time.Second); err == nil || !strings.Contains(procs[follower].stderr.String(), "lost leadership") {
-		t.Fatalf("after abdicating: exit %v; stderr:\n%s", err, procs[follower].stderr.String())
+	if err := procs[follower].WaitExit(t, 30*time.Second); err == nil || !strings.Contains(procs[follower].Stderr(), "lost leadership") {
+		t.Fatalf("after abdicating: exit %v; stderr:\n%s", err, procs[follower].Stderr())
 	}
 }

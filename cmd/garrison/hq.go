@@ -60,6 +60,7 @@ type hqSettings struct {
 	drainDelay     time.Duration
 	startup        time.Duration
 	auth           auth.Credentials
+	usersFile      string
 	maxSubscribers int
 	// maxInstances and maxTotal bound one app's and all apps' instances.
 	maxInstances, maxTotal int
@@ -80,6 +81,7 @@ func (s *hqSettings) register(fs *flag.FlagSet) {
 	fs.DurationVar(&s.startup, "health-startup-interval", 250*time.Millisecond, "until a task's first passing health check, check it this often (0: the check's own interval, as Marathon)")
 	fs.StringVar(&s.auth.Username, "auth-user", "", "HTTP basic auth user (with --auth-password) required on every route but /ping and /health; empty leaves the API open")
 	fs.StringVar(&s.auth.Password, "auth-password", "", "HTTP basic auth password of --auth-user")
+	fs.StringVar(&s.usersFile, "auth-users-file", "", "htpasswd file of more basic-auth users, bcrypt hashes only (htpasswd -B); read at start")
 	fs.StringVar(&s.auth.Token, "auth-token", "", "bearer token accepted on every route but /ping and /health (Authorization: Bearer <token>)")
 	fs.IntVar(&s.maxSubscribers, "max-event-subscribers", events.DefaultMaxSubscribers, "most concurrent /v2/events streams; more get 503")
 	fs.IntVar(&s.maxInstances, "max-instances-per-app", app.DefaultMaxInstances, "most instances one app may have (422 above)")
@@ -98,6 +100,13 @@ func (s *hqSettings) validate() error {
 	s.ports = [2]int{first, last}
 	if s.maxSubscribers < 1 {
 		return errors.New("--max-event-subscribers must be at least 1")
+	}
+	if s.usersFile != "" && s.auth.Users == nil {
+		users, err := auth.LoadUsersFile(s.usersFile)
+		if err != nil {
+			return fmt.Errorf("--auth-users-file: %w", err)
+		}
+		s.auth.Users = users
 	}
 	return s.auth.Validate()
 }

@@ -44,9 +44,9 @@ func TestHQNeedsAnExternalEtcd(t *testing.T) {
 		{[]string{"--etcd", "http://127.0.0.1:1", "--addr", "0.0.0.0:" + port}, "set --advertise-addr"},
 	} {
 		p := startGarrison(t, append([]string{"hq", "--addr", addr, "--data-dir", t.TempDir()}, tc.args...)...)
-		err := p.waitExit(t, 30*time.Second)
-		if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 2 || !strings.Contains(p.stderr.String(), tc.want) {
-			t.Fatalf("garrison hq %v: exit %v, want code 2 saying %q; stderr:\n%s", tc.args, err, tc.want, p.stderr.String())
+		err := p.WaitExit(t, 30*time.Second)
+		if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 2 || !strings.Contains(p.Stderr(), tc.want) {
+			t.Fatalf("garrison hq %v: exit %v, want code 2 saying %q; stderr:\n%s", tc.args, err, tc.want, p.Stderr())
 		}
 	}
 }
@@ -75,7 +75,7 @@ func (r *hqReplica) start(t *testing.T) {
 // supervise restarts the replica each time it exits, until stop is set.
 func (r *hqReplica) supervise(t *testing.T, stop *atomic.Bool) {
 	for {
-		<-r.current().exited
+		<-r.current().Exited()
 		if stop.Load() {
 			return
 		}
@@ -379,8 +379,8 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 	setQuiet(false)
 	killed := time.Now()
 	victimProc := victim.current()
-	victimProc.cmd.Process.Signal(syscall.SIGKILL)
-	victimProc.waitExit(t, 30*time.Second)
+	victimProc.Cmd.Process.Signal(syscall.SIGKILL)
+	victimProc.WaitExit(t, 30*time.Second)
 	var next *hqReplica
 	poll.Until(t, 2*time.Minute, "another replica leads after the kill", func() (bool, string) {
 		next = c.serving(victim)
@@ -397,7 +397,7 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 	pausedProc := paused.current()
 	setQuiet(false)
 	stopped := time.Now()
-	pausedProc.cmd.Process.Signal(syscall.SIGSTOP)
+	pausedProc.Cmd.Process.Signal(syscall.SIGSTOP)
 	var staleWG sync.WaitGroup
 	for i, a := range stale {
 		op := []haOp{{"scale", 3}, {"update", 0}}[i]
@@ -411,10 +411,10 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 	if d := haTTL + time.Second - time.Since(stopped); d > 0 {
 		time.Sleep(d) // stopped for longer than the TTL, whatever the takeover took
 	}
-	pausedProc.cmd.Process.Signal(syscall.SIGCONT)
+	pausedProc.Cmd.Process.Signal(syscall.SIGCONT)
 	// Resumed, it finds its term over: it stops, as Marathon does.
-	if err := pausedProc.waitExit(t, time.Minute); err == nil || !strings.Contains(pausedProc.stderr.String(), "lost leadership") {
-		t.Fatalf("the resumed former leader: exit %v; stderr:\n%s", err, pausedProc.stderr.String())
+	if err := pausedProc.WaitExit(t, time.Minute); err == nil || !strings.Contains(pausedProc.Stderr(), "lost leadership") {
+		t.Fatalf("the resumed former leader: exit %v; stderr:\n%s", err, pausedProc.Stderr())
 	}
 	setQuiet(true)
 	closeCalm()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -14,10 +15,12 @@ import (
 )
 
 const rulesUsage = `Usage:
-  garrison rules check [--prometheus URL] FILE...
+  garrison rules check [--metrics-source S] [--prometheus URL] FILE...
       validate autoscale rule files; every error with file, line and field.
-      With --prometheus, every query of a metric read from Prometheus (its
-      source is prometheus, or not set) is parsed by that Prometheus.
+      The queries of metrics read from Prometheus (sources: prometheus, or
+      none with --metrics-source prometheus, the default with --prometheus,
+      as garrison up decides) are parsed as PromQL; with --prometheus, that
+      Prometheus parses them too (it knows its own functions).
 `
 
 // runRules handles `garrison rules ...`.
@@ -29,9 +32,17 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("rules check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	promURL := fs.String("prometheus", "", "URL of the Prometheus the rules' queries will run on, to parse them")
+	source := fs.String("metrics-source", "", "default metric source of the rules, as garrison up's (default: prometheus with --prometheus, else local)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{"rules check: " + err.Error()}
 	}
+	if *source == "" {
+		*source = "local"
+		if *promURL != "" {
+			*source = "prometheus"
+		}
+	}
+	opts := rulefmt.Options{DefaultSource: *source, QueryChecks: queryChecks}
 	var prom *scoutprom.Source
 	if *promURL != "" {
 		var err error
@@ -52,7 +63,7 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			bad++
 			continue
 		}
-		rules, err := rulefmt.Parse(data, file)
+		rules, err := rulefmt.ParseWith(data, file, opts)
 		if err != nil {
 			var list rulefmt.Errors
 			if errors.As(err, &list) {
@@ -66,7 +77,7 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			continue
 		}
 		if prom != nil {
-			if n := checkQueries(ctx, prom, file, rules, stderr); n > 0 {
+			if n := checkQueries(ctx, prom, *source, file, rules, stderr); n > 0 {
 				bad++
 				continue
 			}
@@ -79,14 +90,15 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// checkQueries has Prometheus parse every query of the rules read from it,
-// printing each refusal as FILE:LINE:COL: PATH: message; it returns how
+// checkQueries has Prometheus parse every query of the rules read from it
+// (source is the rules' default source), printing each refusal as
+// FILE:LINE:COL: PATH: message; it returns how
 // many were refused. Prometheus unreachable is one error for the file.
-func checkQueries(ctx context.Context, prom *scoutprom.Source, file string, rules []rulefmt.Rule, stderr io.Writer) int {
+func checkQueries(ctx context.Context, prom *scoutprom.Source, source, file string, rules []rulefmt.Rule, stderr io.Writer) int {
 	bad := 0
 	for i, r := range rules {
 		for _, m := range sample.Metrics {
-			if src := r.Sources[m]; src != "" && src != "prometheus" {
+			if cmp.Or(r.Sources[m], source) != "prometheus" {
 				continue
 			}
 			for _, instances := range []bool{false, true} {

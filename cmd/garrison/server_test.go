@@ -102,6 +102,8 @@ func TestUpServesTLSWithAuthOnEveryRoute(t *testing.T) {
 // directory is never created).
 func TestUpRefusesBadSettingsBeforeStarting(t *testing.T) {
 	addrs := freeAddrs(t, 2)
+	md5Users := filepath.Join(t.TempDir(), "users")
+	os.WriteFile(md5Users, []byte("mei:$apr1$x$y\n"), 0o600)
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -116,17 +118,21 @@ func TestUpRefusesBadSettingsBeforeStarting(t *testing.T) {
 		{"etcd TLS without --etcd", []string{"--etcd-cacert", "ca.pem"}, "apply to an external etcd: set --etcd", ""},
 		{"etcd user without password", []string{"--etcd", "http://127.0.0.1:1", "--etcd-user", "root"}, "--etcd-user and --etcd-password go together", ""},
 		{"quota not a size", []string{"--etcd-quota-bytes", "lots"}, `"lots": want a number of bytes`, ""},
+		{"users file of MD5 hashes", []string{"--auth-users-file", md5Users}, md5Users + `:1: user "mei": not a bcrypt hash`, ""},
+		{"approver who is no user", []string{"--auth-user", "ops", "--auth-password", "pw", "--ci-approvers", "ops,lin"}, `--ci-approvers: "lin" is no user`, ""},
+		{"mail sender not an address", []string{"--smtp-addr", "127.0.0.1:25", "--smtp-from", "ci"}, `--smtp-addr: sender "ci"`, ""},
+		{"mail user without a server", []string{"--smtp-user", "ci"}, "need --smtp-addr", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir := t.TempDir()
 			args := append([]string{"up", "--addr", addrs[0], "--etcd-listen", "http://" + addrs[1], "--data-dir", dataDir}, tc.args...)
 			p := startGarrison(t, args...)
-			err := p.waitExit(t, 30*time.Second)
+			err := p.WaitExit(t, 30*time.Second)
 			if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 2 {
-				t.Fatalf("exit %v, want code 2; stderr:\n%s", err, p.stderr.String())
+				t.Fatalf("exit %v, want code 2; stderr:\n%s", err, p.Stderr())
 			}
-			if !strings.Contains(p.stderr.String(), tc.want) || (tc.reject != "" && strings.Contains(p.stderr.String(), tc.reject)) {
-				t.Fatalf("stderr wants %q, not %q:\n%s", tc.want, tc.reject, p.stderr.String())
+			if !strings.Contains(p.Stderr(), tc.want) || (tc.reject != "" && strings.Contains(p.Stderr(), tc.reject)) {
+				t.Fatalf("stderr wants %q, not %q:\n%s", tc.want, tc.reject, p.Stderr())
 			}
 			if _, err := os.Stat(filepath.Join(dataDir, "etcd")); !os.IsNotExist(err) {
 				t.Fatalf("etcd started before the settings were refused (%v)", err)
@@ -144,13 +150,13 @@ func TestUpSecondGarrisonOnSameDataDir(t *testing.T) {
 	first := startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", dataDir)
 	waitHTTP(t, "http://"+addrs[0]+"/ping", 60*time.Second)
 	second := startGarrison(t, "up", "--addr", addrs[2], "--etcd-listen", "http://"+addrs[3], "--data-dir", dataDir)
-	err := second.waitExit(t, 30*time.Second)
+	err := second.WaitExit(t, 30*time.Second)
 	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
-		t.Fatalf("second garrison: exit %v, want 1; stderr:\n%s", err, second.stderr.String())
+		t.Fatalf("second garrison: exit %v, want 1; stderr:\n%s", err, second.Stderr())
 	}
-	want := fmt.Sprintf("data dir %s is in use (by pid %d)", dataDir, first.cmd.Process.Pid)
-	if !strings.Contains(second.stderr.String(), want) {
-		t.Fatalf("stderr lacks %q:\n%s", want, second.stderr.String())
+	want := fmt.Sprintf("data dir %s is in use (by pid %d)", dataDir, first.Cmd.Process.Pid)
+	if !strings.Contains(second.Stderr(), want) {
+		t.Fatalf("stderr lacks %q:\n%s", want, second.Stderr())
 	}
 	waitHTTP(t, "http://"+addrs[0]+"/ping", 10*time.Second) // the first one is unharmed
 }
@@ -178,12 +184,12 @@ func TestUpStopsOnSIGTERMWhileEtcdStarts(t *testing.T) {
 	// before etcd starts.
 	poll.True(t, 30*time.Second, "garrison writes its pid file", func() bool {
 		b, err := os.ReadFile(filepath.Join(dataDir, pidFileName))
-		return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(p.cmd.Process.Pid)
+		return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(p.Cmd.Process.Pid)
 	})
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.waitExit(t, 30*time.Second)
-	if !strings.Contains(p.stderr.String(), "stopped while starting embedded etcd") {
-		t.Fatalf("stderr:\n%s", p.stderr.String())
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	p.WaitExit(t, 30*time.Second)
+	if !strings.Contains(p.Stderr(), "stopped while starting embedded etcd") {
+		t.Fatalf("stderr:\n%s", p.Stderr())
 	}
 }
 

@@ -86,13 +86,13 @@ func TestUpFailsWhenDataDirCannotHoldWAL(t *testing.T) {
 	dataDir := mountTmpfs(t, 100<<20)
 	addrs := freeAddrs(t, 2)
 	p := startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", dataDir)
-	err := p.waitExit(t, 60*time.Second)
+	err := p.WaitExit(t, 60*time.Second)
 	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
-		t.Fatalf("exit %v, want 1; stderr:\n%s", err, p.stderr.String())
+		t.Fatalf("exit %v, want 1; stderr:\n%s", err, p.Stderr())
 	}
 	want := fmt.Sprintf("data directory %s has 100 MiB free: etcd needs at least 122 MiB for its write-ahead log", filepath.Join(dataDir, "etcd"))
-	if !strings.Contains(p.stderr.String(), want) {
-		t.Fatalf("stderr lacks %q:\n%s", want, p.stderr.String())
+	if !strings.Contains(p.Stderr(), want) {
+		t.Fatalf("stderr lacks %q:\n%s", want, p.Stderr())
 	}
 }
 

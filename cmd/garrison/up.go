@@ -100,7 +100,10 @@ func (s *upSettings) validate() error {
 	if s.leaderTTL < leader.MinTTL {
 		return fmt.Errorf("--leader-ttl %s: etcd's shortest lease is %s", s.leaderTTL, leader.MinTTL)
 	}
-	return errors.Join(s.etcd.validate(), s.http.validate(), s.hq.validate())
+	if err := errors.Join(s.etcd.validate(), s.http.validate(), s.hq.validate()); err != nil {
+		return err
+	}
+	return s.ci.validate(s.hq.auth)
 }
 
 // runUp runs everything garrison needs on one machine until ctx ends.
@@ -300,6 +303,7 @@ func runServer(ctx context.Context, s upSettings, name string, args []string, st
 	if err != nil {
 		return err
 	}
+	s.ci.hqURL = runnerHQ(server.TLSConfig != nil, advertise)
 	stopCI, err := startCI(ctx, router, act, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
 	if err != nil {
 		return err

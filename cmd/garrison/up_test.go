@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/testbin"
 	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/registrar"
@@ -26,62 +25,18 @@ import (
 var garrisonBinary string
 
 func TestMain(m *testing.M) {
-	testbin.Main(m, "github.com/garrisonhq/garrison/cmd/garrison", false, &garrisonBinary)
+	// Static: the runner pool's image is made around it.
+	testbin.Main(m, "github.com/garrisonhq/garrison/cmd/garrison", true, &garrisonBinary)
 }
 
 // garrisonProc is a running `garrison ...` with its stderr captured.
-type garrisonProc struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	exited chan struct{}
-	err    error
-}
+type garrisonProc = garrisontest.Proc
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
+// startGarrison runs the garrison binary built for this test; the test's
+// cleanup kills it and the process tasks of its --data-dir.
 func startGarrison(t testing.TB, args ...string) *garrisonProc {
 	t.Helper()
-	p := &garrisonProc{cmd: exec.Command(garrisonBinary, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd.Stderr = p.stderr
-	p.cmd.Env = os.Environ()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("garrison stderr:\n%s", p.stderr.String())
-		}
-	})
-	return p
-}
-
-func (p *garrisonProc) waitExit(t *testing.T, within time.Duration) error {
-	t.Helper()
-	select {
-	case <-p.exited:
-		return p.err
-	case <-time.After(within):
-		t.Fatalf("garrison still running after %s; stderr:\n%s", within, p.stderr.String())
-		return nil
-	}
+	return garrisontest.Start(t, garrisonBinary, args...)
 }
 
 // freeAddrs returns n loopback addresses whose port and the next one are
@@ -183,8 +138,8 @@ func TestUpServesRegistryAndKeepsAcknowledgedWritesAcrossSIGKILL(t *testing.T) {
 	if _, err := cli.Put(ctx, "/garrison/test/acknowledged", "yes"); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.waitExit(t, 10*time.Second)
+	p.Cmd.Process.Signal(syscall.SIGKILL)
+	p.WaitExit(t, 10*time.Second)
 	startGarrison(t, args...)
 	waitHTTP(t, "http://"+api+"/ping", 30*time.Second)
 	getCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -199,11 +154,11 @@ func TestUpStopsCleanlyOnSIGTERM(t *testing.T) {
 	addrs := freeAddrs(t, 2)
 	p := startGarrison(t, "up", "--addr", addrs[0], "--etcd-listen", "http://"+addrs[1], "--data-dir", t.TempDir())
 	waitHTTP(t, "http://"+addrs[0]+"/ping", 30*time.Second)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.waitExit(t, 20*time.Second); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr.String())
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.WaitExit(t, 20*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.Stderr())
 	}
-	log := p.stderr.String()
+	log := p.Stderr()
 	if !strings.Contains(log, "embedded etcd stopped") || strings.Contains(log, `"level":"error"`) {
 		t.Fatalf("unclean stop log:\n%s", log)
 	}
@@ -233,13 +188,13 @@ func TestUpExplainsWhatIsWrong(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startGarrison(t, tc.args...)
-			err := p.waitExit(t, 30*time.Second)
+			err := p.WaitExit(t, 30*time.Second)
 			exitErr, ok := err.(*exec.ExitError)
 			if !ok || exitErr.ExitCode() != tc.code {
-				t.Fatalf("exit %v, want code %d; stderr:\n%s", err, tc.code, p.stderr.String())
+				t.Fatalf("exit %v, want code %d; stderr:\n%s", err, tc.code, p.Stderr())
 			}
-			if !strings.Contains(p.stderr.String(), tc.want) {
-				t.Fatalf("stderr lacks %q:\n%s", tc.want, p.stderr.String())
+			if !strings.Contains(p.Stderr(), tc.want) {
+				t.Fatalf("stderr lacks %q:\n%s", tc.want, p.Stderr())
 			}
 		})
 	}

@@ -151,3 +151,22 @@ func ParseVersion(s string) (time.Time, error) {
 // NewVersion is the version for a change made at now: UTC, cut to the
 // millisecond so it equals its own formatted-and-parsed form.
 func NewVersion(now time.Time) time.Time { return now.UTC().Truncate(time.Millisecond) }
+
+// AbsoluteIDProblem says what is wrong with id as an absolute app id named
+// in a file (an autoscaling rule, a pipeline), in a file reader's words, or
+// "" when it is a valid one. The API's own messages are Marathon's
+// (Validate); the syntax is the same.
+func AbsoluteIDProblem(id string) string {
+	switch {
+	case !strings.HasPrefix(id, "/"):
+		return "must be an absolute app id such as /ktv/account"
+	case id == "/":
+		return "must not be the root group"
+	}
+	for _, s := range strings.Split(id[1:], "/") {
+		if !segmentRE.MatchString(s) {
+			return fmt.Sprintf("segment %q must be lower-case letters, digits, '-' and '.' (as Marathon app ids)", s)
+		}
+	}
+	return ""
+}

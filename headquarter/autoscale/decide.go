@@ -51,6 +51,7 @@ const (
 	WhyQuorum   Why = "quorum not met"
 	WhyWindow   Why = "scale-down window not elapsed"
 	WhySettling Why = "load still rising: sized at the next evaluation"
+	WhyConfirm  Why = "within the tolerance of one instance fewer: confirmed at the next evaluation"
 	WhyStarting Why = "instances already starting"
 	WhyNoData   Why = "no data"
 	WhyCooldown Why = "cooldown"
@@ -182,6 +183,10 @@ type State struct {
 	// Settled: the last evaluation held an up because the load was still
 	// rising; the next one acts whatever the trend (one interval at most).
 	Settled bool `json:"settled,omitempty"`
+	// Confirming: the last evaluation held an up whose size the reading's
+	// noise could have set (see Decide); the next one sizes from the lower
+	// of the two readings and acts.
+	Confirming bool `json:"confirming,omitempty"`
 }
 
 // Scaled records that d's change was applied at at: it starts the
@@ -263,12 +268,15 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 	var (
 		used, withData, over int
 		// downCond: the down condition holds this evaluation.
-		downCond  = true
-		hasDown   bool
-		upNeeded  int // the most any breaching metric needs
-		worst     = -1
-		downFloor int // the fewest instances that keep every metric under its ceiling
-		partial   bool
+		downCond = true
+		hasDown  bool
+		upNeeded int // the most any breaching metric needs
+		// upLow: what upNeeded would be were every load a tolerance lower;
+		// upConfirmed: sized from the lower of this and the previous load.
+		upLow, upConfirmed int
+		worst              = -1
+		downFloor          int // the fewest instances that keep every metric under its ceiling
+		partial            bool
 	)
 	for i, m := range sample.Metrics {
 		mi := &d.Inputs[i]
@@ -319,6 +327,14 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			// is not over at the next reading.
 			mi.Over = mi.PerInstance > mi.Up*band
 			mi.Needed = ceil(load / (mi.Up * band))
+			if mi.Over {
+				upLow = max(upLow, ceil(load/(mi.Up*band*band)))
+				low := load
+				if mi.PrevLoad >= 0 {
+					low = min(low, mi.PrevLoad)
+				}
+				upConfirmed = max(upConfirmed, ceil(low/(mi.Up*band)))
+			}
 		}
 		if mi.Down > 0 {
 			hasDown = true
@@ -377,14 +393,22 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 	// Settled holds across evaluations without a vote for want of data (a
 	// source that timed out): only an up, or a reading with data that is
 	// no longer over, clears it.
-	settled := st.Settled
+	settled, confirming := st.Settled, st.Confirming
 	if over < quorum && withData > 0 {
-		st.Settled = false
+		st.Settled, st.Confirming = false, false
 	}
 	r := reason{b: make([]byte, 0, 256)}
 	switch {
 	case over >= quorum || desired < floor:
 		to, capped := desired, Cap("")
+		// bound is n as maxStep, max and the floor leave it: a noise that
+		// cannot change the bounded count needs no confirmation.
+		bound := func(n int) int {
+			if rule.MaxStep > 0 {
+				n = min(n, desired+rule.MaxStep)
+			}
+			return max(min(n, rule.Max), floor)
+		}
 		if over >= quorum {
 			r.votes(&d, over, withData, "over their up thresholds", false, func(mi *MetricInput) bool { return mi.Over })
 			w := &d.Inputs[worst]
@@ -412,6 +436,13 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 				r.s(" wanted, ")
 				r.i(cur)
 				r.s(" ready: waiting for the new instances")
+			case confirming:
+				// The previous reading was held to be confirmed: the
+				// lower of the two sizes the step, so a reading a
+				// tolerance high once adds no instance.
+				to = max(upConfirmed, desired)
+				r.s("; the lower of this and the previous reading needs ")
+				r.i(upConfirmed)
 			case !first && rising(w, band) && !settled && upNeeded > desired:
 				// The reading spans the moment the load changed: part of
 				// the interval was before it. The next reading is all
@@ -426,7 +457,21 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 				r.s(" to ")
 				r.g(w.Load)
 				r.s(" in one interval: sized at the next evaluation")
-			case rule.MaxStep > 0 && to > desired+rule.MaxStep:
+			case bound(upLow) < bound(upNeeded):
+				// The reading is within the tolerance of needing one
+				// instance fewer: the noise of one reading (a scrape late
+				// by a tenth of its interval) could have added it. The
+				// next reading confirms, sized from the lower of the two.
+				to = desired
+				d.Why = WhyConfirm
+				st.Confirming = true
+				r.s("; within ")
+				r.f(100*(band-1), 0)
+				r.s("% of needing ")
+				r.i(upLow)
+				r.s(": confirmed at the next evaluation")
+			}
+			if rule.MaxStep > 0 && to > desired+rule.MaxStep {
 				to, capped = desired+rule.MaxStep, CapMaxStep
 				r.s("; capped at maxStep ")
 				r.i(rule.MaxStep)
@@ -446,6 +491,9 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		d.To, d.Capped = to, capped
 		if d.Why != WhySettling {
 			st.Settled = false
+		}
+		if d.Why != WhyConfirm {
+			st.Confirming = false
 		}
 		if to > desired {
 			d.Action, d.Why = Up, ""

@@ -125,9 +125,14 @@ func TestDecide(t *testing.T) {
 				reason: "1 of 3 metrics with data over their up thresholds (qps 2000/400 per instance); quorum is 2"}},
 		},
 		{
-			name:  "quorum 1: one metric scales",
-			rule:  []string{"quorum: 1"},
-			steps: []step{{in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.Up, to: 10}},
+			name: "quorum 1: one metric scales",
+			rule: []string{"quorum: 1"},
+			steps: []step{
+				// 4000 is within 10% of what 9 carry: confirmed first.
+				{in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.None, to: 2, reason: "within 10% of needing 9: confirmed at the next evaluation"},
+				{at: time.Second, in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.Up, to: 10,
+					reason: "the lower of this and the previous reading needs 10"},
+			},
 		},
 		{
 			name: "no data never counts: missing and not-OK metrics do not vote",
@@ -250,7 +255,8 @@ func TestDecide(t *testing.T) {
 					reason: "scale-down waits 10m"},
 				// The load jumped within the last interval: sized once it settles.
 				{at: 5*time.Minute + 20*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
-				{at: 5*time.Minute + 21*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.Up, to: 8, apply: true},
+				{at: 5*time.Minute + 21*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
+				{at: 5*time.Minute + 22*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.Up, to: 8, apply: true},
 			},
 		},
 		{
@@ -299,7 +305,9 @@ func TestDecide(t *testing.T) {
 			steps: []step{
 				{at: time.Minute, in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
 				{at: time.Minute, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
-				{at: time.Minute + time.Second, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 10},
+				{at: time.Minute + time.Second, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule,
+					reason: "confirmed at the next evaluation"},
+				{at: time.Minute + 2*time.Second, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 10},
 			},
 		},
 		{
@@ -342,6 +350,8 @@ func TestDecide(t *testing.T) {
 				{at: 2 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
 					action: autoscale.None, to: 4, reason: "qps rose from 1600 to 3200 in one interval"},
 				{at: 3 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
+					action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
+				{at: 4 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
 					action: autoscale.Up, to: 8, super: true, reason: "supersedes the autoscaler's deployment to 4"},
 			},
 		},
@@ -371,7 +381,8 @@ func TestDecide(t *testing.T) {
 				// load for 12 (after a reading that shows it settled): up
 				// from 10, not from 7.
 				{at: time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.None, to: 10},
-				{at: 2 * time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.Up, to: 12},
+				{at: 2 * time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.None, to: 10, reason: "confirmed at the next evaluation"},
+				{at: 3 * time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.Up, to: 12},
 			},
 		},
 		{
@@ -394,9 +405,11 @@ func TestDecide(t *testing.T) {
 			steps: []step{
 				{in: in(1, qps(40.3, 1)), action: autoscale.Up, to: 4, apply: true},
 				{at: time.Second, in: in(4, qps(40.3, 4)), action: autoscale.None, to: 4, reason: "within thresholds"},
-				// 10% over is within the band; past it, one more.
+				// 10% over is within the band; past it, one more once a
+				// second reading confirms it.
 				{at: 2 * time.Second, in: in(4, qps(44, 4)), action: autoscale.None, to: 4},
-				{at: 3 * time.Second, in: in(4, qps(45, 4)), action: autoscale.Up, to: 5},
+				{at: 3 * time.Second, in: in(4, qps(45, 4)), action: autoscale.None, to: 4, reason: "within 10% of needing 4"},
+				{at: 4 * time.Second, in: in(4, qps(45, 4)), action: autoscale.Up, to: 5},
 			},
 		},
 		{
@@ -430,8 +443,49 @@ func TestDecide(t *testing.T) {
 				{in: in(1, qps(40, 1)), action: autoscale.Up, to: 4, apply: true},
 				{at: 1 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4},
 				{at: 2 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
-				{at: 3 * time.Second, in: in(4, qps(80, 4)), action: autoscale.Up, to: 8, apply: true},
-				{at: 4 * time.Second, in: in(8, qps(80, 8)), action: autoscale.None, to: 8, reason: "within thresholds"},
+				// 80 is within 10% of what 7 carry: confirmed first.
+				{at: 3 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
+				{at: 4 * time.Second, in: in(4, qps(80, 4)), action: autoscale.Up, to: 8, apply: true},
+				{at: 5 * time.Second, in: in(8, qps(80, 8)), action: autoscale.None, to: 8, reason: "within thresholds"},
+			},
+		},
+		// Issue 11: on the Prometheus source, irate over one 1 s scrape read
+		// 44.8 req/s of 40 (a scrape late by a tenth of a second) and the
+		// step went to 5.
+		{
+			name: "a reading a tolerance high once adds no instance: the lower of two sizes the step",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				{at: 2 * time.Second, in: in(1, qps(44.8, 1)), action: autoscale.None, to: 1, reason: "within 10% of needing 4: confirmed at the next evaluation"},
+				{at: 3 * time.Second, in: in(1, qps(39.5, 1)), action: autoscale.Up, to: 4, reason: "the lower of this and the previous reading needs 4", apply: true},
+				{at: 4 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4, reason: "within thresholds"},
+				// Settled at 4: a spike past the band, then back, changes nothing...
+				{at: 5 * time.Second, in: in(4, qps(46, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
+				{at: 6 * time.Second, in: in(4, qps(38, 4)), action: autoscale.None, to: 4, reason: "within thresholds"},
+				{at: 7 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4},
+				// ...nor does one after a reading already high (not rising).
+				{at: 8 * time.Second, in: in(4, qps(42.5, 4)), action: autoscale.None, to: 4},
+				{at: 9 * time.Second, in: in(4, qps(44.9, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
+				{at: 10 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4, reason: "within thresholds"},
+			},
+		},
+		{
+			name: "a reading clear of the tolerance acts at once",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				// 40 needs 4 (40/11), and 4 a tolerance lower too (36.4/11).
+				{at: 2 * time.Second, in: in(1, qps(40, 1)), action: autoscale.Up, to: 4},
+			},
+		},
+		{
+			name: "tolerance 0: no confirmation",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1", "tolerance: 0"},
+			steps: []step{
+				{in: in(1, qps(44.8, 1)), action: autoscale.Up, to: 5},
 			},
 		},
 		{

@@ -33,6 +33,10 @@ type Rules struct {
 	mu    sync.Mutex
 	doc   []byte
 	limit int // per-app instance limit; 0: rulefmt's default
+	// defaultSource and checks: each source's own check of a rule's
+	// queries (PromQL parsed for prometheus), see SetQueryChecks.
+	defaultSource string
+	checks        map[string]rulefmt.QueryCheck
 
 	lastReloadOK prometheus.Gauge
 	lastReload   prometheus.Gauge
@@ -64,6 +68,9 @@ func (r *Rules) Load(ctx context.Context) error {
 	if rec.Revision == 0 {
 		return nil
 	}
+	// The stored document was accepted when it was put; a check added
+	// since (a query that does not parse) must not take every app's rules
+	// out of force at start: such a query costs its own app that metric.
 	_, err = r.apply(ctx, rec.Data, "etcd", false)
 	return err
 }
@@ -77,17 +84,23 @@ func (r *Rules) Put(ctx context.Context, data []byte, origin string) ([]rulefmt.
 // Check validates a rules document with the settings Put uses, and stores
 // and applies nothing: editors call it as the user types.
 func (r *Rules) Check(data []byte, origin string) ([]rulefmt.Rule, error) {
+	return rulefmt.ParseWith(data, origin, r.options(true))
+}
+
+// options are the settings documents are parsed with; checks: with the
+// sources' query checks.
+func (r *Rules) options(checks bool) rulefmt.Options {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	opts := rulefmt.Options{MaxInstances: r.limit}
-	r.mu.Unlock()
-	return rulefmt.ParseWith(data, origin, opts)
+	if checks {
+		opts.DefaultSource, opts.QueryChecks = r.defaultSource, r.checks
+	}
+	return opts
 }
 
 func (r *Rules) apply(ctx context.Context, data []byte, origin string, persist bool) ([]rulefmt.Rule, error) {
-	r.mu.Lock()
-	opts := rulefmt.Options{MaxInstances: r.limit}
-	r.mu.Unlock()
-	rules, err := rulefmt.ParseWith(data, origin, opts)
+	rules, err := rulefmt.ParseWith(data, origin, r.options(persist))
 	if err != nil {
 		r.lastReloadOK.Set(0)
 		return nil, err
@@ -114,6 +127,17 @@ func (r *Rules) apply(ctx context.Context, data []byte, origin string, persist b
 func (r *Rules) SetInstanceLimit(n int) {
 	r.mu.Lock()
 	r.limit = n
+	r.mu.Unlock()
+}
+
+// SetQueryChecks makes the documents put or checked from now on pass each
+// source's own check of their queries (checks by source name; a metric
+// without `sources:` is read from defaultSource): a query that does not
+// parse is refused with its line and field, not an error every
+// evaluation. The stored document loaded at start is not held to them.
+func (r *Rules) SetQueryChecks(defaultSource string, checks map[string]rulefmt.QueryCheck) {
+	r.mu.Lock()
+	r.defaultSource, r.checks = defaultSource, checks
 	r.mu.Unlock()
 }
 

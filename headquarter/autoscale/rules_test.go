@@ -2,6 +2,7 @@ package autoscale_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,9 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/garrisonhq/garrison/headquarter/autoscale"
+	"github.com/garrisonhq/garrison/headquarter/rulefmt"
 	"github.com/garrisonhq/garrison/headquarter/store"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	scoutprom "github.com/garrisonhq/garrison/scout/prometheus"
 )
 
 func TestRulesFromFileStoreAndBadReloadKeepsTheLiveRules(t *testing.T) {
@@ -119,5 +122,46 @@ func TestRulesCheckAppliesNothing(t *testing.T) {
 	_, err = rules.Check([]byte("rules:\n  - app: /a\n    min: 1\n    max: 30\n    up: { cpu: 0.8, mem: 0.8 }\n"), "editor")
 	if err == nil || !strings.Contains(err.Error(), "editor:4:") || !strings.Contains(err.Error(), "max") {
 		t.Fatalf("Check over the instance limit = %v, want a line-4 error on max", err)
+	}
+}
+
+// Issue 11: a query that does not parse was accepted and failed every
+// evaluation. With the sources' checks set, Check and Put refuse it with
+// its line and field, for a metric read from Prometheus (named in the rule
+// or the default source) and not for one read elsewhere; the document
+// stored before is still loaded at start.
+func TestRulesRefuseAQueryItsSourceCannotParse(t *testing.T) {
+	srv := etcdtest.New(t)
+	st := store.New(srv.Client(t))
+	bad := "rules:\n  - app: /a\n    max: 3\n    up: { qps: 10 }\n    queries: { qps: 'sum(rate(x[{{.Window}}])' }\n"
+	// Stored by a garrison without the check.
+	if err := st.PutRules(t.Context(), []byte(bad)); err != nil {
+		t.Fatal(err)
+	}
+	m := autoscale.New(autoscale.Config{Target: &memTarget{}})
+	rules := autoscale.NewRules(m, st, nil, nil)
+	rules.SetQueryChecks("prometheus", map[string]rulefmt.QueryCheck{"prometheus": scoutprom.CheckSyntax})
+	if err := rules.Load(t.Context()); err != nil || len(m.Rules()) != 1 {
+		t.Fatalf("stored document: %v, %d rules in force", err, len(m.Rules()))
+	}
+	for _, put := range []func() error{
+		func() error { _, err := rules.Check([]byte(bad), "rules.yaml"); return err },
+		func() error { _, err := rules.Put(t.Context(), []byte(bad), "rules.yaml"); return err },
+	} {
+		err := put()
+		var list rulefmt.Errors
+		if !errors.As(err, &list) || len(list) != 1 || list[0].Line != 5 || list[0].Column != 21 ||
+			list[0].Path != "rules[0].queries.qps" || !strings.Contains(list[0].Msg, "unclosed left parenthesis") {
+			t.Fatalf("%v", err)
+		}
+	}
+	// The local source's query is a counter-name pattern: not PromQL.
+	local := strings.Replace(bad, "    queries:", "    sources: { qps: local }\n    queries:", 1)
+	if _, err := rules.Put(t.Context(), []byte(local), "rules.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	rules.SetQueryChecks("local", map[string]rulefmt.QueryCheck{"prometheus": scoutprom.CheckSyntax})
+	if _, err := rules.Check([]byte(bad), "rules.yaml"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -147,6 +147,24 @@ type Release struct {
 	} `json:"tests"`
 	Passed       bool     `json:"passed"`
 	Environments []string `json:"environments"`
+	// NeedsApproval are the environments it enters only once approved;
+	// Approvals who approved it for which.
+	NeedsApproval []string `json:"needsApproval"`
+	Approvals     []struct {
+		Environment string `json:"environment"`
+		By          string `json:"by"`
+		At          string `json:"at"`
+	} `json:"approvals"`
+}
+
+// ApprovedBy is who approved r for env, or "".
+func (r *Release) ApprovedBy(env string) string {
+	for _, a := range r.Approvals {
+		if a.Environment == env {
+			return a.By
+		}
+	}
+	return ""
 }
 
 // Environment is what one environment runs of an app, and ran before.
@@ -159,6 +177,8 @@ type Environment struct {
 		At       string `json:"at"`
 		By       string `json:"by"`
 		Rollback bool   `json:"rollback"`
+		// ApprovedBy approved the release for this environment.
+		ApprovedBy string `json:"approvedBy"`
 	} `json:"history"`
 }
 
@@ -191,6 +211,8 @@ type ReleaseChange struct {
 	Version     string `json:"version,omitempty"`
 	Environment string `json:"environment"`
 	By          string `json:"by,omitempty"`
+	// Approve (promote only) approves the release first, as the caller.
+	Approve bool `json:"approve,omitempty"`
 }
 
 // ReleaseChanged is the answer to a promote or rollback: the version now
@@ -214,21 +236,39 @@ func (c *Client) RollbackRelease(ctx context.Context, ch ReleaseChange) (*Releas
 	return c.changeRelease(ctx, "/api/v1/releases/rollback", ch)
 }
 
+// Approve records the caller's approval of release ch.Version for
+// ch.Environment and returns the release; the committer's own is a 403
+// APIError.
+func (c *Client) Approve(ctx context.Context, ch ReleaseChange) (*Release, error) {
+	var out Release
+	if err := c.postRelease(ctx, "/api/v1/releases/approve", ch, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 func (c *Client) changeRelease(ctx context.Context, path string, ch ReleaseChange) (*ReleaseChanged, error) {
+	var out ReleaseChanged
+	if err := c.postRelease(ctx, path, ch, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) postRelease(ctx context.Context, path string, ch ReleaseChange, out any) error {
 	ch.App = "/" + strings.Trim(ch.App, "/")
 	body, err := json.Marshal(ch)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", path, err)
+		return fmt.Errorf("encode %s: %w", path, err)
 	}
 	resp, err := c.Do(ctx, http.MethodPost, path, nil, body)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out ReleaseChanged
-	if err := json.Unmarshal(resp.Body, &out); err != nil {
-		return nil, fmt.Errorf("POST %s: decode answer: %w", path, err)
+	if err := json.Unmarshal(resp.Body, out); err != nil {
+		return fmt.Errorf("POST %s: decode answer: %w", path, err)
 	}
-	return &out, nil
+	return nil
 }
 
 // Evaluation is the autoscaler's last evaluation of one rule: the

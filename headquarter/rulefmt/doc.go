@@ -25,7 +25,8 @@
 //	    maxStepDown: 1         # default 1: most instances one scale-down removes
 //	    up:   { qps: 400, cpu: 0.75, mem: 0.80 }   # per instance; at least quorum of them
 //	    down: { qps: 100, cpu: 0.25, mem: 0.40 }   # per instance; each below its up threshold
-//	    tolerance: 0.1         # default 0.1, 0..0.5: a metric votes up only this far above up; a step sizes every metric back within it
+//	    tolerance: 0.1         # default 0.1, 0..0.5: a metric votes up only this far above up; a step sizes every metric back within it,
+//	                           # and a reading this close to needing one instance fewer is confirmed by the next one
 //	    cooldown: 60s          # default 60s, >= 0: after any change, before the next scale-DOWN
 //	    scaleDownAfter: 5m     # default 5m, > 0: how long every metric stays under down first
 //	    timezone: Asia/Shanghai  # default UTC: the zone the schedules' cron fields run in

@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/garrisonhq/garrison/internal/yamlfile"
 	"github.com/garrisonhq/garrison/scout/sample"
 )
 
@@ -108,16 +109,16 @@ func (r Rule) MarshalJSON() ([]byte, error) {
 func (r *Rule) UnmarshalJSON(data []byte) error {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Errors{syntaxError(err, "")}
+		return Errors{yamlfile.SyntaxError(err, "")}
 	}
 	n := &root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
 	d := decoder{}
-	rule, _ := d.rule(resolve(n), "")
-	if len(d.errs) > 0 {
-		return d.errs
+	rule, _ := d.rule(yamlfile.Resolve(n), "")
+	if err := d.Err(); err != nil {
+		return err
 	}
 	*r = rule
 	return nil

@@ -5,26 +5,22 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
+
 	// Time zones must load in a FROM-scratch image with no /usr/share/zoneinfo.
 	_ "time/tzdata"
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/internal/yamlfile"
 	"github.com/garrisonhq/garrison/scout/sample"
 )
 
 var (
-	// yaml.v3 reports syntax errors as text; the line is the only place.
-	syntaxLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	// segmentRE is one segment of an app id, as Marathon's PathId allows it
-	// (headquarter/app validates app definitions with the same expression).
-	segmentRE = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
 	// sourceNameRE is the syntax of a configured metric source's name; the
 	// names themselves are checked where sources are configured.
 	sourceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
@@ -49,37 +45,22 @@ func Parse(data []byte, filename string) ([]Rule, error) {
 func ParseWith(data []byte, filename string, opts Options) ([]Rule, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{syntaxError(err, filename)}
+		return nil, Errors{yamlfile.SyntaxError(err, filename)}
 	}
-	d := decoder{file: filename, maxInstances: opts.MaxInstances}
+	d := decoder{Decoder: yamlfile.Decoder{File: filename}, maxInstances: opts.MaxInstances, opts: opts}
 	rules := d.rules(&root)
-	if len(d.errs) > 0 {
-		// Checks run field by field, then across fields: sort them back
-		// into file order for the reader.
-		slices.SortStableFunc(d.errs, func(a, b Error) int {
-			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
-		})
-		return nil, d.errs
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return rules, nil
-}
-
-func syntaxError(err error, filename string) Error {
-	e := Error{File: filename, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	if m := syntaxLineRE.FindStringSubmatch(err.Error()); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		e.Column = 1
-		e.Msg = m[2]
-	}
-	return e
 }
 
 // decoder walks yaml.Node trees, collecting every error rather than
 // stopping at the first: `garrison rules check` shows them all at once.
 type decoder struct {
-	file         string
-	errs         Errors
+	yamlfile.Decoder
 	maxInstances int // 0: DefaultMaxInstances
+	opts         Options
 }
 
 func (d *decoder) limit() int {
@@ -89,70 +70,9 @@ func (d *decoder) limit() int {
 	return DefaultMaxInstances
 }
 
-func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) {
-	e := Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		e.Line, e.Column = n.Line, n.Column
-	}
-	d.errs = append(d.errs, e)
-}
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	}
-	return strconv.Quote(n.Value)
-}
-
-// mapping calls f for each key of a mapping node in file order. Duplicate
-// keys are errors: yaml.v3 rejects them only when decoding into a map.
-func (d *decoder) mapping(n *yaml.Node, path string, f func(key string, k, v *yaml.Node)) bool {
-	n = resolve(n)
-	if n.Kind != yaml.MappingNode {
-		d.errf(n, path, "must be a mapping, not %s", describe(n))
-		return false
-	}
-	seen := make(map[string]bool, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			d.errf(k, path, "keys must be strings")
-			continue
-		}
-		if seen[k.Value] {
-			d.errf(k, join(path, k.Value), "duplicate key")
-			continue
-		}
-		seen[k.Value] = true
-		f(k.Value, k, v)
-	}
-	return true
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
 func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-		d.errf(n, path, "must be a string, not %s", describe(n))
+		d.Errf(n, path, "must be a string, not %s", yamlfile.Describe(n))
 		return "", false
 	}
 	return n.Value, true
@@ -161,7 +81,7 @@ func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 func (d *decoder) int(n *yaml.Node, path string) (int, bool) {
 	var v int
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&v) != nil {
-		d.errf(n, path, "must be an integer, not %s", describe(n))
+		d.Errf(n, path, "must be an integer, not %s", yamlfile.Describe(n))
 		return 0, false
 	}
 	return v, true
@@ -171,7 +91,7 @@ func (d *decoder) float(n *yaml.Node, path string) (float64, bool) {
 	var v float64
 	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") || n.Decode(&v) != nil ||
 		math.IsNaN(v) || math.IsInf(v, 0) {
-		d.errf(n, path, "must be a number, not %s", describe(n))
+		d.Errf(n, path, "must be a number, not %s", yamlfile.Describe(n))
 		return 0, false
 	}
 	return v, true
@@ -180,7 +100,7 @@ func (d *decoder) float(n *yaml.Node, path string) (float64, bool) {
 func (d *decoder) bool(n *yaml.Node, path string) (bool, bool) {
 	var v bool
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&v) != nil {
-		d.errf(n, path, "must be true or false, not %s", describe(n))
+		d.Errf(n, path, "must be true or false, not %s", yamlfile.Describe(n))
 		return false, false
 	}
 	return v, true
@@ -193,7 +113,7 @@ func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		d.errf(n, path, "must be a duration such as 30s, 5m or 1h30m, not %q", s)
+		d.Errf(n, path, "must be a duration such as 30s, 5m or 1h30m, not %q", s)
 		return 0, false
 	}
 	return v, true
@@ -204,7 +124,7 @@ func (d *decoder) rules(root *yaml.Node) []Rule {
 		// Empty input, or comments only. Refused rather than read as no
 		// rules: a file caught mid-write (truncated, not yet written) must
 		// not drop every rule in force.
-		d.errf(nil, "", "empty: write `rules: []` for no rules")
+		d.Errf(nil, "", "empty: write `rules: []` for no rules")
 		return nil
 	}
 	if root.Kind == yaml.DocumentNode {
@@ -213,35 +133,35 @@ func (d *decoder) rules(root *yaml.Node) []Rule {
 		}
 		root = root.Content[0]
 	}
-	if isNull(root) {
+	if yamlfile.IsNull(root) {
 		return nil
 	}
 	var rulesNode *yaml.Node
-	d.mapping(root, "", func(key string, k, v *yaml.Node) {
+	d.Mapping(root, "", func(key string, k, v *yaml.Node) {
 		if key != "rules" {
-			d.errf(k, key, `unknown field (the file holds "rules")`)
+			d.Errf(k, key, `unknown field (the file holds "rules")`)
 			return
 		}
 		rulesNode = v
 	})
-	if isNull(rulesNode) {
-		if rulesNode == nil && len(d.errs) == 0 {
-			d.errf(root, "rules", "required")
+	if yamlfile.IsNull(rulesNode) {
+		if rulesNode == nil && len(d.Errs) == 0 {
+			d.Errf(root, "rules", "required")
 		}
 		return nil
 	}
 	if rulesNode.Kind != yaml.SequenceNode {
-		d.errf(rulesNode, "rules", "must be a list, not %s", describe(rulesNode))
+		d.Errf(rulesNode, "rules", "must be a list, not %s", yamlfile.Describe(rulesNode))
 		return nil
 	}
 	rules := make([]Rule, 0, len(rulesNode.Content))
 	firstLine := make(map[string]int, len(rulesNode.Content))
 	for i, n := range rulesNode.Content {
 		path := fmt.Sprintf("rules[%d]", i)
-		r, appNode := d.rule(resolve(n), path)
+		r, appNode := d.rule(yamlfile.Resolve(n), path)
 		if appNode != nil && r.App != "" {
 			if line, dup := firstLine[r.App]; dup {
-				d.errf(appNode, path+".app", "duplicate app %s (first at line %d)", r.App, line)
+				d.Errf(appNode, path+".app", "duplicate app %s (first at line %d)", r.App, line)
 			} else {
 				firstLine[r.App] = appNode.Line
 			}
@@ -266,9 +186,9 @@ func (d *decoder) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 	at := map[string]*yaml.Node{}
 	bad := map[string]bool{}
 	var schedNodes []*yaml.Node
-	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
-		p := join(path, key)
-		if isNull(v) {
+	ok := d.Mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := yamlfile.Join(path, key)
+		if yamlfile.IsNull(v) {
 			// An empty value is the default, as if the key were absent.
 			if !known(key) {
 				d.unknown(k, p, key)
@@ -341,21 +261,21 @@ func known(key string) bool {
 func (d *decoder) unknown(k *yaml.Node, path, key string) {
 	for _, f := range ruleFields {
 		if strings.EqualFold(f, key) {
-			d.errf(k, path, "unknown field (did you mean %q?)", f)
+			d.Errf(k, path, "unknown field (did you mean %q?)", f)
 			return
 		}
 	}
-	d.errf(k, path, "unknown field (a rule has %s)", strings.Join(ruleFields, ", "))
+	d.Errf(k, path, "unknown field (a rule has %s)", strings.Join(ruleFields, ", "))
 }
 
 func (d *decoder) thresholds(n *yaml.Node, path string) (Thresholds, bool) {
 	var t Thresholds
 	good := true
-	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
-		p := join(path, key)
+	ok := d.Mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := yamlfile.Join(path, key)
 		m := sample.Metric(key)
 		if !isMetric(m) {
-			d.errf(k, p, "unknown metric (qps, cpu, mem)")
+			d.Errf(k, p, "unknown metric (qps, cpu, mem)")
 			good = false
 			return
 		}
@@ -366,10 +286,10 @@ func (d *decoder) thresholds(n *yaml.Node, path string) (Thresholds, bool) {
 		}
 		switch {
 		case m == sample.QPS && f <= 0:
-			d.errf(v, p, "must be above 0 (requests per second per instance)")
+			d.Errf(v, p, "must be above 0 (requests per second per instance)")
 			good = false
 		case m != sample.QPS && (f <= 0 || f > 10):
-			d.errf(v, p, "must be above 0 and at most 10 (a fraction of what each instance was given)")
+			d.Errf(v, p, "must be above 0 and at most 10 (a fraction of what each instance was given)")
 			good = false
 		}
 		t.set(m, f)
@@ -385,8 +305,8 @@ func isMetric(m sample.Metric) bool {
 func (d *decoder) names(n *yaml.Node, path string, check func(v *yaml.Node, path, s string) bool) (map[sample.Metric]string, bool) {
 	out := map[sample.Metric]string{}
 	good := true
-	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
-		p := join(path, key)
+	ok := d.Mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := yamlfile.Join(path, key)
 		if !d.metric(k, p, key) {
 			good = false
 			return
@@ -407,7 +327,7 @@ func (d *decoder) names(n *yaml.Node, path string, check func(v *yaml.Node, path
 // metric checks a key names a metric.
 func (d *decoder) metric(k *yaml.Node, path, key string) bool {
 	if !isMetric(sample.Metric(key)) {
-		d.errf(k, path, "unknown metric (qps, cpu, mem)")
+		d.Errf(k, path, "unknown metric (qps, cpu, mem)")
 		return false
 	}
 	return true
@@ -419,8 +339,8 @@ func (d *decoder) metric(k *yaml.Node, path, key string) bool {
 func (d *decoder) queries(n *yaml.Node, path string) (values, instances map[sample.Metric]string, at map[string]Pos, good bool) {
 	values, instances, good = map[sample.Metric]string{}, map[sample.Metric]string{}, true
 	at = map[string]Pos{}
-	ok := d.mapping(n, path, func(key string, k, v *yaml.Node) {
-		p := join(path, key)
+	ok := d.Mapping(n, path, func(key string, k, v *yaml.Node) {
+		p := yamlfile.Join(path, key)
 		m := sample.Metric(key)
 		if !d.metric(k, p, key) {
 			good = false
@@ -436,10 +356,10 @@ func (d *decoder) queries(n *yaml.Node, path string) (values, instances map[samp
 			at[key] = Pos{v.Line, v.Column}
 			return
 		}
-		d.mapping(v, p, func(key string, k, qv *yaml.Node) {
-			qp := join(p, key)
+		d.Mapping(v, p, func(key string, k, qv *yaml.Node) {
+			qp := yamlfile.Join(p, key)
 			if key != "value" && key != "instances" {
-				d.errf(k, qp, "unknown field (a query has value, instances)")
+				d.Errf(k, qp, "unknown field (a query has value, instances)")
 				good = false
 				return
 			}
@@ -457,7 +377,7 @@ func (d *decoder) queries(n *yaml.Node, path string) (values, instances map[samp
 			}
 		})
 		if _, set := values[m]; !set {
-			d.errf(v, join(p, "value"), "required")
+			d.Errf(v, yamlfile.Join(p, "value"), "required")
 			good = false
 		}
 	})
@@ -472,7 +392,7 @@ func (d *decoder) queries(n *yaml.Node, path string) (values, instances map[samp
 
 func (d *decoder) sourceName(v *yaml.Node, path, s string) bool {
 	if !sourceNameRE.MatchString(s) {
-		d.errf(v, path, "must be a source name matching %s", sourceNameRE)
+		d.Errf(v, path, "must be a source name matching %s", sourceNameRE)
 		return false
 	}
 	return true
@@ -483,11 +403,11 @@ func (d *decoder) sourceName(v *yaml.Node, path, s string) bool {
 // the first evaluation.
 func (d *decoder) query(v *yaml.Node, path, s string) bool {
 	if strings.TrimSpace(s) == "" {
-		d.errf(v, path, "must not be empty")
+		d.Errf(v, path, "must not be empty")
 		return false
 	}
 	if _, err := template.New(path).Parse(s); err != nil {
-		d.errf(v, path, "not a valid template: %v", err)
+		d.Errf(v, path, "not a valid template: %v", err)
 		return false
 	}
 	return true
@@ -495,20 +415,20 @@ func (d *decoder) query(v *yaml.Node, path, s string) bool {
 
 func (d *decoder) schedules(n *yaml.Node, path string) ([]Schedule, []*yaml.Node, bool) {
 	if n.Kind != yaml.SequenceNode {
-		d.errf(n, path, "must be a list, not %s", describe(n))
+		d.Errf(n, path, "must be a list, not %s", yamlfile.Describe(n))
 		return nil, nil, false
 	}
 	out := make([]Schedule, 0, len(n.Content))
 	nodes := make([]*yaml.Node, 0, len(n.Content))
 	good := true
 	for i, sn := range n.Content {
-		sn = resolve(sn)
+		sn = yamlfile.Resolve(sn)
 		p := fmt.Sprintf("%s[%d]", path, i)
 		var s Schedule
 		seen := map[string]bool{}
-		ok := d.mapping(sn, p, func(key string, k, v *yaml.Node) {
-			fp := join(p, key)
-			if isNull(v) {
+		ok := d.Mapping(sn, p, func(key string, k, v *yaml.Node) {
+			fp := yamlfile.Join(p, key)
+			if yamlfile.IsNull(v) {
 				return
 			}
 			var ok bool
@@ -518,17 +438,17 @@ func (d *decoder) schedules(n *yaml.Node, path string) ([]Schedule, []*yaml.Node
 			case "for":
 				s.For, ok = d.duration(v, fp)
 				if ok && s.For <= 0 {
-					d.errf(v, fp, "must be positive")
+					d.Errf(v, fp, "must be positive")
 					ok = false
 				}
 			case "min":
 				s.Min, ok = d.int(v, fp)
 				if ok && s.Min < 0 {
-					d.errf(v, fp, "must not be negative")
+					d.Errf(v, fp, "must not be negative")
 					ok = false
 				}
 			default:
-				d.errf(k, fp, "unknown field (a schedule has cron, for, min)")
+				d.Errf(k, fp, "unknown field (a schedule has cron, for, min)")
 				good = false
 				return
 			}
@@ -543,7 +463,7 @@ func (d *decoder) schedules(n *yaml.Node, path string) ([]Schedule, []*yaml.Node
 		}
 		for _, key := range []string{"cron", "for", "min"} {
 			if !seen[key] {
-				d.errf(sn, join(p, key), "required")
+				d.Errf(sn, yamlfile.Join(p, key), "required")
 				good = false
 			}
 		}
@@ -558,7 +478,7 @@ func (d *decoder) schedules(n *yaml.Node, path string) ([]Schedule, []*yaml.Node
 func scheduleField(sn *yaml.Node, key string) *yaml.Node {
 	for i := 0; i+1 < len(sn.Content); i += 2 {
 		if sn.Content[i].Value == key {
-			return resolve(sn.Content[i+1])
+			return yamlfile.Resolve(sn.Content[i+1])
 		}
 	}
 	return sn
@@ -577,32 +497,32 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 
 	switch {
 	case at["app"] == nil && !bad["app"]:
-		d.errf(n, join(path, "app"), "required")
+		d.Errf(n, yamlfile.Join(path, "app"), "required")
 	case given("app"):
-		if msg := appIDProblem(r.App); msg != "" {
-			d.errf(pos("app"), join(path, "app"), "%s", msg)
+		if msg := app.AbsoluteIDProblem(r.App); msg != "" {
+			d.Errf(pos("app"), yamlfile.Join(path, "app"), "%s", msg)
 		}
 	}
 	if at["max"] == nil && !bad["max"] {
-		d.errf(n, join(path, "max"), "required")
+		d.Errf(n, yamlfile.Join(path, "max"), "required")
 	}
 	if given("min") && r.Min < 0 {
-		d.errf(pos("min"), join(path, "min"), "must not be negative")
+		d.Errf(pos("min"), yamlfile.Join(path, "min"), "must not be negative")
 		bad["min"] = true
 	}
 	if given("max") && r.Max < 1 {
-		d.errf(pos("max"), join(path, "max"), "must be at least 1")
+		d.Errf(pos("max"), yamlfile.Join(path, "max"), "must be at least 1")
 		bad["max"] = true
 	}
 	if given("max") && !bad["min"] && r.Min > r.Max {
-		d.errf(pos("min"), join(path, "min"), "must not be above max (%d)", r.Max)
+		d.Errf(pos("min"), yamlfile.Join(path, "min"), "must not be above max (%d)", r.Max)
 	}
 	if given("max") && r.Max > d.limit() {
-		d.errf(pos("max"), join(path, "max"), "must be at most %d (the per-app instance limit)", d.limit())
+		d.Errf(pos("max"), yamlfile.Join(path, "max"), "must be at most %d (the per-app instance limit)", d.limit())
 		bad["max"] = true
 	}
 	if given("tolerance") && (r.Tolerance < 0 || r.Tolerance > 0.5) {
-		d.errf(pos("tolerance"), join(path, "tolerance"), "must be between 0 and 0.5 (a fraction of the up threshold)")
+		d.Errf(pos("tolerance"), yamlfile.Join(path, "tolerance"), "must be between 0 and 0.5 (a fraction of the up threshold)")
 	}
 	if at["quorum"] == nil && !bad["up"] && r.Up.Count() == 1 {
 		// One up threshold: its vote is the quorum.
@@ -610,17 +530,17 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 	}
 	if !bad["quorum"] {
 		if r.Quorum < 1 || r.Quorum > len(sample.Metrics) {
-			d.errf(pos("quorum"), join(path, "quorum"), "must be between 1 and %d", len(sample.Metrics))
+			d.Errf(pos("quorum"), yamlfile.Join(path, "quorum"), "must be between 1 and %d", len(sample.Metrics))
 		} else if !bad["up"] && r.Up.Count() < r.Quorum {
 			// A quorum the up thresholds cannot reach never scales up.
-			d.errf(pos("up"), join(path, "up"), "needs at least quorum (%d) thresholds, has %d", r.Quorum, r.Up.Count())
+			d.Errf(pos("up"), yamlfile.Join(path, "up"), "needs at least quorum (%d) thresholds, has %d", r.Quorum, r.Up.Count())
 		}
 	}
 	if !bad["up"] && !bad["down"] {
 		for _, m := range sample.Metrics {
 			up, down := r.Up.Of(m), r.Down.Of(m)
 			if up > 0 && down > 0 && down >= up {
-				d.errf(thresholdNode(pos("down"), string(m)), join(path, "down."+string(m)),
+				d.Errf(thresholdNode(pos("down"), string(m)), yamlfile.Join(path, "down."+string(m)),
 					"must be below up.%s (%g)", m, up)
 			}
 		}
@@ -632,18 +552,18 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 				v = r.ScaleDownAfter
 			}
 			if v <= 0 {
-				d.errf(pos(key), join(path, key), "must be positive")
+				d.Errf(pos(key), yamlfile.Join(path, key), "must be positive")
 			}
 		}
 	}
 	if given("cooldown") && r.Cooldown < 0 {
-		d.errf(pos("cooldown"), join(path, "cooldown"), "must not be negative")
+		d.Errf(pos("cooldown"), yamlfile.Join(path, "cooldown"), "must not be negative")
 	}
 	if given("maxStep") && r.MaxStep < 0 {
-		d.errf(pos("maxStep"), join(path, "maxStep"), "must not be negative (0: no limit)")
+		d.Errf(pos("maxStep"), yamlfile.Join(path, "maxStep"), "must not be negative (0: no limit)")
 	}
 	if given("maxStepDown") && r.MaxStepDown < 1 {
-		d.errf(pos("maxStepDown"), join(path, "maxStepDown"), "must be at least 1")
+		d.Errf(pos("maxStepDown"), yamlfile.Join(path, "maxStepDown"), "must be at least 1")
 	}
 	for _, key := range []string{"sources", "queries"} {
 		names := r.Sources
@@ -652,9 +572,13 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 		}
 		for _, m := range sample.Metrics {
 			if _, set := names[m]; set && r.Up.Of(m) == 0 && r.Down.Of(m) == 0 && !bad["up"] && !bad["down"] {
-				d.errf(thresholdNode(pos(key), string(m)), join(path, key+"."+string(m)), "no up or down threshold uses it")
+				d.Errf(thresholdNode(pos(key), string(m)), yamlfile.Join(path, key+"."+string(m)), "no up or down threshold uses it")
 			}
 		}
+	}
+
+	if given("queries") && !bad["window"] && !bad["sources"] && !bad["app"] {
+		d.checkQueries(r, path)
 	}
 
 	loc := time.UTC
@@ -663,7 +587,7 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 		if err != nil || r.Timezone == "" || r.Timezone == "Local" {
 			// "Local" would make a rule mean different hours on different
 			// replicas.
-			d.errf(pos("timezone"), join(path, "timezone"), "unknown time zone %q (an IANA name such as Asia/Shanghai)", r.Timezone)
+			d.Errf(pos("timezone"), yamlfile.Join(path, "timezone"), "unknown time zone %q (an IANA name such as Asia/Shanghai)", r.Timezone)
 		} else {
 			loc = l
 		}
@@ -675,12 +599,39 @@ func (d *decoder) validate(r *Rule, n *yaml.Node, path string, at map[string]*ya
 		if s.Cron != "" {
 			spec, msg := parseCron(s.Cron, loc)
 			if msg != "" {
-				d.errf(scheduleField(schedNodes[i], "cron"), p+".cron", "%s", msg)
+				d.Errf(scheduleField(schedNodes[i], "cron"), p+".cron", "%s", msg)
 			}
 			s.spec = spec
 		}
 		if given("max") && !bad["max"] && s.Min > r.Max {
-			d.errf(scheduleField(schedNodes[i], "min"), p+".min", "must not be above max (%d)", r.Max)
+			d.Errf(scheduleField(schedNodes[i], "min"), p+".min", "must not be above max (%d)", r.Max)
+		}
+	}
+}
+
+// checkQueries runs the source's own check (PromQL parsing for the
+// prometheus source) on each query of a metric read from a source that has
+// one, placing a refusal at the query's line and field.
+func (d *decoder) checkQueries(r *Rule, path string) {
+	for _, m := range sample.Metrics {
+		check := d.opts.QueryChecks[cmp.Or(r.Sources[m], d.opts.DefaultSource)]
+		if check == nil {
+			continue
+		}
+		for _, instances := range []bool{false, true} {
+			q, p := r.Queries[m], yamlfile.Join(path, "queries."+string(m))
+			if instances {
+				q, p = r.InstanceQueries[m], p+".instances"
+			} else if r.InstanceQueries[m] != "" {
+				p += ".value"
+			}
+			if q == "" {
+				continue
+			}
+			if err := check(q, r.App, r.Window); err != nil {
+				pos := r.QueryPos(m, instances)
+				d.Errs = append(d.Errs, Error{File: d.File, Line: pos.Line, Column: pos.Column, Path: p, Msg: err.Error()})
+			}
 		}
 	}
 }
@@ -691,7 +642,7 @@ func thresholdNode(n *yaml.Node, metric string) *yaml.Node {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == metric {
-			return resolve(n.Content[i+1])
+			return yamlfile.Resolve(n.Content[i+1])
 		}
 	}
 	return n
@@ -723,20 +674,4 @@ func parseCron(expr string, loc *time.Location) (*cron.SpecSchedule, string) {
 		return nil, "never fires"
 	}
 	return spec, ""
-}
-
-func appIDProblem(id string) string {
-	if !strings.HasPrefix(id, "/") {
-		return "must be an absolute app id such as /ktv/account"
-	}
-	segs := strings.Split(id[1:], "/")
-	if id == "/" {
-		return "must not be the root group"
-	}
-	for _, s := range segs {
-		if !segmentRE.MatchString(s) {
-			return fmt.Sprintf("segment %q must be lower-case letters, digits, '-' and '.' (as Marathon app ids)", s)
-		}
-	}
-	return ""
 }

@@ -32,7 +32,18 @@ const DefaultMaxInstances = 1000
 type Options struct {
 	// MaxInstances is the per-app instance limit (0: DefaultMaxInstances).
 	MaxInstances int
+	// DefaultSource is the source of a metric the rule's `sources:` does
+	// not name (garrison's --metrics-source).
+	DefaultSource string
+	// QueryChecks check, by source name, the `queries:` of the metrics
+	// read from that source (the prometheus source parses PromQL). A
+	// source without one gets the template check only.
+	QueryChecks map[string]QueryCheck
 }
+
+// QueryCheck checks one query as its source would run it for app over
+// window; the error is reported at the query's line and field.
+type QueryCheck func(query, app string, window time.Duration) error
 
 // Rule is one app's validated autoscale rule. Build it with Parse: a Rule
 // made by hand has no compiled schedules or time zone (Schedule.Active is
@@ -59,7 +70,9 @@ type Rule struct {
 	Up, Down Thresholds
 	// Tolerance is the band above Up that is not a breach (HPA's 10%):
 	// measured load wobbles, and a count sized to land exactly on the
-	// threshold would be "over" at the next reading and grow by one.
+	// threshold would be "over" at the next reading and grow by one. It is
+	// also the noise a step allows for: a reading within it of needing one
+	// instance fewer is confirmed by the next reading.
 	Tolerance float64
 	// Cooldown holds scale-downs after any change; scale-ups never wait.
 	Cooldown time.Duration

@@ -61,14 +61,7 @@ func TestConsoleRunsAndReleases(t *testing.T) {
 		})
 	})
 
-	script, err := os.ReadFile("../../ci/hooks/post-receive")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(repo.Bare, "hooks", "post-receive"), script, 0o755)
-	gittest.Git(t, repo.Bare, "config", "garrison.url", base)
-	gittest.Git(t, repo.Bare, "config", "garrison.project", "shop")
-	gittest.Git(t, repo.Bare, "config", "garrison.token", "hook-secret")
+	repo.HookGarrison("../../ci/hooks/post-receive", base, "shop", "hook-secret")
 	repo.Commit("a slow build", map[string]string{".garrison.yml": "app: " + app + "\nbuild:\n  image: " + stepImage +
 		"\n  commands: [\"echo first-line\", \"sleep 4\", \"echo second-line\", \"sleep 600\"]\nimage:\n  files: [{from: x, to: /x}]\n"})
 	if out := repo.Push(); !strings.Contains(out, `"run":"shop.1"`) {

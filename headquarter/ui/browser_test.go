@@ -1,25 +1,21 @@
 package ui_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/loadgen"
 	"github.com/garrisonhq/garrison/internal/testbin"
 )
@@ -57,8 +53,6 @@ func chromium(t testing.TB) string {
 	return ""
 }
 
-var upAddr = regexp.MustCompile(`msg="garrison is up" addr=(\S+)`)
-
 // startGarrison runs `garrison up` against a test etcd on a port the kernel
 // picks, and returns its base URL.
 func startGarrison(t testing.TB, extra ...string) string {
@@ -74,69 +68,14 @@ func startGarrisonOn(t testing.TB, endpoints []string, extra ...string) string {
 }
 
 // runGarrison is startGarrisonOn that also returns a stop, which sends
-// SIGTERM and waits for garrison to exit (the test's cleanup does it
+// SIGTERM and waits for garrison to exit (the test's cleanup kills it
 // otherwise). Later flags in extra override the defaults (--addr, --data-dir).
 func runGarrison(t testing.TB, endpoints []string, extra ...string) (string, func()) {
 	t.Helper()
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(endpoints, ","),
 		"--data-dir", t.TempDir(), "--drain-delay", "0s"}, extra...)
-	cmd := exec.Command(garrisonBin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var logs strings.Builder
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			mu.Lock()
-			logs.WriteString(line + "\n")
-			mu.Unlock()
-			if m := upAddr.FindStringSubmatch(line); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-		})
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("garrison's log:\n%s", logs.String())
-			mu.Unlock()
-		}
-	})
-	select {
-	case addr := <-found:
-		return "http://" + addr, stop
-	case <-time.After(2 * time.Minute):
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("garrison did not come up; its log:\n%s", logs.String())
-		return "", stop
-	}
+	p := garrisontest.Start(t, garrisonBin, args...)
+	return "http://" + p.Addr(t, 2*time.Minute), func() { p.Stop(30 * time.Second) }
 }
 
 // browser starts headless chromium and returns a context for its one tab.

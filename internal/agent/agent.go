@@ -11,6 +11,11 @@
 // those that should not, and deletes keys this node's agent wrote earlier
 // (metadata agent=<node>, registeredBy=garrison-agent) that no live
 // registration of this agent owns, so an agent crash leaves no stale entry.
+//
+// A started container is registered once its port accepts a TCP connection
+// (or after ReadyTimeout, for a server the agent cannot reach): Docker
+// reports the start before the process inside listens, and a caller sent
+// there in between would get a refused connection.
 package agent
 
 import (
@@ -105,6 +110,9 @@ type Config struct {
 	ProbeInterval time.Duration
 	// OpTimeout bounds each call to Docker or etcd; default five seconds.
 	OpTimeout time.Duration
+	// ReadyTimeout is how long a started container's port may refuse
+	// connections before the agent registers it anyway; default 30 s.
+	ReadyTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the agent's counters.
@@ -121,6 +129,12 @@ type Agent struct {
 	instances map[string]*instance // by full container id
 	skipped   map[string]string    // container id -> why it is not registered, to log once
 	stopping  map[string]bool      // sent a stop signal, not yet dead: stays deregistered
+	// waiting: a probe of the container's port runs; unprobed: it never
+	// accepted within ReadyTimeout, register it without asking again.
+	waiting  map[string]bool
+	unprobed map[string]bool
+	ready    chan probed // probes that ended
+	probes   sync.WaitGroup
 
 	etcdUp  atomic.Bool
 	running atomic.Bool
@@ -174,6 +188,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = 5 * time.Second
 	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -183,6 +200,9 @@ func New(cfg Config) (*Agent, error) {
 		instances: make(map[string]*instance),
 		skipped:   make(map[string]string),
 		stopping:  make(map[string]bool),
+		waiting:   make(map[string]bool),
+		unprobed:  make(map[string]bool),
+		ready:     make(chan probed),
 		metrics: metrics{
 			registrations: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "garrison_agent_registrations_total", Help: "Containers the agent registered.",
@@ -225,6 +245,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return errors.New("agent: Run called twice")
 	}
 	defer a.deregisterAll(ctx)
+	defer a.probes.Wait()
 
 	reconnected := make(chan struct{}, 1)
 	probeCtx, stopProbe := context.WithCancel(ctx)
@@ -288,6 +309,12 @@ func (a *Agent) follow(ctx context.Context, reconnected <-chan struct{}) error {
 			return fmt.Errorf("docker events: %w", err)
 		case msg := <-msgs:
 			a.handle(ctx, msg)
+		case p := <-a.ready:
+			delete(a.waiting, p.id)
+			if !p.accepted {
+				a.unprobed[p.id] = true
+			}
+			a.sync(ctx, p.id)
 		case <-reconnected:
 			a.reconcile(ctx, "etcd reconnected")
 		case <-resync.C:
@@ -323,6 +350,7 @@ func (a *Agent) handle(ctx context.Context, msg events.Message) {
 		}
 	case action == "die" || action == "destroy":
 		delete(a.stopping, id)
+		delete(a.unprobed, id)
 		a.deregister(ctx, id, "container "+action)
 		if action == "destroy" {
 			delete(a.skipped, id)
@@ -471,6 +499,10 @@ func (a *Agent) sync(ctx context.Context, id string) {
 	delete(a.skipped, id)
 	cur := a.instances[id]
 	if cur != nil && cur.service == want.service && cur.id == want.id && sameEndpoint(cur.ep, want.ep) {
+		return
+	}
+	if cur == nil && !a.unprobed[id] && !a.accepts(ctx, want.ep.Addr) {
+		a.awaitPort(ctx, id, want.ep.Addr)
 		return
 	}
 	if !a.etcdUp.Load() {
@@ -623,6 +655,60 @@ func (a *Agent) probeEtcd(ctx context.Context, reconnected chan<- struct{}) {
 			}
 		}
 	}
+}
+
+// accepts reports whether addr takes a TCP connection now.
+func (a *Agent) accepts(ctx context.Context, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// awaitPort probes addr in the background until it accepts a connection or
+// ReadyTimeout passes, then hands the container back to the event loop,
+// which syncs it again (the container may have stopped meanwhile).
+func (a *Agent) awaitPort(ctx context.Context, id, addr string) {
+	if a.waiting[id] {
+		return
+	}
+	a.waiting[id] = true
+	a.log.Debug("container started; registering once its port accepts connections", "container", short(id), "addr", addr)
+	a.probes.Add(1)
+	go func() {
+		defer a.probes.Done()
+		deadline := time.Now().Add(a.cfg.ReadyTimeout)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		p := probed{id: id, accepted: true}
+		for !a.accepts(ctx, addr) {
+			if time.Now().After(deadline) {
+				a.log.Warn("container port refuses connections; registering it anyway", "container", short(id), "addr", addr, "after", a.cfg.ReadyTimeout)
+				p.accepted = false
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		select {
+		case a.ready <- p:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// probed is the end of one container's port probe.
+type probed struct {
+	id       string
+	accepted bool
 }
 
 // deregister revokes a container's lease, which deletes its key at once.

@@ -24,6 +24,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/testport"
 	"github.com/garrisonhq/garrison/registrar"
 )
 
@@ -293,6 +294,27 @@ func TestRegistersLabelledContainerAndDeregistersOnStop(t *testing.T) {
 	// change a moment before the counter.
 	waitCounter(t, reg, "garrison_agent_registrations_total", 2)
 	waitCounter(t, reg, "garrison_agent_deregistrations_total", 1)
+}
+
+// TestRegistersOnceThePortAccepts: Docker reports a container started
+// before its server listens; the agent registers it only once its port
+// accepts connections, so the first caller that finds the key is served.
+func TestRegistersOnceThePortAccepts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.startAgent(nil)
+	port := testport.Take(t, 1)[0]
+	spec := f.spec(port, map[string]string{agent.LabelService: "slow"}, []string{"TESTSERVER_LISTEN_AFTER=5s"}, nil)
+	id := dockertest.Run(t, f.docker, spec)
+	inst, _ := f.waitKey(registrar.Key("slow", short(id)), time.Minute)
+	resp, err := http.Get("http://" + inst.Endpoint.Addr + "/")
+	if err != nil {
+		t.Fatalf("GET the address the moment it was registered: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET the address the moment it was registered: %s", resp.Status)
+	}
 }
 
 // TestDeregistersBeforeContainerExits: a container that keeps serving for a

@@ -77,3 +77,20 @@ func (r *Repo) Push() string {
 	r.t.Helper()
 	return Git(r.t, r.Work, "push", "origin", "main")
 }
+
+// HookGarrison installs garrison's post-receive hook (script is the path
+// of ci/hooks/post-receive) in the bare repository: a push then calls
+// garrison at url for project, with the project's token.
+func (r *Repo) HookGarrison(script, url, project, token string) {
+	r.t.Helper()
+	data, err := os.ReadFile(script)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Bare, "hooks", "post-receive"), data, 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	Git(r.t, r.Bare, "config", "garrison.url", url)
+	Git(r.t, r.Bare, "config", "garrison.project", project)
+	Git(r.t, r.Bare, "config", "garrison.token", token)
+}

@@ -4,6 +4,13 @@
 // test package starts one agent from TestMain (Main) and shares it; tests
 // keep apart by running in Nomad namespaces of their own (Namespace).
 //
+// A test that restarts Nomad starts an agent of its own: Halt and Resume
+// stop and start the agent process on the same ports and data. A -dev
+// agent keeps its state in memory and destroys its allocations when it
+// stops, so it comes back empty; a Persistent agent (server with
+// bootstrap_expect = 1 and client, state on disk) leaves its tasks running
+// and comes back with its jobs and allocations.
+//
 // The binary is built from the Go module proxy by scripts/nomad-build.sh
 // (scripts/test-deps.sh runs it); the tests fail, never skip, without it.
 package nomadtest
@@ -25,6 +32,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/testbin"
 )
 
 // Version is the Nomad release the tests run.
@@ -51,18 +59,35 @@ func Binary() (string, error) {
 	return bin, nil
 }
 
-// Agent is a running `nomad agent -dev`.
+// Agent is a running Nomad agent.
 type Agent struct {
 	// Addr is the HTTP API's address, http://127.0.0.1:port.
 	Addr string
 	// Client talks to the agent in the default namespace.
 	Client *api.Client
 
+	args []string // the agent's command line
 	cmd  *exec.Cmd
 	dir  string
 	log  *os.File
 	done chan error
+	// pgids are the process groups of every run of the agent: Stop ends
+	// the executors each left.
+	pgids      []int
+	persistent bool
+	// logStart is where the current run's output starts in the log.
+	logStart int64
 }
+
+// Option changes the agent Start runs.
+type Option func(*options)
+
+type options struct{ persistent bool }
+
+// Persistent runs a server (bootstrap_expect = 1) and a client in one agent
+// with their state on disk instead of -dev's memory, so that jobs and
+// running allocations survive Halt and Resume.
+func Persistent() Option { return func(o *options) { o.persistent = true } }
 
 // The agent's own ports and the dynamic ports it hands its tasks come from
 // 30000-30999: below the kernel's ephemeral range (32768+, what port-0
@@ -82,15 +107,19 @@ const (
 
 // Start starts an agent and waits until its client node is ready with the
 // docker and raw_exec drivers healthy.
-func Start(ctx context.Context) (*Agent, error) {
+func Start(ctx context.Context, opts ...Option) (*Agent, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var errs []error
 	for range attempts {
 		base := portLow + rand.IntN((portHigh-portLow)/3)*3
-		a, err := start(ctx, bin, base)
+		a, err := start(ctx, bin, base, o)
 		if err == nil {
 			return a, nil
 		}
@@ -104,11 +133,12 @@ func Start(ctx context.Context) (*Agent, error) {
 
 var errBind = errors.New("port in use")
 
-func start(ctx context.Context, bin string, base int) (*Agent, error) {
+func start(ctx context.Context, bin string, base int, o options) (*Agent, error) {
 	dir, err := os.MkdirTemp("", "garrison-nomad-")
 	if err != nil {
 		return nil, err
 	}
+	data := filepath.Join(dir, "data")
 	cfg := fmt.Sprintf(`
 bind_addr = "127.0.0.1"
 ports {
@@ -137,6 +167,33 @@ plugin "docker" {
   }
 }
 `, base, base+1, base+2, minDynamicPort, maxDynamicPort)
+	args := []string{"agent", "-dev"}
+	if o.persistent {
+		// What -dev sets up, with the state in data_dir. No Consul: the
+		// jobs' services use Nomad's own provider.
+		cfg += fmt.Sprintf(`
+data_dir = %q
+# Nomad refuses to default to a loopback advertise address outside -dev.
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+server {
+  enabled          = true
+  bootstrap_expect = 1
+}
+client {
+  enabled = true
+}
+consul {
+  auto_advertise   = false
+  server_auto_join = false
+  client_auto_join = false
+}
+`, data)
+		args = []string{"agent"}
+	}
 	cfgPath := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -147,17 +204,13 @@ plugin "docker" {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	cmd := exec.Command(bin, "agent", "-dev", "-config="+cfgPath, "-data-dir="+filepath.Join(dir, "data"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so Stop can end the task executors it spawns.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	args = append([]string{bin}, append(args, "-config="+cfgPath, "-data-dir="+data)...)
+	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", base), args: args, dir: dir, log: logf, persistent: o.persistent}
+	if err := a.launch(); err != nil {
 		logf.Close()
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("run %s: %w", bin, err)
+		return nil, err
 	}
-	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", base), cmd: cmd, dir: dir, log: logf, done: make(chan error, 1)}
-	go func() { a.done <- cmd.Wait() }()
 	conf := api.DefaultConfig()
 	conf.Address = a.Addr
 	a.Client, err = api.NewClient(conf)
@@ -171,8 +224,67 @@ plugin "docker" {
 	return a, nil
 }
 
-// waitReady polls the node list until the dev node is ready with both
-// drivers healthy, or the agent exits (a port clash among others).
+// launch runs the agent process.
+func (a *Agent) launch() error {
+	if st, err := a.log.Stat(); err == nil {
+		a.logStart = st.Size()
+	}
+	cmd := exec.Command(a.args[0], a.args[1:]...)
+	cmd.Stdout, cmd.Stderr = a.log, a.log
+	// Its own process group, so Stop can end the task executors it spawns.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s: %w", a.args[0], err)
+	}
+	a.cmd, a.done = cmd, make(chan error, 1)
+	a.pgids = append(a.pgids, cmd.Process.Pid)
+	go func() { a.done <- cmd.Wait() }()
+	return nil
+}
+
+// Halt stops the agent process (SIGTERM, as an init system does) and waits
+// for it to exit; Nomad stops answering. A -dev agent destroys its
+// allocations on the way out; a Persistent one leaves them running.
+func (a *Agent) Halt() {
+	a.terminate()
+}
+
+// terminate ends the agent process, killing it after 30 s.
+func (a *Agent) terminate() {
+	if a.cmd == nil {
+		return
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+	a.cmd = nil
+}
+
+// Resume starts the halted agent again, on the same ports and data, and
+// waits until it is ready.
+func (a *Agent) Resume(ctx context.Context) error {
+	if a.cmd != nil {
+		return errors.New("nomad agent: resume of a running agent")
+	}
+	fmt.Fprintf(a.log, "\n=== nomadtest: agent resumed ===\n")
+	if err := a.launch(); err != nil {
+		return err
+	}
+	if err := a.waitReady(ctx); err != nil {
+		return fmt.Errorf("resume nomad agent: %w", err)
+	}
+	return nil
+}
+
+// waitReady polls the agent's health and the node list until the agent's
+// server and client are up and its node is ready with both drivers
+// healthy, or the agent exits (a port clash among others). (After a
+// restart the node list answers from the restored state at once; the
+// agent's health says when its client is back.)
 func (a *Agent) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -183,7 +295,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 		select {
 		case err := <-a.done:
 			a.done <- err
-			out := a.Log()
+			out := a.runLog()
 			if strings.Contains(out, "address already in use") {
 				return fmt.Errorf("%w: %s", errBind, lastLines(out, 3))
 			}
@@ -194,13 +306,21 @@ func (a *Agent) waitReady(ctx context.Context) error {
 		}
 		// Nomad keeps retrying a taken port for minutes before it exits:
 		// give up on these ports at once.
-		if out := a.Log(); strings.Contains(out, "address already in use") {
+		if out := a.runLog(); strings.Contains(out, "address already in use") {
 			return fmt.Errorf("%w: %s", errBind, lastLines(out, 3))
 		}
 		// Short, so a port held by something that never answers cannot
 		// keep the loop from seeing the agent's own failure.
 		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-		nodes, _, err := a.Client.Nodes().List((&api.QueryOptions{}).WithContext(rctx))
+		q := (&api.QueryOptions{}).WithContext(rctx)
+		health, err := a.health(q)
+		var nodes []*api.NodeListStub
+		if err == nil && (!health.Client.Ok || !health.Server.Ok) {
+			err = fmt.Errorf("agent health: client %q, server %q", health.Client.Message, health.Server.Message)
+		}
+		if err == nil {
+			nodes, _, err = a.Client.Nodes().List(q)
+		}
 		rcancel()
 		if err != nil {
 			last = err.Error()
@@ -219,6 +339,20 @@ func (a *Agent) waitReady(ctx context.Context) error {
 	}
 }
 
+// health is GET /v1/agent/health (api's Agent().Health takes no context).
+func (a *Agent) health(q *api.QueryOptions) (*api.AgentHealthResponse, error) {
+	var h api.AgentHealthResponse
+	// The endpoint answers 500 with the same body while a part is down.
+	_, err := a.Client.Raw().Query("/v1/agent/health", &h, q)
+	if err != nil && h.Client == nil {
+		return nil, err
+	}
+	if h.Client == nil || h.Server == nil {
+		return nil, fmt.Errorf("agent health: %+v", h)
+	}
+	return &h, nil
+}
+
 func driverStates(ds map[string]*api.DriverInfo) string {
 	var b strings.Builder
 	for name, d := range ds {
@@ -227,7 +361,16 @@ func driverStates(ds map[string]*api.DriverInfo) string {
 	return b.String()
 }
 
-// Log is the agent's output so far.
+// runLog is the output of the agent's current run.
+func (a *Agent) runLog() string {
+	out := a.Log()
+	if a.logStart <= int64(len(out)) {
+		out = out[a.logStart:]
+	}
+	return out
+}
+
+// Log is the agent's output so far, of all its runs.
 func (a *Agent) Log() string {
 	b, _ := os.ReadFile(a.log.Name())
 	return string(b)
@@ -244,21 +387,24 @@ func lastLines(s string, n int) string {
 // Stop stops every job the agent runs (so their containers and processes
 // end with it), stops the agent and removes its data.
 func (a *Agent) Stop() {
-	if a.Client != nil {
+	if a.cmd == nil && a.persistent {
+		// Halted with tasks running (a test that failed mid-outage): only
+		// the agent can stop its containers.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_ = a.Resume(ctx)
+		cancel()
+	}
+	if a.Client != nil && a.cmd != nil {
 		a.stopJobs()
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(30 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-	}
-	// Task executors the agent left behind are in its process group, or in
-	// sessions of their own: those name the agent's data dir on their
+	a.terminate()
+	// Task executors the agent left behind are in its process groups, or
+	// in sessions of their own: those name the agent's data dir on their
 	// command line. Their tasks would otherwise keep ports from the dynamic
 	// range the next agent hands out.
-	_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	for _, pg := range a.pgids {
+		_ = syscall.Kill(-pg, syscall.SIGKILL)
+	}
 	killLeftovers(a.dir)
 	a.log.Close()
 	os.RemoveAll(a.dir)
@@ -296,20 +442,51 @@ func (a *Agent) stopJobs() {
 	}
 }
 
-// Main is a TestMain body: it starts an agent into *agent, runs the tests,
-// stops the agent and exits with the tests' code.
-func Main(m *testing.M, agent **Agent) {
+// Main is a TestMain body: it builds the task server
+// (dockertest.TestServerPackage, static) into *serverBin, starts an agent
+// into *agent, runs the tests, stops the agent and exits with the tests'
+// code.
+func Main(m *testing.M, agent **Agent, serverBin *string) {
+	bin, cleanup, err := testbin.Build(dockertest.TestServerPackage, true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*serverBin = bin
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	a, err := Start(ctx)
 	cancel()
 	if err != nil {
+		cleanup()
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	*agent = a
 	code := m.Run()
 	a.Stop()
+	cleanup()
 	os.Exit(code)
+}
+
+// WaitRunning blocks on the job's summary until exactly n allocations of
+// its group run and none is starting or queued, or ctx ends.
+func WaitRunning(ctx context.Context, c *api.Client, jobID, group string, n int) error {
+	var index uint64
+	for {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
+		sum, meta, err := c.Jobs().Summary(jobID, q)
+		if err != nil {
+			return fmt.Errorf("summary of job %s: %w", jobID, err)
+		}
+		tg := sum.Summary[group]
+		if tg.Running == n && tg.Starting == 0 && tg.Queued == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("job %s: %d running, want %d: %w", jobID, tg.Running, n, ctx.Err())
+		}
+		index = meta.LastIndex
+	}
 }
 
 // Namespace creates a Nomad namespace of its own for the test and returns

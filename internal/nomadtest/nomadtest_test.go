@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/nomad/api"
 )
 
 // An agent whose RPC port (base+1) is taken fails with errBind, which
@@ -24,7 +26,7 @@ func TestStartReportsPortInUse(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a, err := start(ctx, bin, port-1)
+	a, err := start(ctx, bin, port-1, options{})
 	if err == nil {
 		a.Stop()
 		t.Fatalf("agent started with RPC port %d, which a listener holds", port)
@@ -50,3 +52,66 @@ func TestStartServesAndStops(t *testing.T) {
 		t.Error("the agent still answers after Stop")
 	}
 }
+
+// Halt and Resume: a Persistent agent comes back with its job and the
+// same allocation, still running; a -dev agent comes back empty.
+func TestHaltResume(t *testing.T) {
+	for name, persistent := range map[string]bool{"persistent": true, "dev": false} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			var opts []Option
+			if persistent {
+				opts = append(opts, Persistent())
+			}
+			a, err := Start(ctx, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Stop()
+			job := api.NewServiceJob("sleeper", "sleeper", "global", 50)
+			job.Datacenters = []string{"*"}
+			tg := api.NewTaskGroup("g", 1)
+			tg.AddTask(api.NewTask("t", "raw_exec").SetConfig("command", "/bin/sleep").SetConfig("args", []string{"600"}).
+				Require(&api.Resources{CPU: ptr(20), MemoryMB: ptr(16)}))
+			job.AddTaskGroup(tg)
+			if _, _, err := a.Client.Jobs().Register(job, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := WaitRunning(ctx, a.Client, "sleeper", "g", 1); err != nil {
+				t.Fatal(err)
+			}
+			before, _, err := a.Client.Jobs().Allocations("sleeper", false, nil)
+			if err != nil || len(before) != 1 {
+				t.Fatalf("allocations %v %v: want one", before, err)
+			}
+
+			a.Halt()
+			if _, _, err := a.Client.Jobs().List(nil); err == nil {
+				t.Fatal("the halted agent answers")
+			}
+			if err := a.Resume(ctx); err != nil {
+				t.Fatal(err)
+			}
+			jobs, _, err := a.Client.Jobs().List(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !persistent {
+				if len(jobs) != 0 {
+					t.Errorf("jobs after the -dev agent's restart: %v, want none", jobs)
+				}
+				return
+			}
+			if err := WaitRunning(ctx, a.Client, "sleeper", "g", 1); err != nil {
+				t.Fatal(err)
+			}
+			after, _, err := a.Client.Jobs().Allocations("sleeper", false, nil)
+			if err != nil || len(after) != 1 || after[0].ID != before[0].ID || after[0].ClientStatus != api.AllocClientStatusRunning {
+				t.Fatalf("allocations after the restart %+v %v: want %s, running", after, err, before[0].ID)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -465,10 +465,10 @@ func assemble(apps []sample.App, jobs []*job) sample.Readings {
 
 // Check asks Prometheus to parse a rule's query, rendered as the source
 // would send it: an error of Prometheus's own parser (bad_data) names the
-// problem and its position. garrison does not link Prometheus's parser
-// (github.com/prometheus/prometheus pulls that server's whole dependency
-// set into garrison's module); the server that will run the query parses
-// it. Other errors (Prometheus unreachable) are returned as they are.
+// problem and its position. CheckSyntax parses offline with the parser
+// garrison links; the server that will run the query also knows which
+// functions its version has. Other errors (Prometheus unreachable) are
+// returned as they are.
 func (s *Source) Check(ctx context.Context, query string, app string, window time.Duration) error {
 	t, err := parse("query", query)
 	if err != nil {

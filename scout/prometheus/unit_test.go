@@ -190,3 +190,25 @@ func TestGrouping(t *testing.T) {
 		t.Error("a range result: no error")
 	}
 }
+
+// Issue 11: a query that does not parse was accepted and failed every
+// evaluation. CheckSyntax parses the rendered query offline.
+func TestCheckSyntax(t *testing.T) {
+	for _, q := range []string{DefaultQPS, DefaultQPSInstances, DefaultCPU, DefaultCPUInstances, DefaultMem, DefaultMemInstances,
+		`sum(irate(http_requests_total{app="{{.App}}"}[{{.Window}}]))`} {
+		if err := CheckSyntax(q, "/a/b", 90*time.Second); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+	for q, want := range map[string]string{
+		`count(irate(x{app="{{.App}}"}[{{.Window}}])`: "unclosed left parenthesis",
+		`sum(rate(x[{{.Window}}])) by`:                "parse error",
+		`sum(rate(x[{{.Windo}}]))`:                    "Windo",
+		`sum(rate(x[{{.Window}]))`:                    "query",
+	} {
+		err := CheckSyntax(q, "/a", time.Minute)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %q", q, err, want)
+		}
+	}
+}

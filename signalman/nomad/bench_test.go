@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/garrisonhq/garrison/internal/nomadtest"
 	"github.com/garrisonhq/garrison/signalman/nomad"
 )
 
@@ -102,20 +103,8 @@ func isBlocked(err error) bool {
 	return errors.As(err, &e) && e.StatusCode() == 400
 }
 
-// waitCount blocks on the job summary until exactly n allocations run and
-// none is starting or queued.
 func waitCount(ctx context.Context, b *testing.B, c *api.Client, jobID string, n int) {
-	var index uint64
-	for {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
-		sum, meta, err := c.Jobs().Summary(jobID, q)
-		if err != nil {
-			b.Fatalf("summary: %v", err)
-		}
-		tg := sum.Summary["app"]
-		if tg.Running == n && tg.Starting == 0 && tg.Queued == 0 {
-			return
-		}
-		index = meta.LastIndex
+	if err := nomadtest.WaitRunning(ctx, c, jobID, "app", n); err != nil {
+		b.Fatal(err)
 	}
 }

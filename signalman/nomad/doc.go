@@ -41,7 +41,9 @@
 //     (which the Nomad client must allow); fetch and docker parameters are
 //     refused. Docker tasks with ports get the garrison.port label, so the
 //     garrison agent (deploy/nomad) registers those labelled
-//     garrison.service.
+//     garrison.service, and garrison.instance = the task id, the instance
+//     id it registers them under (the local metric source finds an app's
+//     instances by it).
 //     Nomad interpolates env values and args: a ${NOMAD_...}, ${attr...}
 //     or ${meta...} reference is expanded where Marathon would pass it
 //     literally; other text, $X included, passes through.

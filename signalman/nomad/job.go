@@ -80,6 +80,11 @@ const (
 	MetaVersion = "garrison_version"
 	// labelAgentPort is internal/agent.LabelPort (the agent garrison agent runs).
 	labelAgentPort = "garrison.port"
+	// labelAgentInstance is internal/agent.LabelInstance: the agent
+	// registers the container under the task id instead of the container
+	// id, so the registry entry names its app's task (the local metric
+	// source finds an app's instances that way).
+	labelAgentInstance = "garrison.instance"
 	// taskName is the one task of the one group.
 	taskName  = "app"
 	groupName = "app"
@@ -186,6 +191,9 @@ func toJob(a App, mhzPerCore int) (*api.Job, error) {
 			labels = map[string]string{}
 		}
 		labels["MESOS_TASK_ID"] = t.ID
+		if _, ok := labels[labelAgentInstance]; !ok {
+			labels[labelAgentInstance] = t.ID
+		}
 		if _, ok := labels[labelAgentPort]; !ok && len(t.Ports) > 0 {
 			// The garrison agent registers a container labelled
 			// garrison.service at this port (deploy/nomad).

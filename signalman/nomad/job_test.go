@@ -89,6 +89,11 @@ func TestToJobDocker(t *testing.T) {
 	if len(labels) != 1 || labels[0]["a"] != "b" || labels[0]["MESOS_TASK_ID"] == "" {
 		t.Errorf("docker labels %v: want a list of one map", labels)
 	}
+	// The agent registers the container under the task id, so the local
+	// metric source (and a caller) can tell whose instance it is.
+	if got := labels[0]["garrison.instance"]; got != "${NOMAD_JOB_ID}.${NOMAD_ALLOC_ID}" {
+		t.Errorf("garrison.instance label %q, want the task id", got)
+	}
 	if *tk.Resources.MemoryMB != 10 {
 		t.Errorf("mem %d, want Nomad's minimum 10", *tk.Resources.MemoryMB)
 	}

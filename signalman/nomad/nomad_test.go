@@ -7,9 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -22,7 +19,6 @@ import (
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/nomadtest"
 	"github.com/garrisonhq/garrison/internal/poll"
-	"github.com/garrisonhq/garrison/internal/testbin"
 	"github.com/garrisonhq/garrison/signalman/nomad"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -34,26 +30,7 @@ var (
 	serverBin string
 )
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testbin.Build(dockertest.TestServerPackage, true)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	serverBin = bin
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	agent, err = nomadtest.Start(ctx)
-	cancel()
-	if err != nil {
-		cleanup()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	agent.Stop()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { nomadtest.Main(m, &agent, &serverBin) }
 
 // Generous: the machine is shared and Nomad's scheduling is asynchronous.
 const wait = 2 * time.Minute
@@ -676,16 +653,7 @@ func TestScaleDuringDeployment(t *testing.T) {
 // A proxy in front of the real agent breaks the stream's connection.
 func TestWatchReconnects(t *testing.T) {
 	_, ns := agent.Namespace(t)
-	target, err := url.Parse(agent.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.FlushInterval = -1 // stream events as they come
-	srv := httptest.NewServer(proxy)
-	// Closed after the watch's context ends (cleanups run last first), or
-	// Close would wait for the watch's open stream.
-	t.Cleanup(srv.Close)
+	srv := agent.NewProxy(t)
 	conf := api.DefaultConfig()
 	conf.Address, conf.Namespace = srv.URL, ns
 	c, err := api.NewClient(conf)

@@ -19,10 +19,14 @@ const reconnectDelay = time.Second
 // each change as it happens. A broken stream is reopened after a re-list;
 // a change already sent is not sent again (allocations are compared by
 // Nomad's modify index). Every 10 minutes it re-lists, which also forgets
-// allocations Nomad has garbage-collected. The channel closes when ctx
-// ends.
+// allocations Nomad has garbage-collected. An allocation sent as live that
+// a re-list no longer finds (Nomad restarted without its state) is sent
+// once more as TASK_LOST. While Nomad does not answer the watch retries
+// the re-list; it streams again only from a fresh list, whose index may
+// be lower than before (a Nomad that lost its state counts from 1). The
+// channel closes when ctx ends.
 func (d *Driver) Watch(ctx context.Context) (<-chan Task, error) {
-	w := &watcher{d: d, out: make(chan Task, 64), sent: map[string]uint64{}, versions: map[string]string{}}
+	w := &watcher{d: d, out: make(chan Task, 64), sent: map[string]uint64{}, live: map[string]Task{}, versions: map[string]string{}}
 	index, err := w.relist(ctx)
 	if err != nil {
 		return nil, err
@@ -36,6 +40,8 @@ type watcher struct {
 	out chan Task
 	// sent is the modify index of each allocation's last sent state.
 	sent map[string]uint64
+	// live are the allocations last sent in a state that is not terminal.
+	live map[string]Task
 	// versions remembers each allocation's garrison version: the event
 	// payload carries no job.
 	versions map[string]string
@@ -66,11 +72,11 @@ func (w *watcher) run(ctx context.Context, index uint64) {
 			case <-time.After(reconnectDelay):
 			}
 		}
-		if i, err := w.relist(ctx); err == nil {
-			index = i
-		} else {
-			w.d.log.Warn("nomad: re-list allocations", "err", err)
+		i, err := w.relistUntil(ctx)
+		if err != nil {
+			return
 		}
+		index = i
 	}
 }
 
@@ -83,15 +89,16 @@ func (w *watcher) relist(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("nomad: list allocations: %w", err)
 	}
-	live := make(map[string]bool, len(stubs))
+	// Nomad may have come back without its state: its job versions and
+	// ids can mean other jobs now.
+	w.d.forgetVersions()
+	w.appIDs = nil
+	listed := make(map[string]bool, len(stubs))
 	for _, s := range stubs {
-		live[s.ID] = true
+		listed[s.ID] = true
 	}
-	for id := range w.sent {
-		if !live[id] {
-			delete(w.sent, id)
-			delete(w.versions, id)
-		}
+	if !w.sendVanished(ctx, listed) {
+		return 0, ctx.Err()
 	}
 	for _, s := range stubs {
 		appID, err := w.appID(ctx, s.JobID)
@@ -198,6 +205,11 @@ func (w *watcher) send(ctx context.Context, t Task) bool {
 	select {
 	case w.out <- t:
 		w.sent[t.AllocID] = t.Index
+		if t.State.Terminal() {
+			delete(w.live, t.AllocID)
+		} else {
+			w.live[t.AllocID] = t
+		}
 		return true
 	case <-ctx.Done():
 		return false

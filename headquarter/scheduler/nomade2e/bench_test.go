@@ -3,12 +3,12 @@ package nomade2e
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/garrisonhq/garrison/internal/nomadtest"
 	"github.com/garrisonhq/garrison/signalman/nomad"
 )
 
@@ -93,23 +93,8 @@ func clusterBenchApp() nomad.App {
 	return a
 }
 
-// waitSummary blocks on the job summary until exactly n allocations run
-// and none is starting or queued.
 func waitSummary(ctx context.Context, b testing.TB, c *nomadapi.Client, jobID string, n int) {
-	var index uint64
-	for {
-		q := (&nomadapi.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
-		sum, meta, err := c.Jobs().Summary(jobID, q)
-		if err != nil {
-			b.Fatalf("summary of %s: %v", jobID, err)
-		}
-		tg := sum.Summary["app"]
-		if tg.Running == n && tg.Starting == 0 && tg.Queued == 0 {
-			return
-		}
-		if ctx.Err() != nil {
-			b.Fatal(fmt.Errorf("%s: %d running, want %d: %w", jobID, tg.Running, n, ctx.Err()))
-		}
-		index = meta.LastIndex
+	if err := nomadtest.WaitRunning(ctx, c, jobID, "app", n); err != nil {
+		b.Fatal(err)
 	}
 }

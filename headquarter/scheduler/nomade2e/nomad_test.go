@@ -12,28 +12,23 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	nomadapi "github.com/hashicorp/nomad/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/events"
 	"github.com/garrisonhq/garrison/headquarter/marathon"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
-	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/nomadtest"
 	"github.com/garrisonhq/garrison/internal/poll"
-	"github.com/garrisonhq/garrison/internal/testbin"
 	"github.com/garrisonhq/garrison/signalman/nomad"
 )
 
@@ -46,24 +41,7 @@ var (
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
-	bin, cleanup, err := testbin.Build(dockertest.TestServerPackage, true)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	serverBin = bin
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	agent, err = nomadtest.Start(ctx)
-	cancel()
-	if err != nil {
-		cleanup()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	agent.Stop()
-	cleanup()
-	os.Exit(code)
+	nomadtest.Main(m, &agent, &serverBin)
 }
 
 // Generous: the machine is shared and Nomad's scheduling is asynchronous.
@@ -74,6 +52,8 @@ const wait = 3 * time.Minute
 // replaces the scheduler and the API, keeping etcd and Nomad.
 type stack struct {
 	t      testing.TB
+	agent  *nomadtest.Agent
+	etcd   *clientv3.Client
 	store  *store.Store
 	nomad  *nomadapi.Client
 	driver *nomad.Driver
@@ -83,15 +63,21 @@ type stack struct {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	return newStackAt(t, "")
+	return newStackAt(t, agent, "")
 }
 
-// newStackAt is newStack with garrison's Nomad client sent to addr (a
-// proxy before the agent) when not "".
-func newStackAt(t testing.TB, addr string) *stack {
+// newStackAt is newStack on the agent ag, with garrison's Nomad client
+// sent to addr (a proxy before the agent) when not "". On the shared
+// agent garrison works in a namespace of the test's own; on an agent of
+// the test's own in the default one (a Nomad that loses its state loses
+// its namespaces too).
+func newStackAt(t testing.TB, ag *nomadtest.Agent, addr string) *stack {
 	t.Helper()
-	etcd := etcdtest.New(t)
-	c, ns := agent.Namespace(t)
+	etcd := etcdtest.New(t).Client(t)
+	c, ns := ag.Client, "default"
+	if ag == agent {
+		c, ns = ag.Namespace(t)
+	}
 	gc := c
 	if addr != "" {
 		conf := nomadapi.DefaultConfig()
@@ -105,7 +91,7 @@ func newStackAt(t testing.TB, addr string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, store: store.New(etcd.Client(t)), nomad: c, driver: d}
+	s := &stack{t: t, agent: ag, etcd: etcd, store: store.New(etcd), nomad: c, driver: d}
 	s.start()
 	t.Cleanup(func() { s.stop() })
 	return s
@@ -236,7 +222,7 @@ func (s *stack) settled(id string, n int, envID string) []mTask {
 		for _, tk := range a.Tasks {
 			ok = ok && tk.State == "TASK_RUNNING" && tk.Version == a.VersionInfo.LastConfigChangeAt
 		}
-		return ok, fmt.Sprintf("%+v deployments %d\n%s", a, len(deps), agent.Tail(3))
+		return ok, fmt.Sprintf("%+v deployments %d\n%s", a, len(deps), s.agent.Tail(3))
 	})
 	for _, tk := range a.Tasks {
 		answers(s.t, tk, envID)
@@ -504,50 +490,22 @@ func TestUnrunnableHealthCheckRefused(t *testing.T) {
 	}
 }
 
-// A proxy before the agent that can stop answering (503), counting the
-// requests it refused.
-type flakyNomad struct {
-	down    atomic.Bool
-	refused atomic.Int64
-	srv     *httptest.Server
-}
-
-func newFlakyNomad(t *testing.T) *flakyNomad {
-	target, err := url.Parse(agent.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.FlushInterval = -1 // the event stream
-	f := &flakyNomad{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f.down.Load() {
-			f.refused.Add(1)
-			http.Error(w, "nomad is down", http.StatusServiceUnavailable)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
 // With Nomad unreachable garrison starts, takes writes and stops nothing;
 // once Nomad answers the stored apps are submitted.
 func TestNomadUnreachable(t *testing.T) {
-	f := newFlakyNomad(t)
-	s := newStackAt(t, f.srv.URL)
+	f := agent.NewProxy(t)
+	s := newStackAt(t, agent, f.URL)
 	s.expect("POST", "/v2/apps", rawApp("/up", 1, "u"), 201, nil)
 	before := s.settled("/up", 1, "u")
 
-	f.down.Store(true)
+	f.Down.Store(true)
 	s.stop()
 	s.start() // Ready although Nomad does not answer
 	s.expect("POST", "/v2/apps", rawApp("/later", 1, "l"), 201, nil)
 	s.expect("PUT", "/v2/apps/up", map[string]any{"instances": 2}, 200, nil)
 	// Several job syncs fail meanwhile (the sync lists jobs first).
-	seen := f.refused.Load()
-	poll.True(t, wait, "job syncs refused", func() bool { return f.refused.Load() >= seen+6 })
+	seen := f.Refused.Load()
+	poll.True(t, wait, "job syncs refused", func() bool { return f.Refused.Load() >= seen+6 })
 	job, _, err := s.nomad.Jobs().Info(nomad.JobID("/up"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -556,7 +514,7 @@ func TestNomadUnreachable(t *testing.T) {
 		t.Fatalf("while unreachable the job changed: stop %v count %d", *job.Stop, *job.TaskGroups[0].Count)
 	}
 
-	f.down.Store(false)
+	f.Down.Store(false)
 	after := s.settled("/up", 2, "u")
 	if !containsTask(after, before[0].ID) {
 		t.Errorf("the running task %s was replaced: %+v", before[0].ID, after)

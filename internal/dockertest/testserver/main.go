@@ -57,6 +57,10 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "testserver stderr line")
 	}
+	// A server that is slow to start: it listens only after this long.
+	if d, err := time.ParseDuration(os.Getenv("TESTSERVER_LISTEN_AFTER")); err == nil {
+		time.Sleep(d)
+	}
 	// PID 1 in a container gets no default signal handling: without this,
 	// `docker stop` would wait for its timeout and then SIGKILL.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
