@@ -266,15 +266,18 @@ func (c *haCluster) readApp(id string) (appState, error) {
 }
 
 // settle waits until the app's last change is carried out: no deployment,
-// as many running tasks as instances, none other.
-func (c *haCluster) settle(a *haApp) {
+// as many running tasks as instances, none other. With mayBeAbsent (a
+// create whose answer was lost), an absent app is settled too.
+func (c *haCluster) settle(a *haApp, mayBeAbsent bool) {
 	poll.Until(c.t, 3*time.Minute, a.id+" settles", func() (bool, string) {
 		s, err := c.readApp(a.id)
 		if err != nil {
 			return false, err.Error()
 		}
-		return s.exists && s.deployments == 0 && s.tasks == s.instances && s.running == s.instances && s.allRunning,
-			fmt.Sprintf("%+v", s)
+		if !s.exists {
+			return mayBeAbsent, "absent"
+		}
+		return s.deployments == 0 && s.tasks == s.instances && s.running == s.instances && s.allRunning, fmt.Sprintf("%+v", s)
 	})
 }
 
@@ -304,13 +307,12 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 		r.start(t)
 		c.replicas = append(c.replicas, r)
 	}
-	// Registered after the processes' own cleanups, so it runs before them:
-	// the supervisors do not restart what the test ends.
+	// Deferred, so set before any cleanup: the supervisors do not restart
+	// what the test's cleanup kills.
 	var stopSupervising atomic.Bool
-	var supervisors sync.WaitGroup
-	t.Cleanup(func() { stopSupervising.Store(true) })
+	defer stopSupervising.Store(true)
 	for _, r := range c.replicas {
-		supervisors.Go(func() { r.supervise(t, &stopSupervising) })
+		go r.supervise(t, &stopSupervising)
 	}
 	poll.Until(t, 2*time.Minute, "a leader serves", func() (bool, string) { return c.serving(nil) != nil, "" })
 
@@ -548,7 +550,7 @@ func (c *haCluster) do(a *haApp, op haOp, addr, image string, abort *atomic.Bool
 			a.unknowns++
 			t.Logf("%s: answer lost (%s); reading the outcome", a.id, msg)
 			waitQuiet()
-			c.settle0(a)
+			c.settle(a, true)
 			s, err := c.readApp(a.id)
 			if err != nil {
 				t.Errorf("%s: %v", a.id, err)
@@ -565,23 +567,11 @@ func (c *haCluster) do(a *haApp, op haOp, addr, image string, abort *atomic.Bool
 		}
 		if res == applied {
 			a.apply(op)
-			c.settle(a)
+			c.settle(a, false)
 			return true
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// settle0 waits for an app that may not exist (a create whose answer was
-// lost) to settle; it returns at once when the app is absent.
-func (c *haCluster) settle0(a *haApp) {
-	poll.Until(c.t, 3*time.Minute, a.id+" settles or is absent", func() (bool, string) {
-		s, err := c.readApp(a.id)
-		if err != nil {
-			return false, err.Error()
-		}
-		return !s.exists || (s.deployments == 0 && s.tasks == s.instances && s.running == s.instances && s.allRunning), fmt.Sprintf("%+v", s)
-	})
 }
 
 // dockerActions counts, from the engine's own event stream, what the

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,16 +29,7 @@ import (
 // launches (its scale is refused before any task record) nor kills (the
 // kill's fence check fails; the task keeps running).
 func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
-	var fenced *store.Store
-	h := newHarnessWith(t, nil, func(c *scheduler.Config) {
-		if fenced != nil {
-			c.Store = fenced
-		}
-	})
-	h.crash()
-	fence := electOnce(t, h.cli)
-	fenced = h.store.Fenced(fence)
-	h.start()
+	h := newFencedHarness(t, nil, false)
 
 	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/web", 2, ""), Create: true}}, false)
 	h.waitFor("two running tasks", 30*time.Second, func() bool {
@@ -44,15 +37,9 @@ func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
 	})
 
 	// The term ends behind the scheduler's back.
-	key, err := h.cli.Get(t.Context(), fence.Key())
-	if err != nil || len(key.Kvs) != 1 {
-		t.Fatalf("read the election key: %v %v", key, err)
-	}
-	if _, err := h.cli.Revoke(t.Context(), clientv3.LeaseID(key.Kvs[0].Lease)); err != nil {
-		t.Fatal(err)
-	}
+	h.endTerm()
 	h.waitFor("the election key gone", 30*time.Second, func() bool {
-		r, err := h.cli.Get(t.Context(), fence.Key())
+		r, err := h.cli.Get(t.Context(), h.fence.Key())
 		return err == nil && len(r.Kvs) == 0
 	})
 
@@ -97,6 +84,48 @@ func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
 	}
 	if recs, err := h.store.Tasks(t.Context()); err != nil || len(recs) != 2 {
 		t.Fatalf("task records %d (%v), want 2", len(recs), err)
+	}
+}
+
+// fencedHarness runs the harness's scheduler on a leader's store view, as
+// garrison hq does: its writes are fenced by the first term of an elector
+// on the harness's etcd and go through kv, which counts task records.
+type fencedHarness struct {
+	*harness
+	fence leader.Fence
+	kv    *endTermAfterTaskRecord
+}
+
+// newFencedHarness starts it; wrap (nil: none) puts a driver wrapper
+// around the process driver, given endTerm; endOnRecord ends the term
+// right after the first task record.
+func newFencedHarness(t *testing.T, wrap func(p *process.Driver, endTerm func()) scheduler.Driver, endOnRecord bool) *fencedHarness {
+	h := &fencedHarness{}
+	var fenced *store.Store
+	var wrapper func(*process.Driver) scheduler.Driver
+	if wrap != nil {
+		wrapper = func(p *process.Driver) scheduler.Driver { return wrap(p, h.endTerm) }
+	}
+	h.harness = newHarnessWith(t, wrapper, func(c *scheduler.Config) {
+		if fenced != nil {
+			c.Store = fenced
+		}
+	})
+	h.crash() // restarted below on the fenced view
+	h.fence = electOnce(t, h.cli)
+	h.kv = &endTermAfterTaskRecord{KV: h.cli.KV, end: h.endTerm}
+	h.kv.ended.Store(!endOnRecord)
+	fenced = store.New(h.kv).Fenced(h.fence)
+	h.start()
+	return h
+}
+
+// endTerm revokes the term's lease behind the scheduler's back, as etcd
+// expires the lease of a leader that stopped renewing it.
+func (h *fencedHarness) endTerm() {
+	key, err := h.cli.Get(context.Background(), h.fence.Key())
+	if err == nil && len(key.Kvs) == 1 {
+		h.cli.Revoke(context.Background(), clientv3.LeaseID(key.Kvs[0].Lease))
 	}
 }
 
@@ -168,25 +197,9 @@ func (t *taskTxn) Commit() (*clientv3.TxnResponse, error) {
 // task record (written in the term) and the launch; the launch, which etcd
 // cannot fence, is not made, and the next attempt's record is refused.
 func TestLeaderPausedAfterTaskRecordDoesNotLaunch(t *testing.T) {
-	var fenced *store.Store
-	h := newHarnessWith(t, nil, func(c *scheduler.Config) {
-		if fenced != nil {
-			c.Store = fenced
-		}
-	})
-	h.crash()
-	fence := electOnce(t, h.cli)
-	kv := &endTermAfterTaskRecord{KV: h.cli.KV, end: func() {
-		key, err := h.cli.Get(context.Background(), fence.Key())
-		if err == nil && len(key.Kvs) == 1 {
-			h.cli.Revoke(context.Background(), clientv3.LeaseID(key.Kvs[0].Lease))
-		}
-	}}
-	fenced = store.New(kv).Fenced(fence)
-	h.start()
-
+	h := newFencedHarness(t, nil, true)
 	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/late", 1, ""), Create: true}}, false)
-	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return kv.refused.Load() > 0 })
+	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return h.kv.refused.Load() > 0 })
 	listed, err := h.proc.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -257,34 +270,71 @@ func (d launchThenEndTerm) Launch(ctx context.Context, spec task.Spec) (task.Sta
 // not remove it (the next leader adopts it). Before, it removed the task a
 // new leader had adopted.
 func TestLaunchCutShortByTheTermIsLeftToTheNextLeader(t *testing.T) {
-	var fenced *store.Store
-	var fence leader.Fence
-	var h *harness
-	endTerm := func() {
-		key, err := h.cli.Get(context.Background(), fence.Key())
-		if err == nil && len(key.Kvs) == 1 {
-			h.cli.Revoke(context.Background(), clientv3.LeaseID(key.Kvs[0].Lease))
-		}
-	}
-	h = newHarnessWith(t, func(p *process.Driver) scheduler.Driver { return launchThenEndTerm{p, endTerm} }, func(c *scheduler.Config) {
-		if fenced != nil {
-			c.Store = fenced
-		}
-	})
-	h.crash()
-	fence = electOnce(t, h.cli)
-	kv := &endTermAfterTaskRecord{KV: h.cli.KV, end: func() {}}
-	kv.ended.Store(true) // the driver ends the term, not the record
-	fenced = store.New(kv).Fenced(fence)
-	h.start()
-
+	h := newFencedHarness(t, func(p *process.Driver, end func()) scheduler.Driver { return launchThenEndTerm{p, end} }, false)
 	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/cut", 1, ""), Create: true}}, false)
-	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return kv.refused.Load() > 0 })
+	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return h.kv.refused.Load() > 0 })
 	listed, err := h.proc.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(listed) != 1 || listed[0].State.Terminal() {
 		t.Fatalf("the task a cut-short launch started: %+v, want it running for the next leader", listed)
+	}
+}
+
+// stopDuringLaunch stops the scheduler while a launch is under way and
+// then behaves as the Docker driver does when the context of its start
+// call ends: the started task is removed and the launch fails.
+type stopDuringLaunch struct {
+	*process.Driver
+	stop func()
+}
+
+func (d stopDuringLaunch) Launch(ctx context.Context, spec task.Spec) (task.Status, error) {
+	d.stop()
+	st, err := d.Driver.Launch(context.Background(), spec)
+	if err != nil || ctx.Err() == nil {
+		return st, err
+	}
+	d.Driver.Kill(context.Background(), spec.ID, 0)
+	return task.Status{ID: spec.ID, State: task.Failed}, ctx.Err()
+}
+
+// TestLaunchUnderWayFinishesWhenGarrisonStops: a launch under way when the
+// scheduler stops (its term over) finishes, and the task is left running
+// with its record for the next start or leader to adopt. Before, the
+// stop's cancellation reached the driver, which removed the started task:
+// in the HA test, a container the next leader had adopted.
+func TestLaunchUnderWayFinishesWhenGarrisonStops(t *testing.T) {
+	var h *harness
+	began := make(chan struct{})
+	h = newHarnessWith(t, func(p *process.Driver) scheduler.Driver {
+		var once sync.Once
+		return stopDuringLaunch{p, func() { once.Do(func() { h.stop(); close(began) }) }}
+	}, nil)
+	if _, err := h.sched.Deploy(t.Context(), []scheduler.Change{{App: webApp(t, "/stopping/web", 1, ""), Create: true}}, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-began:
+	case <-time.After(time.Minute):
+		t.Fatal("no launch")
+	}
+	// Once the launch under way is over, as the next start sees it.
+	h.crash()
+	proc, err := process.New(filepath.Join(h.dir, "tasks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Close()
+	listed, err := proc.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].State.Terminal() {
+		t.Fatalf("tasks after a stop during their launch: %+v, want the one launched, running", listed)
+	}
+	if recs, err := h.store.Tasks(context.Background()); err != nil || len(recs) != 1 || recs[0].Key != listed[0].ID {
+		t.Fatalf("task records %+v (%v), want the launched task's", recs, err)
 	}
 }
