@@ -129,6 +129,7 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	var runners *pool.Pool
 	if cfg.RunnerPool != "" {
 		if target == nil {
 			cancel()
@@ -138,9 +139,9 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 			cancel()
 			return nil, errors.New("a runner pool needs the URL its runners reach garrison's API at, and etcd's")
 		}
-		p := pool.New(cfg.Etcd, cfg.RunnerPool, cfg.RunnerHQ)
-		rcfg.Pool = p
-		mountPool(r, p, cfg.Auth)
+		runners = pool.New(cfg.Etcd, cfg.RunnerPool, cfg.RunnerHQ)
+		rcfg.Pool = runners
+		mountPool(r, runners, cfg.Auth)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -154,7 +155,13 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 			logger.Error("pipeline runner stopped", "error", err)
 		}
 	}()
-	return func() { cancel(); wg.Wait() }, nil
+	return func() {
+		cancel()
+		wg.Wait()
+		if runners != nil {
+			runners.Close()
+		}
+	}, nil
 }
 
 // PoolApp is the runner pool's app definition: one instance to start

@@ -9,7 +9,7 @@
 #     -m MIRROR    mirror URL (default: the first `deb` source of apt that
 #                  carries SUITE, from /etc/apt/sources.list(.d))
 #     -v VARIANT   debootstrap variant (default minbase: apt, dpkg, bash,
-#                  coreutils; about 200 MB)
+#                  coreutils; a 117 MB image)
 #     -i PACKAGES  comma-separated packages to add (ca-certificates,curl)
 #     -c DIR       keep downloaded .debs in DIR for the next build
 #   images/debootstrap.sh -p [-s SUITE]   prints the mirror it would use

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -83,7 +84,10 @@ type side struct {
 	// decided is when it first asked for more instances after step.
 	decided func(ctx context.Context, step time.Time) time.Time
 	remove  func(ctx context.Context)
-	cap     time.Duration
+	// trace, when set, says what the autoscaler saw between the step and
+	// its decision (its evaluations), for the log.
+	trace func() string
+	cap   time.Duration
 	// settle: the benchmark fails unless the run ends at exactly the
 	// needed count without going above it.
 	settle bool
@@ -106,10 +110,13 @@ var (
 // rule shape, its local metric source) and once by nomad-autoscaler 0.4.6
 // (a target-value policy of 10 req/s per instance on Prometheus, tuned:
 // evaluation 1 s, cooldown 5 s, no update block so no deployment gates the
-// count; Prometheus scrapes every second). Each iteration is one run of
-// each, in alternating order; the table printed after each iteration
-// holds every run of this test binary so far (make bench's -count 5: five
-// runs each), per stage min/median/max seconds after the step. The first
+// count; Prometheus scrapes every second). A run steps the load on a
+// settled app: one instance running and registered, no deployment, the
+// autoscaler reading its idle metric. Each iteration is one run of each,
+// in alternating order, in a fresh environment (agent, garrison,
+// Prometheus, nomad-autoscaler); the table printed at the end holds every
+// run of the test binary (make bench's -count 5: five runs each), per
+// stage min/median/max seconds after the step. The first
 // iteration also runs nomad-autoscaler with its defaults (evaluation 10 s,
 // cooldown 5 m, Nomad's default update block), capped at 150 s. It fails
 // unless every garrison run settles at exactly the needed count, never
@@ -143,7 +150,6 @@ func BenchmarkSideBySide(b *testing.B) {
 			b.ReportMetric(g/n, "garrison/nomad-autoscaler")
 		}
 	}
-	printTable(b)
 }
 
 func record(name string, r run) {
@@ -152,15 +158,20 @@ func record(name string, r run) {
 	results[name] = append(results[name], r)
 }
 
-// printTable prints every run so far, per side and stage, and the ratio of
-// the medians.
-func printTable(b *testing.B) {
+// printTable prints every run of the test binary, per side and stage, and
+// the ratio of the medians; TestMain calls it once the benchmarks are over
+// (printed during one, it would split the result line benchstat reads).
+// No line starts with "Benchmark" or "word:", which benchstat would parse.
+func printTable(w io.Writer) {
 	resultsMu.Lock()
 	defer resultsMu.Unlock()
+	if len(results) == 0 {
+		return
+	}
 	var sb strings.Builder
 	names := []string{"garrison", "nomad-autoscaler-tuned", "nomad-autoscaler-defaults"}
-	fmt.Fprintf(&sb, "\n%s: load step 0 -> %d req/s, target %d req/s per instance, %d needed; seconds after the step (min / median / max)\n",
-		b.Name(), stepRate, target, needed)
+	fmt.Fprintf(&sb, "\nside by side on Nomad (BenchmarkSideBySide, all runs): load step 0 -> %d req/s, target %d req/s per instance, %d needed; seconds after the step (min / median / max)\n",
+		stepRate, target, needed)
 	fmt.Fprintf(&sb, "%-34s", "stage")
 	for _, n := range names {
 		fmt.Fprintf(&sb, " %26s", fmt.Sprintf("%s (%d)", n, len(results[n])))
@@ -192,11 +203,10 @@ func printTable(b *testing.B) {
 	}
 	for _, r := range results["nomad-autoscaler-defaults"] {
 		if r.capped {
-			fmt.Fprintf(&sb, "nomad-autoscaler-defaults: capped at %v before the needed count was running and registered\n", defaultCap)
+			fmt.Fprintf(&sb, "(nomad-autoscaler-defaults capped at %v before the needed count was running and registered)\n", defaultCap)
 		}
 	}
-	// Printed whole: b.Log truncates a benchmark's output.
-	fmt.Fprint(os.Stderr, sb.String())
+	fmt.Fprint(w, sb.String())
 }
 
 // spread is min, median, max.
@@ -290,9 +300,11 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	highest := 1
 	running := map[string]time.Time{} // new allocations: when their task started
 	var firstPlaced time.Time         // the first new allocation's creation
+	var firstAlloc string
 	for {
 		now := time.Now()
-		if visibleAt.IsZero() && s.over(ctx) {
+		// Polled throughout, so that a trace holds every evaluation.
+		if s.over(ctx) && visibleAt.IsZero() {
 			visibleAt = now
 		}
 		allocs, _, err := s.jobs.Jobs().Allocations(job, false, nil)
@@ -302,7 +314,7 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 		nRunning := 0
 		for _, a := range allocs {
 			if created := time.Unix(0, a.CreateTime); a.ID != initialAlloc && (firstPlaced.IsZero() || created.Before(firstPlaced)) {
-				firstPlaced = created
+				firstPlaced, firstAlloc = created, a.ID
 			}
 			if a.ClientStatus != nomadapi.AllocClientStatusRunning || a.DesiredStatus != nomadapi.AllocDesiredStatusRun {
 				continue
@@ -334,6 +346,12 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 			break
 		}
 		if now.Sub(step) > s.cap {
+			var states []string
+			for _, a := range allocs {
+				states = append(states, a.ClientStatus+"/"+a.DesiredStatus)
+			}
+			b.Logf("%s %s: capped at %v: job count %d, allocations %v, %d registered\nnomad-autoscaler log:\n%s",
+				s.name, job, s.cap, desired, states, nReg, tailFile(e.nasLog, 15))
 			r.capped = true
 			r.v["final count"] = float64(desired)
 			break
@@ -379,11 +397,33 @@ func (e *env) run(ctx context.Context, b *testing.B, s side) run {
 	b.Logf("%s %s: visible %.2fs, decision %.2fs, at Nomad %.2fs, placed %.2fs, first new running %.2fs, needed running %.2fs, registered %.2fs, max %d, final %.0f, %d/%d failed %s",
 		s.name, job, r.v["metric visible"], r.v["decision (scale asked)"], r.v["scale reached Nomad"], r.v["first new allocation placed"], r.v["first new allocation running"],
 		r.v["needed count running"], r.v["needed count registered"], highest, r.v["final count"], res.Failed, res.Sent, res.FirstError)
+	if firstAlloc != "" {
+		b.Logf("%s %s: first new allocation after its placement: %s", s.name, job, taskEvents(ctx, s.jobs, firstAlloc, firstPlaced))
+	}
+	if s.trace != nil {
+		b.Logf("%s %s: evaluations after the step: %s", s.name, job, s.trace())
+	}
 	if s.settle && (r.capped || r.v["final count"] != needed || highest > needed) {
 		b.Errorf("%s %s: settled at %.0f (highest %d, capped %v), want exactly %d\ngarrison log:\n%s",
 			s.name, job, r.v["final count"], highest, r.capped, needed, tailFile(e.garLog, 30))
 	}
 	return r
+}
+
+// taskEvents is the allocation's task events, in seconds after from: where
+// Nomad's client and Docker spend the start.
+func taskEvents(ctx context.Context, c *nomadapi.Client, allocID string, from time.Time) string {
+	a, _, err := c.Allocations().Info(allocID, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, ts := range a.TaskStates {
+		for _, ev := range ts.Events {
+			out = append(out, fmt.Sprintf("%s +%.2fs", ev.Type, time.Unix(0, ev.Time).Sub(from).Seconds()))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
@@ -439,8 +479,12 @@ func tailFile(path string, n int) string {
 // the rules API, the count changed by garrison's autoscaler.
 func (e *env) garrisonSide() side {
 	var appID string
+	var trace []string
+	var lastAt time.Time
 	return side{name: "garrison", jobs: e.gar, cap: runCap, settle: true,
+		trace: func() string { return strings.Join(trace, "; ") },
 		create: func(ctx context.Context, seq int) (string, string, error) {
+			trace, lastAt = nil, time.Time{}
 			appID = fmt.Sprintf("/nasbench/g%d", seq)
 			service := app.ServiceName(appID)
 			body := map[string]any{"id": appID, "instances": 1, "cpus": 0.1, "mem": 32, "args": []string{"-register=false"},
@@ -461,14 +505,30 @@ func (e *env) garrisonSide() side {
 			return nomad.JobID(appID), service, nil
 		},
 		watching: func(ctx context.Context) (bool, string) {
-			in, ok := e.qpsInput(ctx, appID)
+			// Settled too: the app's creation is a deployment (Nomad's, until
+			// the checks pass), which holds a scale-up while it runs.
+			var out struct {
+				App struct {
+					Deployments []any `json:"deployments"`
+				} `json:"app"`
+			}
+			if err := e.call(ctx, "GET", "/v2/apps"+appID, nil, &out); err != nil || len(out.App.Deployments) > 0 {
+				return false, fmt.Sprintf("deployments %v (%v)", out.App.Deployments, err)
+			}
+			ev, in, ok := e.qpsInput(ctx, appID)
 			if !ok {
 				return false, "no evaluation yet"
 			}
+			lastAt = ev.At
 			return in.HasData, fmt.Sprintf("evaluation %+v", in)
 		},
 		over: func(ctx context.Context) bool {
-			in, ok := e.qpsInput(ctx, appID)
+			ev, in, ok := e.qpsInput(ctx, appID)
+			if ok && ev.At.After(lastAt) && len(trace) < 10 {
+				lastAt = ev.At
+				trace = append(trace, fmt.Sprintf("%s %d->%d %s (qps %.1f on %d, prev %.1f) %s",
+					ev.At.Format("15:04:05.000"), ev.From, ev.To, ev.Action, in.Load, in.Instances, in.PrevLoad, ev.Why))
+			}
 			return ok && in.Over
 		},
 		decided: func(ctx context.Context, step time.Time) time.Time {
@@ -498,28 +558,37 @@ func (e *env) garrisonSide() side {
 }
 
 type qpsInput struct {
-	Metric  string `json:"metric"`
-	HasData bool   `json:"hasData"`
-	Over    bool   `json:"over"`
-	PerInst float64
+	Metric    string  `json:"metric"`
+	HasData   bool    `json:"hasData"`
+	Over      bool    `json:"over"`
+	Load      float64 `json:"load"`
+	PrevLoad  float64 `json:"prevLoad"`
+	Instances int     `json:"instances"`
 }
 
-// qpsInput is the QPS input of the app's last evaluation.
-func (e *env) qpsInput(ctx context.Context, appID string) (qpsInput, bool) {
+type evaluation struct {
+	At     time.Time  `json:"at"`
+	From   int        `json:"from"`
+	To     int        `json:"to"`
+	Action string     `json:"action"`
+	Why    string     `json:"why"`
+	Inputs []qpsInput `json:"inputs"`
+}
+
+// qpsInput is the app's last evaluation and its QPS input.
+func (e *env) qpsInput(ctx context.Context, appID string) (evaluation, qpsInput, bool) {
 	var out struct {
-		Evaluations []struct {
-			Inputs []qpsInput `json:"inputs"`
-		} `json:"evaluations"`
+		Evaluations []evaluation `json:"evaluations"`
 	}
 	if err := e.call(ctx, "GET", "/api/v1/evaluations?app="+url.QueryEscape(appID), nil, &out); err != nil || len(out.Evaluations) == 0 {
-		return qpsInput{}, false
+		return evaluation{}, qpsInput{}, false
 	}
 	for _, in := range out.Evaluations[0].Inputs {
 		if in.Metric == "qps" {
-			return in, true
+			return out.Evaluations[0], in, true
 		}
 	}
-	return qpsInput{}, false
+	return evaluation{}, qpsInput{}, false
 }
 
 // nasSide: the same service as a Nomad job with a scaling policy, scaled by
@@ -543,6 +612,12 @@ func (e *env) nasSide(tuned bool) side {
 			return job, service, nil
 		},
 		watching: func(ctx context.Context) (bool, string) {
+			// Settled too: nomad-autoscaler does not scale a job while its
+			// deployment (with the update block) runs.
+			dep, _, err := e.nas.Jobs().LatestDeployment(job, (&nomadapi.QueryOptions{}).WithContext(ctx))
+			if err != nil || dep != nil && dep.Status == nomadapi.DeploymentStatusRunning {
+				return false, fmt.Sprintf("deployment running (%v)", err)
+			}
 			_, ok, err := e.promQuery(ctx, fmt.Sprintf(nasQuery, service))
 			return ok, fmt.Sprintf("prometheus: series %v, %v", ok, err)
 		},
@@ -598,8 +673,12 @@ func nasJob(id, service, etcdURL string, tuned bool) *nomadapi.Job {
 		// As garrison's jobs: no restart in place.
 		RestartPolicy: &nomadapi.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")},
 	}
+	// Tuned: no deployment, nothing gates a count change on health. Else
+	// the update block a job usually has, at Nomad's defaults (max_parallel
+	// 1, health from the checks, min_healthy_time 10 s): nomad-autoscaler
+	// does not scale a job while its deployment runs.
+	group.Update = nomadapi.DefaultUpdateStrategy()
 	if tuned {
-		// No deployment: nothing gates a count change on health.
 		group.Update = &nomadapi.UpdateStrategy{MaxParallel: ptr(0)}
 	}
 	return &nomadapi.Job{ID: ptr(id), Name: ptr(id), Type: ptr(nomadapi.JobTypeService), Datacenters: []string{"*"},

@@ -166,6 +166,7 @@ var cleanupAtExit []func()
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	printTable(os.Stdout)
 	for _, f := range cleanupAtExit {
 		f()
 	}

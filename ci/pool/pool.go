@@ -280,6 +280,9 @@ func (p *Pool) Handler() http.Handler {
 	return mux
 }
 
+// Close gives up the queue's lease: jobs still queued leave the queue.
+func (p *Pool) Close() { p.lease.Close() }
+
 func (p *Pool) job(id string) *waiting {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -348,8 +351,10 @@ func (p *Pool) ServeOutput(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	// The output comes for as long as the job runs (its own timeout
-	// bounds it), past the server's read timeout.
-	http.NewResponseController(w).SetReadDeadline(time.Time{})
+	// bounds it), past the server's read and write timeouts.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
 	res := result{code: -1}
 	if _, err := io.Copy(j, r.Body); err != nil {
 		res.err = fmt.Errorf("%w: %v", ErrLost, err)
@@ -361,5 +366,6 @@ func (p *Pool) ServeOutput(w http.ResponseWriter, r *http.Request, id string) {
 		res.code = code
 	}
 	j.result <- res // buffered, and sent once (posted)
+	rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -37,6 +37,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/ci/pool"
@@ -186,39 +187,35 @@ func (r *Runner) drained(ctx context.Context, f func(context.Context)) {
 // take claims the oldest queued job, waiting for one.
 func (r *Runner) take(ctx context.Context, claims *pool.Lease) (pool.Job, error) {
 	queue := pool.QueuePrefix(r.cfg.App)
+	var fresh []*mvccpb.KeyValue // jobs a watch just announced
 	for {
-		lid, err := claims.ID(ctx)
-		if err != nil {
-			return pool.Job{}, err
-		}
-		resp, err := r.cfg.Etcd.Get(ctx, queue, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
-		if err != nil {
-			return pool.Job{}, fmt.Errorf("read the queue: %w", err)
-		}
-		for _, kv := range resp.Kvs {
-			var job pool.Job
-			if err := json.Unmarshal(kv.Value, &job); err != nil || job.ID == "" {
-				continue
-			}
-			claim, _ := json.Marshal(pool.Claim{Runner: r.cfg.ID})
-			txn, err := r.cfg.Etcd.Txn(ctx).
-				If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
-				Then(clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(pool.ClaimKey(r.cfg.App, job.ID), string(claim), clientv3.WithLease(lid))).
-				Commit()
+		kvs, rev := fresh, int64(0)
+		if kvs == nil {
+			resp, err := r.cfg.Etcd.Get(ctx, queue, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 			if err != nil {
-				return pool.Job{}, fmt.Errorf("claim job %s: %w", job.ID, err)
+				return pool.Job{}, fmt.Errorf("read the queue: %w", err)
 			}
-			if txn.Succeeded {
-				return job, nil
+			kvs, rev = resp.Kvs, resp.Header.Revision
+		}
+		fresh = nil
+		for _, kv := range kvs {
+			job, ok, err := r.claim(ctx, claims, kv)
+			if err != nil || ok {
+				return job, err
 			}
+			rev = max(rev, kv.ModRevision)
 		}
 		// Nothing to take: wait for a new job (or look again now and
 		// then, should a watch event be missed).
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		watch := r.cfg.Etcd.Watch(clientv3.WithRequireLeader(wctx), queue, clientv3.WithPrefix(),
-			clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterDelete())
+			clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
 		select {
-		case <-watch:
+		case wr := <-watch:
+			// Claimed straight from the event: no read on the way.
+			for _, ev := range wr.Events {
+				fresh = append(fresh, ev.Kv)
+			}
 		case <-wctx.Done():
 		}
 		cancel()
@@ -226,6 +223,27 @@ func (r *Runner) take(ctx context.Context, claims *pool.Lease) (pool.Job, error)
 			return pool.Job{}, ctx.Err()
 		}
 	}
+}
+
+// claim takes the queued job kv unless another runner did first.
+func (r *Runner) claim(ctx context.Context, claims *pool.Lease, kv *mvccpb.KeyValue) (pool.Job, bool, error) {
+	var job pool.Job
+	if err := json.Unmarshal(kv.Value, &job); err != nil || job.ID == "" {
+		return job, false, nil
+	}
+	lid, err := claims.ID(ctx)
+	if err != nil {
+		return job, false, err
+	}
+	claim, _ := json.Marshal(pool.Claim{Runner: r.cfg.ID})
+	txn, err := r.cfg.Etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+		Then(clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(pool.ClaimKey(r.cfg.App, job.ID), string(claim), clientv3.WithLease(lid))).
+		Commit()
+	if err != nil {
+		return job, false, fmt.Errorf("claim job %s: %w", job.ID, err)
+	}
+	return job, txn.Succeeded, nil
 }
 
 // run runs a claimed job: fetch the workspace, run the script, stream the

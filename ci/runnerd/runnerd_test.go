@@ -304,3 +304,22 @@ func TestRunnerAuthenticatesToGarrison(t *testing.T) {
 		stop()
 	}
 }
+
+// TestLongJobOutlivesTheServerTimeouts: a job's output stream lasts as
+// long as the job, past the read timeout of garrison's API server (here
+// 1 s; the job runs 3 s).
+func TestLongJobOutlivesTheServerTimeouts(t *testing.T) {
+	cli := etcdtest.New(t).Client(t)
+	srv := httptest.NewUnstartedServer(nil)
+	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
+	srv.Config.Handler = p.Handler()
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = time.Second, time.Second
+	srv.Start()
+	defer srv.Close()
+	startRunner(t, cli, "r1", time.Minute)
+	var log syncBuffer
+	code, err := p.Run(context.Background(), pool.Job{ID: "long", Script: "echo a; sleep 3; echo b", Timeout: time.Minute}, t.TempDir(), &log)
+	if code != 0 || err != nil || !strings.HasSuffix(log.String(), "a\nb\n") {
+		t.Errorf("job: %d %v\n%s", code, err, log.String())
+	}
+}

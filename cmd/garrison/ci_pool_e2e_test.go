@@ -3,18 +3,24 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/ci/pool"
+	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/registrar"
 )
@@ -102,4 +108,50 @@ func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
 		t.Errorf("jobs still queued: %+v %v", n, err)
 	}
 	poll.Until(t, 2*time.Minute, "the pool back to one runner", healthy(1))
+}
+
+// TestRunnerdTakesItsSettingsFromTheEnvironment: `garrison runnerd` as
+// the pool app starts it, with only --etcd on its command line and the
+// rest in the env garrison gives a task (MARATHON_APP_ID, MESOS_TASK_ID,
+// PORT0) and the pool app's (GARRISON_TOKEN): it registers under its task
+// id and passes the token to garrison's API, which refuses calls without.
+func TestRunnerdTakesItsSettingsFromTheEnvironment(t *testing.T) {
+	etcd := etcdtest.New(t)
+	cli := etcd.Client(t)
+	const poolApp, taskID = "/ci/env-runners", "ci_env-runners.t1"
+	srv := httptest.NewUnstartedServer(nil)
+	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		p.Handler().ServeHTTP(w, r)
+	})
+	srv.Start()
+	defer srv.Close()
+
+	cmd := exec.Command(garrisonBinary, "runnerd", "--etcd", strings.Join(etcd.Endpoints, ","))
+	cmd.Env = append(os.Environ(), "MARATHON_APP_ID="+poolApp, "MESOS_TASK_ID="+taskID, "PORT0=0", "GARRISON_TOKEN=s3cret")
+	var stderr garrisontest.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("runnerd stderr:\n%s", stderr.String())
+		}
+	}()
+	poll.Until(t, 30*time.Second, "the runner registered under its task id", func() (bool, string) {
+		resp, err := cli.Get(t.Context(), registrar.Key(app.ServiceName(poolApp), taskID))
+		return err == nil && len(resp.Kvs) == 1, fmt.Sprint(err)
+	})
+	var log strings.Builder
+	code, err := p.Run(t.Context(), pool.Job{ID: "env", Script: "echo fine", Timeout: time.Minute}, t.TempDir(), &log)
+	if code != 0 || err != nil || !strings.Contains(log.String(), "runner "+taskID+" took the job\nfine\n") {
+		t.Errorf("job: %d %v\n%s", code, err, log.String())
+	}
 }

@@ -51,6 +51,9 @@ type headquarter struct {
 	// leadership names the leader among headquarters sharing an etcd;
 	// nil: this one alone.
 	leadership marathon.Leadership
+
+	// nomad is the cluster driver with --nomad, else nil.
+	nomad *nomad.Driver
 }
 
 type hqSettings struct {
@@ -174,7 +177,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		if err != nil {
 			return nil, err
 		}
-		cfg.Cluster = cluster
+		cfg.Cluster, hq.nomad = cluster, cluster
 		// Nomad places instances: constraints are checked against its
 		// translation, users on its clients.
 		hq.env.Cluster, hq.env.CheckUser = true, nil

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/nomadtest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/signalman/nomad"
@@ -15,47 +14,53 @@ import (
 
 // garrison up --nomad runs apps as Nomad jobs: a raw_exec app posted to
 // the Marathon API becomes a job whose allocation garrison shows as its
-// task, with the node's address.
+// task, with the node's address; the task's log tail is read from the
+// Nomad client that runs it, through the API (the console's Log button)
+// and `garrison tasks log`.
 func TestUpRunsAppsOnNomad(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	agent, err := nomadtest.Start(ctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(agent.Stop)
+	agent := nomadtest.New(t)
 	c, ns := agent.Namespace(t)
 	t.Setenv("NOMAD_NAMESPACE", ns)
-	addrs := freeAddrs(t, 2)
-	addr := addrs[0]
-	startGarrison(t, "up", "--addr", addr, "--etcd-listen", "http://"+addrs[1], "--data-dir", t.TempDir(), "--nomad", agent.Addr)
-	base := "http://" + addr
-	waitHTTP(t, base+"/ping", time.Minute)
+	s := startCLIStack(t, "--nomad", agent.Addr)
 
-	code, _, body := marathonCall(t, "POST", base+"/v2/apps", map[string]any{
-		"id": "/sleeper", "cmd": "exec sleep 600", "instances": 1, "cpus": 0.05, "mem": 16})
-	if code != http.StatusCreated {
-		t.Fatalf("POST /v2/apps: %d %s", code, body)
+	env := "env:\n  TESTSERVER_LOG_LINES: \"300\"\n"
+	s.ok("apps", "create", "-f", writeFile(t, "nomad.yaml", s.webApp("/logs/nomad", 1, env)), "--wait")
+	var tasks []struct {
+		ID    string `json:"id"`
+		Host  string `json:"host"`
+		State string `json:"state"`
 	}
-	poll.Until(t, 3*time.Minute, "the app's task running on Nomad", func() (bool, string) {
-		code, _, body := marathonCall(t, "GET", base+"/v2/tasks", nil)
-		var tasks struct {
-			Tasks []struct {
-				ID    string `json:"id"`
-				Host  string `json:"host"`
-				State string `json:"state"`
-			} `json:"tasks"`
-		}
-		if code != http.StatusOK || json.Unmarshal(body, &tasks) != nil {
-			return false, fmt.Sprintf("%d %s", code, body)
-		}
-		return len(tasks.Tasks) == 1 && tasks.Tasks[0].State == "TASK_RUNNING" && tasks.Tasks[0].Host != "", string(body)
-	})
-	job, _, err := c.Jobs().Info(nomad.JobID("/sleeper"), nil)
+	s.okJSON(&tasks, "tasks", "/logs/nomad")
+	if len(tasks) != 1 || tasks[0].State != "TASK_RUNNING" || tasks[0].Host == "" {
+		t.Fatalf("tasks of /logs/nomad: %+v, want one running with its host", tasks)
+	}
+	job, _, err := c.Jobs().Info(nomad.JobID("/logs/nomad"), nil)
 	if err != nil {
 		t.Fatalf("the app's Nomad job: %v", err)
 	}
-	if job.Meta[nomad.MetaAppID] != "/sleeper" {
+	if job.Meta[nomad.MetaAppID] != "/logs/nomad" {
 		t.Errorf("job meta %v, want the app id", job.Meta)
+	}
+
+	id := tasks[0].ID
+	base := "http://" + s.addr + "/api/v1/tasks/"
+	get := func(path string) (int, string) {
+		t.Helper()
+		code, body := marathonCallAuth(t, http.MethodGet, base+path, s.token)
+		return code, string(body)
+	}
+	poll.Until(t, time.Minute, "the Nomad task's log", func() (bool, string) {
+		code, body := get(id + "/log")
+		return code == http.StatusOK && body == dockertest.LogLines(101, 300), fmt.Sprintf("%d %q", code, body)
+	})
+	if code, body := get(id + "/log?tail=5"); code != http.StatusOK || body != dockertest.LogLines(296, 300) {
+		t.Errorf("tail=5: %d %q, want %q", code, body, dockertest.LogLines(296, 300))
+	}
+	if out := s.ok("tasks", "log", id, "--tail", "2"); out != dockertest.LogLines(299, 300) {
+		t.Errorf("garrison tasks log --tail 2 printed %q, want %q", out, dockertest.LogLines(299, 300))
+	}
+	// An allocation Nomad does not hold is an unknown task.
+	if code, body := get("logs_nomad.00000000-0000-0000-0000-000000000000/log"); code != http.StatusNotFound {
+		t.Errorf("unknown task: %d %s, want 404", code, body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/garrisonhq/garrison/headquarter/api"
 	"github.com/garrisonhq/garrison/signalman/docker"
+	"github.com/garrisonhq/garrison/signalman/nomad"
 	"github.com/garrisonhq/garrison/signalman/process"
 )
 
@@ -17,11 +18,14 @@ type logTailer interface {
 
 // TaskLog asks the driver that knows the task for its log's tail (api.TaskLogs).
 func (hq *headquarter) TaskLog(ctx context.Context, taskID string, n int) ([]byte, error) {
-	if hq.env.Cluster {
-		if _, ok := hq.sched.Task(taskID); !ok {
+	if hq.nomad != nil {
+		// Nomad's client keeps the logs of failed and stopped allocations
+		// too, until its garbage collection: ask it, not garrison's view.
+		b, err := hq.nomad.Log(ctx, taskID, n)
+		if errors.Is(err, nomad.ErrUnknownTask) {
 			return nil, fmt.Errorf("task %s: %w", taskID, api.ErrUnknownTask)
 		}
-		return nil, fmt.Errorf("task %s runs on Nomad: %w; read it with `nomad alloc logs`", taskID, api.ErrLogUnsupported)
+		return b, err
 	}
 	drivers := []logTailer{hq.proc}
 	if hq.dockerDriver != nil {

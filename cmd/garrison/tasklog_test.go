@@ -11,16 +11,6 @@ import (
 	"github.com/garrisonhq/garrison/internal/poll"
 )
 
-// logLines is what the test server prints with TESTSERVER_LOG_LINES=n:
-// stdout's lines from first to n, then its stderr line.
-func logLines(first, n int) string {
-	var b strings.Builder
-	for i := first; i <= n; i++ {
-		fmt.Fprintf(&b, "testserver log line %d\n", i)
-	}
-	return b.String() + "testserver stderr line\n"
-}
-
 // A task's log tail comes from the driver that runs it: a process task's
 // sandbox files and a Docker task's container log, through the API and
 // `garrison tasks log`.
@@ -67,17 +57,17 @@ container:
 		// Written by the task, read from its sandbox: poll until all is there.
 		poll.Until(t, 30*time.Second, "the process task's log", func() (bool, string) {
 			code, body := get(id + "/log")
-			return code == http.StatusOK && body == logLines(101, 300), fmt.Sprintf("%d %q", code, body)
+			return code == http.StatusOK && body == dockertest.LogLines(101, 300), fmt.Sprintf("%d %q", code, body)
 		})
-		if code, body := get(id + "/log?tail=5"); code != http.StatusOK || body != logLines(296, 300) {
-			t.Errorf("tail=5: %d %q, want %q", code, body, logLines(296, 300))
+		if code, body := get(id + "/log?tail=5"); code != http.StatusOK || body != dockertest.LogLines(296, 300) {
+			t.Errorf("tail=5: %d %q, want %q", code, body, dockertest.LogLines(296, 300))
 		}
-		if code, body := get(id + "/log?tail=5000"); code != http.StatusOK || body != logLines(1, 300) {
+		if code, body := get(id + "/log?tail=5000"); code != http.StatusOK || body != dockertest.LogLines(1, 300) {
 			t.Errorf("tail=5000: %d %q", code, body)
 		}
 		// The CLI prints the same tail.
-		if out := s.ok("tasks", "log", id, "--tail", "2"); out != logLines(299, 300) {
-			t.Errorf("garrison tasks log --tail 2 printed %q, want %q", out, logLines(299, 300))
+		if out := s.ok("tasks", "log", id, "--tail", "2"); out != dockertest.LogLines(299, 300) {
+			t.Errorf("garrison tasks log --tail 2 printed %q, want %q", out, dockertest.LogLines(299, 300))
 		}
 	})
 

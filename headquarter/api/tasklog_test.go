@@ -11,21 +11,20 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// nomadLogs stands for headquarter on Nomad, whose tasks' logs garrison
-// does not read.
-type nomadLogs struct{}
+// unreadableLogs stands for a driver that keeps no log garrison can read.
+type unreadableLogs struct{}
 
-func (nomadLogs) TaskLog(_ context.Context, id string, _ int) ([]byte, error) {
+func (unreadableLogs) TaskLog(_ context.Context, id string, _ int) ([]byte, error) {
 	if id != "known" {
 		return nil, fmt.Errorf("task %s: %w", id, ErrUnknownTask)
 	}
-	return nil, fmt.Errorf("task %s runs on Nomad: %w", id, ErrLogUnsupported)
+	return nil, fmt.Errorf("task %s: %w", id, ErrLogUnsupported)
 }
 
 func TestTaskLogUnsupportedIs501(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
-	RegisterTaskLogs(r, nomadLogs{})
+	RegisterTaskLogs(r, unreadableLogs{})
 	for path, want := range map[string]int{"/api/v1/tasks/known/log": http.StatusNotImplemented, "/api/v1/tasks/other/log": http.StatusNotFound} {
 		w := httptest.NewRecorder()
 		r.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))

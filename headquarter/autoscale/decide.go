@@ -53,6 +53,7 @@ const (
 	WhySettling Why = "load still rising: sized at the next evaluation"
 	WhyConfirm  Why = "within the tolerance of one instance fewer: confirmed at the next evaluation"
 	WhyStarting Why = "instances already starting"
+	WhyStopping Why = "a scale-down under way"
 	WhyNoData   Why = "no data"
 	WhyCooldown Why = "cooldown"
 	WhyDeploy   Why = "deployment in progress"
@@ -149,8 +150,12 @@ type Decision struct {
 	Paused bool `json:"paused,omitempty"`
 	// Blocked says what holds a wanted change.
 	Blocked Block `json:"blocked,omitempty"`
+	// UnderSince is when the scale-down window began (every metric under
+	// its down threshold since); zero when it is not running.
+	UnderSince time.Time `json:"underSince,omitzero"`
 	// Why says, for a decision that changes nothing, what stopped it:
-	// WhyQuorum, WhyWindow, WhySettling, WhyStarting, WhyNoData, or empty
+	// WhyQuorum, WhyWindow, WhySettling, WhyConfirm, WhyStarting,
+	// WhyStopping, WhyNoData, or empty
 	// when nothing asked for a change (within thresholds).
 	Why Why `json:"why,omitempty"`
 	// Supersede: an up that replaces the autoscaler's own scale deployment
@@ -178,6 +183,9 @@ type State struct {
 	BelowSince time.Time `json:"belowSince"`
 	// LastChange is when the count last changed, for the cooldown.
 	LastChange time.Time `json:"lastChange"`
+	// DownTo is the count of the last change when it was a scale-down
+	// (0 otherwise): while the app goes down to it, the down window goes on.
+	DownTo int `json:"downTo,omitempty"`
 	// Last is the previous decision.
 	Last Decision `json:"last"`
 	// Settled: the last evaluation held an up because the load was still
@@ -187,6 +195,9 @@ type State struct {
 	// noise could have set (see Decide); the next one sizes from the lower
 	// of the two readings and acts.
 	Confirming bool `json:"confirming,omitempty"`
+	// Repeated: the last evaluation kept Settled or Confirming because its
+	// reading was the one before it again (at most once in a row).
+	Repeated bool `json:"repeated,omitempty"`
 }
 
 // Scaled records that d's change was applied at at: it starts the
@@ -196,8 +207,11 @@ type State struct {
 // outside the autoscaler (PUT /v2/apps), so scale-downs wait after it.
 func (s *State) Scaled(d Decision, at time.Time) {
 	s.LastChange = at
+	s.DownTo = 0
 	if d.To > d.From {
 		s.BelowSince = time.Time{}
+	} else {
+		s.DownTo = d.To
 	}
 }
 
@@ -272,11 +286,13 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		hasDown  bool
 		upNeeded int // the most any breaching metric needs
 		// upLow: what upNeeded would be were every load a tolerance lower;
-		// upConfirmed: sized from the lower of this and the previous load.
+		// upConfirmed: sized from the mean of this and the previous load.
 		upLow, upConfirmed int
 		worst              = -1
 		downFloor          int // the fewest instances that keep every metric under its ceiling
 		partial            bool
+		// breach: a used metric with data is not under its down threshold.
+		breach bool
 	)
 	for i, m := range sample.Metrics {
 		mi := &d.Inputs[i]
@@ -329,11 +345,14 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			mi.Needed = ceil(load / (mi.Up * band))
 			if mi.Over {
 				upLow = max(upLow, ceil(load/(mi.Up*band*band)))
-				low := load
+				// The mean of two rates over one interval each is the rate
+				// over both: the error of one late scrape, which adds to
+				// one interval what it takes from the next, cancels.
+				both := load
 				if mi.PrevLoad >= 0 {
-					low = min(low, mi.PrevLoad)
+					both = (load + mi.PrevLoad) / 2
 				}
-				upConfirmed = max(upConfirmed, ceil(low/(mi.Up*band)))
+				upConfirmed = max(upConfirmed, ceil(both/(mi.Up*band)))
 			}
 		}
 		if mi.Down > 0 {
@@ -354,7 +373,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			downCond, partial = false, true
 		}
 		if (mi.Down > 0 && !mi.Under) || (mi.Down == 0 && mi.Over) {
-			downCond = false
+			downCond, breach = false, true
 		}
 		// A scale-down keeps each metric at most halfway between its
 		// thresholds (hysteresis), so the next small rise does not cross
@@ -369,16 +388,25 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		downFloor = max(downFloor, ceil(load/ceiling))
 	}
 	downCond = downCond && hasDown && used > 0
-	if dep.InProgress || cur != desired {
-		// The instances are changing under the readings: start the window
-		// over once they are all there.
+	changing := dep.InProgress || cur != desired
+	// shrinking: the change under way is the autoscaler's own scale-down
+	// (to the desired count, no instance starting).
+	shrinking := changing && cur >= desired && st.DownTo == desired
+	switch {
+	case shrinking && hasDown && !breach && !st.BelowSince.IsZero():
+		// Instances going away make the readings partial: the window
+		// neither acts nor starts over unless a metric breaches. As with
+		// HPA's stabilisation window, a step of its own does not restart
+		// it: the next step waits for the cooldown, not another window.
 		downCond = false
-	}
-	if downCond {
+	case downCond && !changing:
 		if st.BelowSince.IsZero() || st.BelowSince.After(now) {
 			st.BelowSince = now
 		}
-	} else {
+	default:
+		// Instances starting, someone else's deployment, a breach or no
+		// data: start the window over once the instances are all there.
+		downCond = false
 		st.BelowSince = time.Time{}
 	}
 
@@ -395,8 +423,9 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 	// no longer over, clears it.
 	settled, confirming := st.Settled, st.Confirming
 	if over < quorum && withData > 0 {
-		st.Settled, st.Confirming = false, false
+		st.Settled, st.Confirming, st.Repeated = false, false, false
 	}
+	repeated := false
 	r := reason{b: make([]byte, 0, 256)}
 	switch {
 	case over >= quorum || desired < floor:
@@ -436,12 +465,23 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 				r.s(" wanted, ")
 				r.i(cur)
 				r.s(" ready: waiting for the new instances")
+			case (settled || confirming) && !st.Repeated && repeats(w, &prev.Inputs[worst]):
+				// The reading is the previous one again: no new sample
+				// between the two evaluations (a 1 s scrape beside a 1 s
+				// evaluation), so it is neither a reading after the change
+				// nor a second opinion. One more interval, once.
+				to = desired
+				d.Why, repeated = WhyConfirm, true
+				if settled {
+					d.Why = WhySettling
+				}
+				r.s("; the reading repeats the previous one (no new sample): sized at the next evaluation")
 			case confirming:
 				// The previous reading was held to be confirmed: the
-				// lower of the two sizes the step, so a reading a
+				// mean of the two sizes the step, so a reading a
 				// tolerance high once adds no instance.
 				to = max(upConfirmed, desired)
-				r.s("; the lower of this and the previous reading needs ")
+				r.s("; the mean of this and the previous reading needs ")
 				r.i(upConfirmed)
 			case !first && rising(w, band) && !settled && upNeeded > desired:
 				// The reading spans the moment the load changed: part of
@@ -461,7 +501,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 				// The reading is within the tolerance of needing one
 				// instance fewer: the noise of one reading (a scrape late
 				// by a tenth of its interval) could have added it. The
-				// next reading confirms, sized from the lower of the two.
+				// next reading confirms, sized from the mean of the two.
 				to = desired
 				d.Why = WhyConfirm
 				st.Confirming = true
@@ -495,6 +535,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		if d.Why != WhyConfirm {
 			st.Confirming = false
 		}
+		st.Repeated = repeated
 		if to > desired {
 			d.Action, d.Why = Up, ""
 		} else if to < desired {
@@ -549,7 +590,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		}
 		d.To, d.Capped = to, capped
 	default:
-		d.Why = r.none(&d, rule, st, now, over, withData, downCond, partial, cur, desired)
+		d.Why = r.none(&d, rule, st, now, over, withData, downCond || !st.BelowSince.IsZero(), partial, cur, desired)
 	}
 
 	if d.To != desired && d.Action != Hold {
@@ -571,8 +612,17 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 		r.s("; dry-run")
 	}
 	d.Reason = r.String()
+	d.UnderSince = st.BelowSince
 	st.Last = d
 	return d
+}
+
+// repeats: the metric's reading is exactly the previous evaluation's, the
+// sign of a source with no new sample since (Prometheus scraped nothing
+// between the two): two fresh rates of a changing load are never equal to
+// the last bit, and a steady one waits one more interval per hold at most.
+func repeats(mi, prev *MetricInput) bool {
+	return prev.Metric == mi.Metric && prev.HasData && prev.Value == mi.Value && prev.Instances == mi.Instances
 }
 
 // rising: the metric's load grew past the tolerance band since the
@@ -671,7 +721,9 @@ func (r *reason) floor(d *Decision, rule rulefmt.Rule, floor int) {
 	r.i(floor)
 }
 
-func (r *reason) none(d *Decision, rule rulefmt.Rule, st *State, now time.Time, over, withData int, downCond, partial bool, cur, desired int) Why {
+// none explains a decision that changes nothing; below: the down window is
+// running (or paused while a scale-down of the autoscaler's own completes).
+func (r *reason) none(d *Decision, rule rulefmt.Rule, st *State, now time.Time, over, withData int, below, partial bool, cur, desired int) Why {
 	var why Why
 	switch {
 	case cur == 0 && withData == 0:
@@ -682,7 +734,15 @@ func (r *reason) none(d *Decision, rule rulefmt.Rule, st *State, now time.Time, 
 		r.s("; quorum is ")
 		r.i(max(rule.Quorum, 1))
 		why = WhyQuorum
-	case downCond:
+	case below && cur != desired:
+		r.s("a scale-down under way (")
+		r.i(cur)
+		r.s(" ready, ")
+		r.i(desired)
+		r.s(" wanted); under the down thresholds for ")
+		r.s(rulefmt.FormatDuration(now.Sub(st.BelowSince).Round(time.Second)))
+		why = WhyStopping
+	case below:
 		r.s("under the down thresholds for ")
 		r.s(rulefmt.FormatDuration(now.Sub(st.BelowSince).Round(time.Second)))
 		r.s(" of ")

@@ -130,8 +130,8 @@ func TestDecide(t *testing.T) {
 			steps: []step{
 				// 4000 is within 10% of what 9 carry: confirmed first.
 				{in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.None, to: 2, reason: "within 10% of needing 9: confirmed at the next evaluation"},
-				{at: time.Second, in: in(2, qps(4000, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.Up, to: 10,
-					reason: "the lower of this and the previous reading needs 10"},
+				{at: time.Second, in: in(2, qps(4010, 2), cpu(0.5, 2), mem(0.5, 2)), action: autoscale.Up, to: 10,
+					reason: "the mean of this and the previous reading needs 10"},
 			},
 		},
 		{
@@ -255,8 +255,55 @@ func TestDecide(t *testing.T) {
 					reason: "scale-down waits 10m"},
 				// The load jumped within the last interval: sized once it settles.
 				{at: 5*time.Minute + 20*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
-				{at: 5*time.Minute + 21*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
-				{at: 5*time.Minute + 22*time.Second, in: in(4, qps(3200, 4), cpu(0.95, 4)), action: autoscale.Up, to: 8, apply: true},
+				{at: 5*time.Minute + 21*time.Second, in: in(4, qps(3210, 4), cpu(0.95, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
+				{at: 5*time.Minute + 22*time.Second, in: in(4, qps(3190, 4), cpu(0.95, 4)), action: autoscale.Up, to: 8, apply: true},
+			},
+		},
+		// Issue 11: a cooldown shorter than scaleDownAfter had no effect:
+		// every step's own instance change started the window over, so the
+		// steps came a full scaleDownAfter apart whatever the cooldown.
+		// scaleDownAfter is the stabilisation window (HPA's), cooldown the
+		// least time after any change before the next scale-down
+		// (nomad-autoscaler's).
+		{
+			name: "after the window, scale-down steps come a cooldown apart while the load stays under",
+			rule: []string{"cooldown: 30s"},
+			steps: []step{
+				{in: quiet(10)},
+				{at: 5 * time.Minute, in: quiet(10), action: autoscale.Down, to: 9, capped: autoscale.CapMaxStepDown, apply: true},
+				// The step under way: an instance going, partial data.
+				{at: 5*time.Minute + 1*time.Second, in: wanting(9, quiet(10)), action: autoscale.None, to: 9, reason: "a scale-down under way (10 ready, 9 wanted)"},
+				{at: 5*time.Minute + 2*time.Second, in: wanting(9, in(10, qps(180, 9), cpu(0.1, 9), mem(0.2, 9))), action: autoscale.None, to: 9},
+				{at: 5*time.Minute + 3*time.Second, in: withDeployment(quiet(9), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 9}), action: autoscale.None, to: 9},
+				// Done: the window still holds; the cooldown spaces the step.
+				{at: 5*time.Minute + 4*time.Second, in: quiet(9), action: autoscale.Hold, to: 8, capped: autoscale.CapMaxStepDown, blocked: autoscale.BlockCooldown,
+					reason: "scale-down waits 30s"},
+				{at: 5*time.Minute + 30*time.Second, in: quiet(9), action: autoscale.Down, to: 8, capped: autoscale.CapMaxStepDown, apply: true},
+				// A breach while the step is under way starts the window over.
+				{at: 5*time.Minute + 31*time.Second, in: wanting(8, in(9, qps(4000, 9), cpu(0.1, 9), mem(0.2, 9))), action: autoscale.None, to: 8},
+				{at: 5*time.Minute + 32*time.Second, in: quiet(8), action: autoscale.None, to: 8, reason: "under the down thresholds for 0s of 5m"},
+				{at: 10*time.Minute + 31*time.Second, in: quiet(8), action: autoscale.None, to: 8},
+				{at: 10*time.Minute + 32*time.Second, in: quiet(8), action: autoscale.Down, to: 7, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "a cooldown longer than scaleDownAfter holds every scale-down after a change",
+			rule: []string{"cooldown: 10m", "scaleDownAfter: 1m"},
+			steps: []step{
+				{in: quiet(10)},
+				{at: time.Minute, in: quiet(10), action: autoscale.Down, to: 9, capped: autoscale.CapMaxStepDown, apply: true},
+				{at: 2 * time.Minute, in: quiet(9), action: autoscale.Hold, to: 8, capped: autoscale.CapMaxStepDown, blocked: autoscale.BlockCooldown},
+				{at: 11*time.Minute - time.Second, in: quiet(9), action: autoscale.Hold, to: 8, capped: autoscale.CapMaxStepDown, blocked: autoscale.BlockCooldown},
+				{at: 11 * time.Minute, in: quiet(9), action: autoscale.Down, to: 8, capped: autoscale.CapMaxStepDown},
+			},
+		},
+		{
+			name: "someone else's scale-down (the API) starts the window over",
+			rule: []string{"cooldown: 30s"},
+			steps: []step{
+				{in: quiet(10)},
+				{at: 5 * time.Minute, in: withDeployment(wanting(8, quiet(10)), autoscale.Deployment{InProgress: true}), action: autoscale.None, to: 8},
+				{at: 5*time.Minute + time.Second, in: quiet(8), action: autoscale.None, to: 8, reason: "under the down thresholds for 0s of 5m"},
 			},
 		},
 		{
@@ -305,9 +352,9 @@ func TestDecide(t *testing.T) {
 			steps: []step{
 				{at: time.Minute, in: in(1, qps(1600, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
 				{at: time.Minute, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule},
-				{at: time.Minute + time.Second, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule,
+				{at: time.Minute + time.Second, in: in(1, qps(4010, 1), cpu(0.95, 1)), action: autoscale.Up, to: 6, capped: autoscale.CapSchedule,
 					reason: "confirmed at the next evaluation"},
-				{at: time.Minute + 2*time.Second, in: in(1, qps(4000, 1), cpu(0.95, 1)), action: autoscale.Up, to: 10},
+				{at: time.Minute + 2*time.Second, in: in(1, qps(4020, 1), cpu(0.95, 1)), action: autoscale.Up, to: 10},
 			},
 		},
 		{
@@ -349,9 +396,9 @@ func TestDecide(t *testing.T) {
 				// next reading confirms the new level.
 				{at: 2 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
 					action: autoscale.None, to: 4, reason: "qps rose from 1600 to 3200 in one interval"},
-				{at: 3 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
+				{at: 3 * time.Second, in: withDeployment(in(1, qps(3210, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
 					action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
-				{at: 4 * time.Second, in: withDeployment(in(1, qps(3200, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
+				{at: 4 * time.Second, in: withDeployment(in(1, qps(3190, 1), cpu(0.99, 1)), autoscale.Deployment{InProgress: true, Autoscaler: true, Target: 4}),
 					action: autoscale.Up, to: 8, super: true, reason: "supersedes the autoscaler's deployment to 4"},
 			},
 		},
@@ -381,8 +428,8 @@ func TestDecide(t *testing.T) {
 				// load for 12 (after a reading that shows it settled): up
 				// from 10, not from 7.
 				{at: time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.None, to: 10},
-				{at: 2 * time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.None, to: 10, reason: "confirmed at the next evaluation"},
-				{at: 3 * time.Second, in: wanting(10, in(7, qps(5000, 7), cpu(0.95, 7))), action: autoscale.Up, to: 12},
+				{at: 2 * time.Second, in: wanting(10, in(7, qps(5010, 7), cpu(0.95, 7))), action: autoscale.None, to: 10, reason: "confirmed at the next evaluation"},
+				{at: 3 * time.Second, in: wanting(10, in(7, qps(4990, 7), cpu(0.95, 7))), action: autoscale.Up, to: 12},
 			},
 		},
 		{
@@ -409,7 +456,7 @@ func TestDecide(t *testing.T) {
 				// second reading confirms it.
 				{at: 2 * time.Second, in: in(4, qps(44, 4)), action: autoscale.None, to: 4},
 				{at: 3 * time.Second, in: in(4, qps(45, 4)), action: autoscale.None, to: 4, reason: "within 10% of needing 4"},
-				{at: 4 * time.Second, in: in(4, qps(45, 4)), action: autoscale.Up, to: 5},
+				{at: 4 * time.Second, in: in(4, qps(45.5, 4)), action: autoscale.Up, to: 5},
 			},
 		},
 		{
@@ -444,8 +491,8 @@ func TestDecide(t *testing.T) {
 				{at: 1 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4},
 				{at: 2 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
 				// 80 is within 10% of what 7 carry: confirmed first.
-				{at: 3 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
-				{at: 4 * time.Second, in: in(4, qps(80, 4)), action: autoscale.Up, to: 8, apply: true},
+				{at: 3 * time.Second, in: in(4, qps(80.5, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
+				{at: 4 * time.Second, in: in(4, qps(79.5, 4)), action: autoscale.Up, to: 8, apply: true},
 				{at: 5 * time.Second, in: in(8, qps(80, 8)), action: autoscale.None, to: 8, reason: "within thresholds"},
 			},
 		},
@@ -453,13 +500,13 @@ func TestDecide(t *testing.T) {
 		// 44.8 req/s of 40 (a scrape late by a tenth of a second) and the
 		// step went to 5.
 		{
-			name: "a reading a tolerance high once adds no instance: the lower of two sizes the step",
+			name: "a reading a tolerance high once adds no instance: the mean of two sizes the step",
 			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
 			steps: []step{
 				{in: in(1, qps(0, 1))},
 				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
 				{at: 2 * time.Second, in: in(1, qps(44.8, 1)), action: autoscale.None, to: 1, reason: "within 10% of needing 4: confirmed at the next evaluation"},
-				{at: 3 * time.Second, in: in(1, qps(39.5, 1)), action: autoscale.Up, to: 4, reason: "the lower of this and the previous reading needs 4", apply: true},
+				{at: 3 * time.Second, in: in(1, qps(39.5, 1)), action: autoscale.Up, to: 4, reason: "the mean of this and the previous reading needs 4", apply: true},
 				{at: 4 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4, reason: "within thresholds"},
 				// Settled at 4: a spike past the band, then back, changes nothing...
 				{at: 5 * time.Second, in: in(4, qps(46, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
@@ -469,6 +516,37 @@ func TestDecide(t *testing.T) {
 				{at: 8 * time.Second, in: in(4, qps(42.5, 4)), action: autoscale.None, to: 4},
 				{at: 9 * time.Second, in: in(4, qps(44.9, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
 				{at: 10 * time.Second, in: in(4, qps(40, 4)), action: autoscale.None, to: 4, reason: "within thresholds"},
+			},
+		},
+		// Issue 11: with a 1 s scrape beside a 1 s evaluation, Prometheus
+		// had often scraped nothing between two evaluations: the reading
+		// after the hold was the partial one again, and the step was sized
+		// from it (1 -> 2 at 17 req/s, then 3, then 4).
+		{
+			name: "a reading that repeats the previous one is no reading after the change, once",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: time.Second, in: in(1, qps(17, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				{at: 2 * time.Second, in: in(1, qps(17, 1)), action: autoscale.None, to: 1, reason: "the reading repeats the previous one (no new sample)"},
+				{at: 3 * time.Second, in: in(1, qps(40, 1)), action: autoscale.Up, to: 4, apply: true},
+				// A steady load read exactly alike twice waits one interval
+				// more at most.
+				{at: 4 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "sized at the next evaluation"},
+				{at: 5 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "no new sample"},
+				{at: 6 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "confirmed at the next evaluation"},
+				{at: 7 * time.Second, in: in(4, qps(80, 4)), action: autoscale.None, to: 4, reason: "no new sample"},
+				{at: 8 * time.Second, in: in(4, qps(80, 4)), action: autoscale.Up, to: 8},
+			},
+		},
+		{
+			name: "a late scrape reads one interval high and the next low: their mean sizes the step",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				{at: 2 * time.Second, in: in(1, qps(46, 1)), action: autoscale.None, to: 1, reason: "confirmed at the next evaluation"},
+				{at: 3 * time.Second, in: in(1, qps(30.72, 1)), action: autoscale.Up, to: 4, reason: "the mean of this and the previous reading needs 4"},
 			},
 		},
 		{

@@ -217,6 +217,8 @@ func TestManagerNeverRewritesARepeatedOutcome(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	m.Evaluate(t.Context()) // the load rose: sized at the next evaluation
 	now = now.Add(time.Second)
+	// A new sample (the same one again would wait one more interval).
+	src.readings["/a"] = sample.Reading{sample.QPS: {Value: 3010, OK: true, Instances: 3}, sample.CPU: {Value: 0.9, OK: true, Instances: 3}}
 	m.Evaluate(t.Context())
 	if n := rec.count(); n != 3 {
 		t.Fatalf("%d writes after the outcome changed, want 3 (the first record's count, the new one)", n)
@@ -344,8 +346,9 @@ func TestManagerRecordsADryRunRightAfterAScaleUp(t *testing.T) {
 	src.readings["/a"] = sample.Reading{sample.QPS: {Value: 85, OK: true, Instances: 4}}
 	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    max: 10\n    dryRun: true\n    up: { qps: 10 }\n"))
 	var got []autoscale.Record
-	for range 2 { // the first reading after the rise waits one interval
+	for i := range 2 { // the first reading after the rise waits one interval
 		now = now.Add(time.Second)
+		src.readings["/a"] = sample.Reading{sample.QPS: {Value: 85 + float64(i), OK: true, Instances: 4}}
 		got = append(got, m.Evaluate(t.Context())...)
 	}
 	if len(got) != 1 || !got[0].DryRun || got[0].To != 8 || got[0].Acted {

@@ -62,7 +62,12 @@
 // are recorded. maxStep is unlimited by default because a step is sized
 // to reach the needed count at once (DESIGN.md, "What fast means here");
 // maxStepDown is 1 by default, and scale-downs wait scaleDownAfter (the
-// 300 s every surveyed system uses, §8.1).
+// 300 s every surveyed system uses, §8.1). scaleDownAfter is a
+// stabilisation window, as HPA's: a breach, missing data, a scale-up or a
+// change made by someone else starts it over, the autoscaler's own
+// scale-down does not; cooldown then spaces the steps that follow, as
+// nomad-autoscaler's cooldown spaces its actions. Each is honoured: the
+// first step waits the longer of the two, the next ones the cooldown.
 //
 // Schedules raise the floor, as KEDA's cron scaler acts as a dynamic
 // minimum (§4): while a window is open, the count is at least its min,

@@ -74,10 +74,13 @@ type Rule struct {
 	// also the noise a step allows for: a reading within it of needing one
 	// instance fewer is confirmed by the next reading.
 	Tolerance float64
-	// Cooldown holds scale-downs after any change; scale-ups never wait.
+	// Cooldown is the least time after any change before a scale-down
+	// (the next step of one included); scale-ups never wait.
 	Cooldown time.Duration
 	// ScaleDownAfter is how long every metric must stay under its down
-	// threshold (with data) before a scale-down.
+	// threshold (with data) before a scale-down: a stabilisation window
+	// that a breach, a scale-up or another's change starts over, and the
+	// autoscaler's own scale-down does not.
 	ScaleDownAfter time.Duration
 	// Timezone is the IANA zone the schedules' cron expressions run in.
 	Timezone string

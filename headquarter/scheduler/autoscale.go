@@ -45,7 +45,7 @@ func (s *Scheduler) ScaleStatus(appID string) (ScaleStatus, bool) {
 		}
 		st.Running++
 		st.Tasks = append(st.Tasks, t.record.ID)
-		if s.healthyLocked(t) && (t.registered != nil || !registers(as.app) || s.cfg.Registry == nil || t.record.Driver == driverCluster) {
+		if s.servingLocked(as.app, t) {
 			st.Ready++
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/events"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/agent"
 	"github.com/garrisonhq/garrison/signalman/nomad"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -71,6 +73,19 @@ func newClusterState() *clusterState {
 func clusterApp(a *app.App) nomad.App {
 	spec := app.ToSpec(a, "", nil, "")
 	spec.Version = configVersion(a)
+	if registers(a) && spec.Image != "" {
+		// On Nomad the garrison agent on each client registers containers
+		// (deploy/nomad): label them with the app's service, so that an
+		// app registers by default as it does on one machine.
+		labels := maps.Clone(spec.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		if labels[agent.LabelService] == "" {
+			labels[agent.LabelService] = serviceName(a)
+		}
+		spec.Labels = labels
+	}
 	out := nomad.App{Task: spec, Instances: a.Instances, RequirePorts: a.RequirePorts,
 		Upgrade:        nomad.Upgrade{MinimumHealthCapacity: a.UpgradeStrategy.MinimumHealthCapacity, MaximumOverCapacity: a.UpgradeStrategy.MaximumOverCapacity},
 		Backoff:        time.Duration(a.BackoffSeconds) * time.Second,

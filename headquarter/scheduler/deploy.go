@@ -438,7 +438,7 @@ func (s *Scheduler) actionDoneLocked(a Action, tasks map[string]*taskState) bool
 		if a.Action == ActionRestart && t.record.ConfigVersion != cfg {
 			return false
 		}
-		if !s.healthyLocked(t) {
+		if !s.servingLocked(as.app, t) {
 			return false
 		}
 		n++

@@ -688,7 +688,7 @@ func (s *Scheduler) reconcile(ctx context.Context) {
 		for _, t := range ts {
 			byID[t.record.ID] = t
 			views = append(views, taskView{ID: t.record.ID, Current: t.record.ConfigVersion == configVersion(as.app),
-				Healthy: s.healthyLocked(t), Killing: t.killing, Staged: t.record.StagedAt})
+				Healthy: s.servingLocked(as.app, t), Killing: t.killing, Staged: t.record.StagedAt})
 		}
 		st := planApp(as.app, views, s.restartingLocked(id))
 		for _, kid := range st.Kill {
@@ -776,6 +776,20 @@ func configVersion(a *app.App) string {
 }
 
 // healthyLocked: running, and passing its health checks when it has any.
+// servingLocked reports whether t serves callers: healthy and, when
+// garrison registers the app's tasks, registered. A deployment counts a new
+// task only then, so that an old one it replaces leaves the registry after
+// its successor has entered it: callers find instances there, and an app
+// of one instance would otherwise have none for the registration's time.
+func (s *Scheduler) servingLocked(a *app.App, t *taskState) bool {
+	if !s.healthyLocked(t) {
+		return false
+	}
+	// A task without ports has no address to register.
+	return t.registered != nil || !registers(a) || s.cfg.Registry == nil || len(t.record.Ports) == 0 ||
+		t.record.Driver == driverCluster
+}
+
 func (s *Scheduler) healthyLocked(t *taskState) bool {
 	if t.record.Driver == driverCluster {
 		return clusterHealthyLocked(t)

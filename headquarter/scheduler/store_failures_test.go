@@ -94,7 +94,11 @@ func TestFailureAfterCommitFollowsStore(t *testing.T) {
 func TestReadsGoOnWhileEtcdStalls(t *testing.T) {
 	h, kv := txnHarness(t)
 	h.deploy([]scheduler.Change{{App: parseApp(t, `{"id":"/stall","cmd":"exec sleep 600","instances":1}`), Create: true}}, false)
-	h.waitFor("one task", 20*time.Second, func() bool { return len(h.running("/stall")) == 1 })
+	// The deployment ends once the task is registered too: the next one
+	// must not find the app locked.
+	h.waitFor("one task and the deployment done", 20*time.Second, func() bool {
+		return len(h.running("/stall")) == 1 && len(h.sched.Deployments()) == 0
+	})
 	kv.stall.Store(true)
 	deployed := make(chan error, 1)
 	go func() {

@@ -236,6 +236,16 @@ func UniqueName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// LogLines is what the test server prints with TESTSERVER_LOG_LINES=n:
+// stdout's lines from first to n, then its stderr line.
+func LogLines(first, n int) string {
+	var b strings.Builder
+	for i := first; i <= n; i++ {
+		fmt.Fprintf(&b, "testserver log line %d\n", i)
+	}
+	return b.String() + "testserver stderr line\n"
+}
+
 // EnvServerID is the environment variable the test server answers GET /id
 // with, so a test can tell its own container from whatever else holds a port.
 const EnvServerID = "TESTSERVER_ID"

@@ -77,6 +77,7 @@ type Agent struct {
 	persistent bool
 	// logStart is where the current run's output starts in the log.
 	logStart int64
+	ports    portLease
 }
 
 // Option changes the agent Start runs.
@@ -100,7 +101,8 @@ const (
 	portHigh       = 30299
 	minDynamicPort = 30300
 	// Not up to 32699: garrison's default task ports (31000-32000) are
-	// used by tests whose tasks outlive a killed garrison.
+	// used by tests whose tasks outlive a killed garrison. Each agent
+	// gives out a window of the range (leasePorts).
 	maxDynamicPort = 30999
 	attempts       = 8
 )
@@ -139,6 +141,7 @@ func start(ctx context.Context, bin string, base int, o options) (*Agent, error)
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
+	ports := leasePorts()
 	cfg := fmt.Sprintf(`
 bind_addr = "127.0.0.1"
 ports {
@@ -166,7 +169,7 @@ plugin "docker" {
     }
   }
 }
-`, base, base+1, base+2, minDynamicPort, maxDynamicPort)
+`, base, base+1, base+2, ports.min, ports.max)
 	args := []string{"agent", "-dev"}
 	if o.persistent {
 		// What -dev sets up, with the state in data_dir. No Consul: the
@@ -196,17 +199,20 @@ consul {
 	}
 	cfgPath := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		ports.release()
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
+		ports.release()
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	args = append([]string{bin}, append(args, "-config="+cfgPath, "-data-dir="+data)...)
-	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", base), args: args, dir: dir, log: logf, persistent: o.persistent}
+	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", base), args: args, dir: dir, log: logf, persistent: o.persistent, ports: ports}
 	if err := a.launch(); err != nil {
+		ports.release()
 		logf.Close()
 		os.RemoveAll(dir)
 		return nil, err
@@ -406,6 +412,8 @@ func (a *Agent) Stop() {
 		_ = syscall.Kill(-pg, syscall.SIGKILL)
 	}
 	killLeftovers(a.dir)
+	removeContainers(a.dir)
+	a.ports.release()
 	a.log.Close()
 	os.RemoveAll(a.dir)
 }
@@ -440,6 +448,20 @@ func (a *Agent) stopJobs() {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// New starts an agent for one test, failing it when the agent does not
+// start, and stops the agent at the test's end.
+func New(t testing.TB, opts ...Option) *Agent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, err := Start(ctx, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return a
 }
 
 // Main is a TestMain body: it builds the task server

@@ -16,6 +16,7 @@
 //	KillTask(taskID)       stop one allocation; Nomad replaces it
 //	Reschedule(appID)      replace failed allocations Nomad left down
 //	Queue, Deployment      what waits for a place; the latest rollout
+//	Log(taskID, n)         the end of a task's stdout and stderr
 //
 // # App to job
 //
@@ -83,6 +84,11 @@
 //     apps without checks short.
 //   - UNLIKE maps only literal alternatives; CLUSTER without a value and
 //     Mesos fault domains (@region, @zone) are refused.
+//   - Nomad restarted: Watch re-lists once Nomad answers again. A Nomad
+//     that kept its state still holds the allocations (adopted as they
+//     are); one that lost it (a -dev agent, lost server data) holds none,
+//     and Watch reports the tasks it had sent as live as TASK_LOST; the
+//     caller submits its apps again (Jobs lists none).
 //   - Watch remembers each allocation Nomad holds (its modify index and
 //     version); its re-list every 10 minutes forgets the ones Nomad has
 //     garbage-collected, so Nomad's GC bounds what it keeps.

@@ -17,11 +17,7 @@ import (
 // version 0.
 func TestWatchAcrossNomadLosingState(t *testing.T) {
 	ctx := ctxFor(t)
-	ag, err := nomadtest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ag.Stop)
+	ag := nomadtest.New(t)
 	d, err := nomad.New(ag.Client)
 	if err != nil {
 		t.Fatal(err)

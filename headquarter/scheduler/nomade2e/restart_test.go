@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	garrisonagent "github.com/garrisonhq/garrison/internal/agent"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/nomadtest"
@@ -45,22 +48,23 @@ func testNomadRestarted(t *testing.T, cli *client.Client, image string, persiste
 	if persistent {
 		opts = append(opts, nomadtest.Persistent())
 	}
-	ag, err := nomadtest.Start(ctx, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ag.Stop)
+	scope := dockertest.UniqueName("")
+	// Runs after the agent's Stop (cleanups run last first): nothing of
+	// the test's is left running.
+	t.Cleanup(func() { noContainersLeft(t, cli, scope) })
+	ag := nomadtest.New(t, opts...)
 	proxy := ag.NewProxy(t)
 	s := newStackAt(t, ag, proxy.URL)
-	scope := dockertest.UniqueName("")
 	registerContainers(ctx, t, cli, s.etcd, scope)
 
 	service := "restart-" + scope
 	web := map[string]any{"id": "/web", "instances": 2, "cpus": 0.05, "mem": 32,
 		"container":       map[string]any{"type": "DOCKER", "docker": map[string]any{"image": image}},
 		"portDefinitions": []map[string]any{{"port": 0, "name": "http"}},
-		"labels":          map[string]string{garrisonagent.LabelService: service, "garrison.e2e": scope},
-		"env":             map[string]string{"TESTSERVER_ID": "w"}}
+		// GARRISON_SERVICE names the service as on one machine; the
+		// scheduler labels the containers for the agent by itself.
+		"labels": map[string]string{scheduler.LabelService: service, "garrison.e2e": scope},
+		"env":    map[string]string{"TESTSERVER_ID": "w"}}
 	s.expect("POST", "/v2/apps", web, 201, nil)
 	before := s.settled("/web", 2, "w")
 	registered(t, s.etcd, service, before)
@@ -127,6 +131,19 @@ func testNomadRestarted(t *testing.T, cli *client.Client, image string, persiste
 		t.Errorf("/v2/tasks lists %d tasks, want 4: %+v", len(all.Tasks), all.Tasks)
 	}
 	registered(t, s.etcd, service, after)
+}
+
+// noContainersLeft fails the test if a container of the scope is left.
+func noContainersLeft(t *testing.T, cli *client.Client, scope string) {
+	list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "garrison.e2e="+scope))})
+	if err != nil {
+		t.Errorf("list containers: %v", err)
+		return
+	}
+	for _, c := range list {
+		t.Errorf("container %s (%s) left after the agent stopped", c.ID[:12], c.State)
+	}
 }
 
 // registerContainers runs the garrison agent against the test's etcd, for
