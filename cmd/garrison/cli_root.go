@@ -117,6 +117,9 @@ JSON or YAML with -o. Exit status: 0 done, 1 the API refused or a --wait failed,
 		serverCommand("up", "everything on one machine: embedded etcd, API, agent", func(ctx context.Context, args []string) error {
 			return runUp(ctx, args, stderr)
 		}),
+		serverCommand("hq", "one of several headquarter replicas on an external etcd cluster: one leads, all serve the API", func(ctx context.Context, args []string) error {
+			return runHQ(ctx, args, stderr)
+		}),
 		serverCommand("agent", "register the labelled Docker containers of this host in etcd", func(ctx context.Context, args []string) error {
 			return runAgent(ctx, args, stderr)
 		}),

@@ -20,6 +20,9 @@ type answer struct {
 	body   map[string]any
 }
 
+// askClient bounds each exchange: a stopped garrison never answers.
+var askClient = &http.Client{Timeout: 15 * time.Second}
+
 func ask(t *testing.T, method, url, body string) (answer, error) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -27,7 +30,7 @@ func ask(t *testing.T, method, url, body string) (answer, error) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := askClient.Do(req)
 	if err != nil {
 		return answer{}, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/auth"
 	"github.com/garrisonhq/garrison/headquarter/events"
 	"github.com/garrisonhq/garrison/headquarter/health"
+	"github.com/garrisonhq/garrison/headquarter/leader"
 	"github.com/garrisonhq/garrison/headquarter/marathon"
 	"github.com/garrisonhq/garrison/headquarter/promsd"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
@@ -71,6 +72,9 @@ type hqSettings struct {
 	// nomad is the Nomad HTTP API address apps run on; "" runs them on
 	// this machine.
 	nomad string
+	// fence, set when this headquarter was elected, is its term's: the
+	// scheduler's store writes and registrations are fenced by it.
+	fence *leader.Fence
 }
 
 func (s *hqSettings) register(fs *flag.FlagSet) {
@@ -120,7 +124,11 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		}
 	}
 	hostname, _ := os.Hostname()
-	hq := &headquarter{store: store.New(cli), maxTotal: s.maxTotal,
+	st, registry := store.New(cli), cli
+	if s.fence != nil {
+		st, registry = st.Fenced(*s.fence), fencedClient(cli, *s.fence)
+	}
+	hq := &headquarter{store: st, maxTotal: s.maxTotal,
 		env: app.Environment{Hostname: hostname, MaxInstances: s.maxInstances, CheckUser: process.CheckUser, AllowFileFetch: s.fetchFile},
 		bus: events.NewBus(events.WithRegisterer(reg), events.WithLogger(logger), events.WithMaxSubscribers(s.maxSubscribers))}
 
@@ -152,7 +160,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	hq.proc = proc
 
 	cfg := scheduler.Config{
-		Store: hq.store, Process: proc, Registry: cli, Events: hq.bus,
+		Store: hq.store, Process: proc, Registry: registry, Events: hq.bus,
 		HealthOptions: []health.Option{health.WithRegisterer(reg), health.WithStartupInterval(s.startup)},
 		Host:          s.host, Hostname: hostname, PortRange: s.ports, DrainDelay: s.drainDelay, Logger: logger,
 		// The scheduler's own bound, with room for rolling restarts above

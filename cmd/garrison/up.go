@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -45,13 +46,21 @@ type upSettings struct {
 	// headquarters sharing it elect one leader.
 	advertise string
 	leaderTTL time.Duration
+	// cluster is garrison hq: an external etcd is required, none is
+	// embedded.
+	cluster bool
 }
 
 func (s *upSettings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.addr, "addr", "127.0.0.1:8080", "address of the HTTP API, console and /metrics")
-	fs.StringVar(&s.dataDir, "data-dir", "./garrison-data", "directory for garrison's state (embedded etcd, logs)")
-	fs.StringVar(&s.etcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd server (its peer port is the next one)")
-	s.etcd.register(fs, "", "comma-separated client URLs of an external etcd cluster; empty runs the embedded server")
+	if s.cluster {
+		fs.StringVar(&s.dataDir, "data-dir", "./garrison-data", "directory for this replica's own files (task sandboxes, build logs)")
+		s.etcd.register(fs, "", "comma-separated client URLs of the etcd cluster the replicas share (required)")
+	} else {
+		fs.StringVar(&s.dataDir, "data-dir", "./garrison-data", "directory for garrison's state (embedded etcd, logs)")
+		fs.StringVar(&s.etcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd server (its peer port is the next one)")
+		s.etcd.register(fs, "", "comma-separated client URLs of an external etcd cluster; empty runs the embedded server")
+	}
 	s.etcdQuota = etcdembed.DefaultQuotaBytes
 	fs.Var(&s.etcdQuota, "etcd-quota-bytes", "etcd's database quota: the embedded server's --quota-backend-bytes; for an external etcd older than 3.6, which does not report its own, what it was given. API writes are refused above 90% of it")
 	s.minFree = 256 << 20
@@ -71,11 +80,17 @@ func (s *upSettings) validate() error {
 	if _, _, err := net.SplitHostPort(s.addr); err != nil {
 		return fmt.Errorf("--addr %q: want host:port, e.g. 127.0.0.1:8080", s.addr)
 	}
+	if s.cluster && s.etcd.endpoints == "" {
+		return errors.New("--etcd is required: garrison hq replicas share an external etcd cluster (garrison up embeds one)")
+	}
 	if s.etcd.endpoints == "" && s.etcd.secured() {
 		return errors.New("--etcd-cacert, --etcd-cert, --etcd-key, --etcd-user and --etcd-password apply to an external etcd: set --etcd")
 	}
 	if s.etcdQuota == 0 {
 		return errors.New("--etcd-quota-bytes must be positive")
+	}
+	if host, _, _ := net.SplitHostPort(s.addr); s.etcd.endpoints != "" && s.advertise == "" && (host == "" || net.ParseIP(host).IsUnspecified()) {
+		return fmt.Errorf("--addr %q listens on every address: set --advertise-addr to the host:port the other headquarters reach this one at", s.addr)
 	}
 	if s.advertise != "" {
 		if _, _, err := net.SplitHostPort(s.advertise); err != nil {
@@ -93,8 +108,20 @@ func (s *upSettings) validate() error {
 
 // runUp runs everything garrison needs on one machine until ctx ends.
 func runUp(ctx context.Context, args []string, stderr io.Writer) error {
-	var s upSettings
-	fs := flag.NewFlagSet("garrison up", flag.ContinueOnError)
+	return runServer(ctx, upSettings{}, "garrison up", args, stderr)
+}
+
+// runHQ is garrison hq: one of several headquarter replicas on an external
+// etcd cluster. It is garrison up --etcd: the replicas elect one leader,
+// which runs the scheduler, the autoscaler and the pipeline runner; the
+// others serve the API through it.
+func runHQ(ctx context.Context, args []string, stderr io.Writer) error {
+	return runServer(ctx, upSettings{cluster: true}, "garrison hq", args, stderr)
+}
+
+// runServer runs garrison up or garrison hq (s.cluster) until ctx ends.
+func runServer(ctx context.Context, s upSettings, name string, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	s.register(fs)
 	if err := parseCommand(fs, args); err != nil {
@@ -177,6 +204,9 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	var handler swapHandler
 	var el *leader.Elector
 	var lost <-chan struct{} // closes when this headquarter stops leading
+	// act is the etcd client the leader acts with: with an election, every
+	// KV write through it is fenced by the term (leader.Fence.KV).
+	act := cli
 	if s.etcd.endpoints != "" {
 		// Headquarters sharing an external etcd elect one leader, which
 		// alone runs the scheduler and the autoscaler; the others answer
@@ -205,17 +235,21 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		server.Handler = leaderproxy.New(leaderproxy.Config{Leadership: readyLeader{el, &handler}, Self: advertise, Scheme: scheme,
 			Tries: 40, Logger: logger}, &handler)
 		go func() { serveErr <- serve(server, listener) }()
-		terms := make(chan context.Context)
+		type term struct {
+			ctx   context.Context
+			fence leader.Fence
+		}
+		terms := make(chan term)
 		elCtx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
 		elDone := make(chan struct{})
 		go func() {
 			defer close(elDone)
-			el.Run(elCtx, func(term context.Context, _ leader.Fence) {
+			el.Run(elCtx, func(ctx context.Context, f leader.Fence) {
 				select {
-				case terms <- term:
-				case <-term.Done():
+				case terms <- term{ctx, f}:
+				case <-ctx.Done():
 				}
-				<-term.Done()
+				<-ctx.Done()
 			})
 		}()
 		// Runs after the scheduler has stopped: the next leader takes over
@@ -223,8 +257,15 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		defer func() { stopElector(); <-elDone }()
 		logger.Info("campaigning for leadership; answering as a follower meanwhile", "addr", advertise, "leader_ttl", s.leaderTTL)
 		select {
-		case term := <-terms:
-			lost = term.Done()
+		case t := <-terms:
+			lost = t.ctx.Done()
+			// A paused leader resumed after another took over must not
+			// act: what it writes as leader (task records, deployments,
+			// decisions, pipeline runs, registrations) is fenced by its
+			// term, and its scheduler checks the term before each launch
+			// and kill.
+			s.hq.fence = &t.fence
+			act = fencedClient(cli, t.fence)
 		case <-ctx.Done():
 			return shutdown(server, logger, ctx)
 		case err := <-serveErr:
@@ -238,14 +279,16 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	// Stopped before etcd closes: the scheduler's last writes must land.
-	defer hq.stop()
+	stopHQ := sync.OnceFunc(hq.stop)
+	defer stopHQ()
 	if el != nil {
 		hq.leadership = el
 	}
-	scaler, stopScaler, err := startAutoscaler(ctx, s.autoscale, hq, cli, reg, logger)
+	scaler, stopScaler, err := startAutoscaler(ctx, s.autoscale, hq, act, reg, logger)
 	if err != nil {
 		return err
 	}
+	stopScaler = sync.OnceFunc(stopScaler)
 	defer stopScaler()
 	guard := diskguard.New(diskguard.Config{Dir: s.dataDir, MinFree: uint64(s.minFree), Etcd: cli, Endpoints: endpoints,
 		Quota: int64(s.etcdQuota), Registerer: reg, Logger: logger.With("component", "diskguard")})
@@ -255,16 +298,17 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() { defer close(guardDone); guard.Run(guardCtx) }()
 	defer func() { stopGuard(); <-guardDone }()
 
-	router, err := newRouter(api.Config{Registry: cli, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler,
-		Auth: s.hq.auth, Writes: guard}, hq, advertise, cli)
+	router, err := newRouter(api.Config{Registry: act, Registerer: reg, Gatherer: reg, Logger: logger, Autoscale: scaler,
+		Auth: s.hq.auth, Writes: guard}, hq, advertise, act)
 	if err != nil {
 		return err
 	}
 	s.ci.hqURL = runnerHQ(server.TLSConfig != nil, advertise)
-	stopCI, err := startCI(ctx, router, cli, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
+	stopCI, err := startCI(ctx, router, act, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
 	if err != nil {
 		return err
 	}
+	stopCI = sync.OnceFunc(stopCI)
 	defer stopCI()
 	hq.exportTaskStats(reg, logger)
 	if ip := net.ParseIP(listenerHost(listener)); ip != nil && !ip.IsLoopback() {
@@ -293,6 +337,10 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		// scheduler's state is the leader's); restarted by its supervisor,
 		// it campaigns again and answers as a follower meanwhile.
 		logger.Error("lost leadership: stopping; restart garrison to serve as a follower")
+		// Stop acting first, then drain the API: the next leader acts now.
+		stopCI()
+		stopScaler()
+		stopHQ()
 		if err := shutdown(server, logger, ctx); err != nil {
 			return err
 		}
@@ -301,6 +349,14 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("API server on %s: %w", s.addr, err)
 	}
 	return shutdown(server, logger, ctx)
+}
+
+// fencedClient is cli with every KV write fenced by one leadership term;
+// its connection, leases and watches are cli's (not to be closed).
+func fencedClient(cli *clientv3.Client, f leader.Fence) *clientv3.Client {
+	c := *cli
+	c.KV = f.KV(cli.KV)
+	return &c
 }
 
 // errLostLeadership ends garrison up when another headquarter took over.

@@ -4,7 +4,8 @@
 // request to the leader (streams too: /v2/events) and passes the answer
 // back, adding X-Marathon-Via. While leadership changes hands it holds the
 // request back (10 x 250 ms), then answers 503 "Could not determine the
-// current leader".
+// current leader". A leader that does not answer within 10 s (paused, hung)
+// gets 504, as Marathon's proxy read timeout gives.
 package leaderproxy
 
 import (
@@ -31,6 +32,8 @@ const (
 	msgBadConnection  = "Failed to successfully establish a connection to the leader."
 	defaultTries      = 10
 	defaultRetryPause = 250 * time.Millisecond
+	// DefaultResponseTimeout is Marathon's leader_proxy_read_timeout.
+	DefaultResponseTimeout = 10 * time.Second
 )
 
 // Leadership is what the proxy asks (a *leader.Elector answers).
@@ -46,9 +49,15 @@ type Config struct {
 	Self string
 	// Scheme of the leader's URL: "http" (default) or "https".
 	Scheme string
-	// Transport reaches the leader (http.DefaultTransport when nil; set
-	// its TLS config for https).
+	// Transport reaches the leader (http.DefaultTransport's settings when
+	// nil; set its TLS config for https).
 	Transport http.RoundTripper
+	// ResponseTimeout bounds the wait for the leader's response headers
+	// on an *http.Transport (DefaultResponseTimeout): a paused or hung
+	// leader gets 504 "Connection to leader timed out." instead of holding
+	// the request forever. Event streams are not cut: only their headers
+	// are awaited.
+	ResponseTimeout time.Duration
 	// Prefixes are the paths proxied (default /v2/ and /api/); the rest
 	// (/ping, /metrics, the console's files) is this replica's own.
 	Prefixes []string
@@ -66,6 +75,14 @@ func New(cfg Config, next http.Handler) http.Handler {
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport
+	}
+	if cfg.ResponseTimeout <= 0 {
+		cfg.ResponseTimeout = DefaultResponseTimeout
+	}
+	if t, ok := cfg.Transport.(*http.Transport); ok && t.ResponseHeaderTimeout == 0 {
+		t = t.Clone()
+		t.ResponseHeaderTimeout = cfg.ResponseTimeout
+		cfg.Transport = t
 	}
 	if cfg.Prefixes == nil {
 		cfg.Prefixes = []string{"/v2/", "/api/"}

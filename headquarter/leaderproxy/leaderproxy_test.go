@@ -124,3 +124,61 @@ func TestFollowerAnswersWithTheLeader(t *testing.T) {
 		t.Fatalf("no leader: %d %q", status, body)
 	}
 }
+
+// fixedLeader names a leader that is not this replica.
+type fixedLeader string
+
+func (f fixedLeader) Leader() string { return string(f) }
+func (fixedLeader) IsLeader() bool   { return false }
+
+// TestPausedLeaderTimesOut: a leader that accepts connections but never
+// answers (a stopped process: the kernel still completes the handshake)
+// gets 504, as Marathon's proxy read timeout gives; before, the follower
+// held the request for as long as the leader stayed stopped. A stream whose
+// headers come at once is not cut by the timeout.
+func TestPausedLeaderTimesOut(t *testing.T) {
+	stuck, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close() // never accepted: nothing answers
+	const timeout = 300 * time.Millisecond
+	follower := func(leader string) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: leaderproxy.New(leaderproxy.Config{Leadership: fixedLeader(leader), Self: l.Addr().String(),
+			ResponseTimeout: timeout, Logger: slog.New(slog.DiscardHandler)}, http.NotFoundHandler())}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		return l.Addr().String()
+	}
+	client := &http.Client{Timeout: 20 * timeout}
+	resp, err := client.Post("http://"+follower(stuck.Addr().String())+"/v2/apps", "application/json", strings.NewReader(`{"id":"/a"}`))
+	if err != nil {
+		t.Fatalf("stopped leader: no answer from the follower: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(body), "Connection to leader timed out.") {
+		t.Fatalf("stopped leader: %d %q", resp.StatusCode, body)
+	}
+
+	streaming := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		time.Sleep(3 * timeout)
+		io.WriteString(w, "event")
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: streaming}
+	go srv.Serve(l)
+	defer srv.Close()
+	if status, _, body := call(t, "GET", "http://"+follower(l.Addr().String())+"/v2/events", ""); status != 200 || body != "event" {
+		t.Fatalf("slow stream through the proxy: %d %q", status, body)
+	}
+}

@@ -101,8 +101,25 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		s.mu.Unlock()
 		return
 	}
+	// A leader paused since the record was written must not launch on
+	// resume: the launch, which etcd cannot fence, waits on the term.
+	if err := s.guard(ctx); err != nil {
+		s.log.Warn("launch", "task", id, "error", err)
+		s.mu.Lock()
+		s.launchEndedLocked(t)
+		s.mu.Unlock()
+		s.forgetTask(ctx, id)
+		return
+	}
 	s.publishStatus(t, task.Staging, "")
-	st, err := t.driver.Launch(ctx, o.spec)
+	// Like a kill, a launch under way finishes even while garrison stops
+	// (its record is written: the next start adopts the task), within
+	// launchGrace. Cut short, a driver may remove a task it did start
+	// (Docker force-removes a container whose start call failed), one the
+	// next leader adopted.
+	lctx, cancel := outlive(ctx, launchGrace)
+	st, err := t.driver.Launch(lctx, o.spec)
+	cancel()
 	if err != nil {
 		s.log.Warn("launch failed", "task", id, "app", t.record.AppID, "error", err)
 		failed := task.Status{ID: id, AppID: t.record.AppID, State: task.Failed, Message: err.Error(), ExitCode: -1}
@@ -114,7 +131,11 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		}
 		s.mu.Unlock()
 		s.publishStatus(t, task.Failed, err.Error())
-		if rerr := t.driver.Remove(context.WithoutCancel(ctx), id); rerr != nil {
+		// A launch cut short by the end of the term may have started the
+		// task, which the next leader adopts: only a leader removes it.
+		if gerr := s.guard(context.WithoutCancel(ctx)); gerr != nil {
+			s.log.Warn("leave failed launch to the next leader", "task", id, "error", gerr)
+		} else if rerr := t.driver.Remove(context.WithoutCancel(ctx), id); rerr != nil {
 			s.log.Debug("remove failed launch", "task", id, "error", rerr)
 		}
 		s.forgetTask(ctx, id)
@@ -149,6 +170,21 @@ func (s *Scheduler) launch(ctx context.Context, o launchOrder) {
 		s.kill(ctx, t)
 	}
 	s.poke()
+}
+
+// launchGrace is how long a launch under way may go on once the
+// scheduler stops (a fetch of the task's files can be slow).
+const launchGrace = 30 * time.Second
+
+// outlive returns a context that ends grace after ctx does; cancel
+// releases it.
+func outlive(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		timer := time.AfterFunc(grace, cancel)
+		context.AfterFunc(out, func() { timer.Stop() })
+	})
+	return out, func() { stop(); cancel() }
 }
 
 func (s *Scheduler) startKill(ctx context.Context, t *taskState) {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +18,8 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/leader"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/signalman/process"
+	"github.com/garrisonhq/garrison/signalman/task"
 )
 
 // TestFormerLeaderNeitherLaunchesNorKills runs a scheduler with the store
@@ -24,39 +29,7 @@ import (
 // launches (its scale is refused before any task record) nor kills (the
 // kill's fence check fails; the task keeps running).
 func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
-	var fenced *store.Store
-	h := newHarnessWith(t, nil, func(c *scheduler.Config) {
-		if fenced != nil {
-			c.Store = fenced
-		}
-	})
-	h.crash()
-	el, err := leader.New(leader.Config{Client: h.cli, Name: "hq:8080", TTL: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	terms := make(chan leader.Fence, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		el.Run(ctx, func(ctx context.Context, f leader.Fence) {
-			select {
-			case terms <- f:
-			default:
-			}
-			<-ctx.Done()
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var fence leader.Fence
-	select {
-	case fence = <-terms:
-	case <-time.After(time.Minute):
-		t.Fatal("never elected")
-	}
-	fenced = h.store.Fenced(fence)
-	h.start()
+	h := newFencedHarness(t, nil, false)
 
 	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/web", 2, ""), Create: true}}, false)
 	h.waitFor("two running tasks", 30*time.Second, func() bool {
@@ -64,15 +37,9 @@ func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
 	})
 
 	// The term ends behind the scheduler's back.
-	key, err := h.cli.Get(t.Context(), fence.Key())
-	if err != nil || len(key.Kvs) != 1 {
-		t.Fatalf("read the election key: %v %v", key, err)
-	}
-	if _, err := h.cli.Revoke(t.Context(), clientv3.LeaseID(key.Kvs[0].Lease)); err != nil {
-		t.Fatal(err)
-	}
+	h.endTerm()
 	h.waitFor("the election key gone", 30*time.Second, func() bool {
-		r, err := h.cli.Get(t.Context(), fence.Key())
+		r, err := h.cli.Get(t.Context(), h.fence.Key())
 		return err == nil && len(r.Kvs) == 0
 	})
 
@@ -117,5 +84,257 @@ func TestFormerLeaderNeitherLaunchesNorKills(t *testing.T) {
 	}
 	if recs, err := h.store.Tasks(t.Context()); err != nil || len(recs) != 2 {
 		t.Fatalf("task records %d (%v), want 2", len(recs), err)
+	}
+}
+
+// fencedHarness runs the harness's scheduler on a leader's store view, as
+// garrison hq does: its writes are fenced by the first term of an elector
+// on the harness's etcd and go through kv, which counts task records.
+type fencedHarness struct {
+	*harness
+	fence leader.Fence
+	kv    *endTermAfterTaskRecord
+}
+
+// newFencedHarness starts it; wrap (nil: none) puts a driver wrapper
+// around the process driver, given endTerm; endOnRecord ends the term
+// right after the first task record.
+func newFencedHarness(t *testing.T, wrap func(p *process.Driver, endTerm func()) scheduler.Driver, endOnRecord bool) *fencedHarness {
+	h := &fencedHarness{}
+	var fenced *store.Store
+	var wrapper func(*process.Driver) scheduler.Driver
+	if wrap != nil {
+		wrapper = func(p *process.Driver) scheduler.Driver { return wrap(p, h.endTerm) }
+	}
+	h.harness = newHarnessWith(t, wrapper, func(c *scheduler.Config) {
+		if fenced != nil {
+			c.Store = fenced
+		}
+	})
+	h.crash() // restarted below on the fenced view
+	h.fence = electOnce(t, h.cli)
+	h.kv = &endTermAfterTaskRecord{KV: h.cli.KV, end: h.endTerm}
+	h.kv.ended.Store(!endOnRecord)
+	fenced = store.New(h.kv).Fenced(h.fence)
+	h.start()
+	return h
+}
+
+// endTerm revokes the term's lease behind the scheduler's back, as etcd
+// expires the lease of a leader that stopped renewing it.
+func (h *fencedHarness) endTerm() {
+	key, err := h.cli.Get(context.Background(), h.fence.Key())
+	if err == nil && len(key.Kvs) == 1 {
+		h.cli.Revoke(context.Background(), clientv3.LeaseID(key.Kvs[0].Lease))
+	}
+}
+
+// endTermAfterTaskRecord is etcd as a leader sees it when it is paused
+// right after writing a task record: the first transaction that writes one
+// ends the term (revokes the election lease) once committed. It counts the
+// task-record writes refused afterwards.
+type endTermAfterTaskRecord struct {
+	clientv3.KV
+	end     func()
+	ended   atomic.Bool
+	refused atomic.Int32
+}
+
+func (k *endTermAfterTaskRecord) Txn(ctx context.Context) clientv3.Txn {
+	return &taskTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+type taskTxn struct {
+	clientv3.Txn
+	kv   *endTermAfterTaskRecord
+	task bool
+}
+
+func (t *taskTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.Txn = t.Txn.If(cs...)
+	return t
+}
+
+func (t *taskTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	t.Txn = t.Txn.Else(ops...)
+	return t
+}
+
+func (t *taskTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	t.task = t.task || writesTask(ops)
+	t.Txn = t.Txn.Then(ops...)
+	return t
+}
+
+func writesTask(ops []clientv3.Op) bool {
+	for _, op := range ops {
+		if op.IsTxn() {
+			_, then, _ := op.Txn()
+			if writesTask(then) {
+				return true
+			}
+		}
+		if op.IsPut() && strings.HasPrefix(string(op.KeyBytes()), store.Prefix+"tasks/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *taskTxn) Commit() (*clientv3.TxnResponse, error) {
+	resp, err := t.Txn.Commit()
+	if err == nil && t.task {
+		if !resp.Succeeded {
+			t.kv.refused.Add(1)
+		} else if t.kv.ended.CompareAndSwap(false, true) {
+			t.kv.end()
+		}
+	}
+	return resp, err
+}
+
+// TestLeaderPausedAfterTaskRecordDoesNotLaunch: the term ends between the
+// task record (written in the term) and the launch; the launch, which etcd
+// cannot fence, is not made, and the next attempt's record is refused.
+func TestLeaderPausedAfterTaskRecordDoesNotLaunch(t *testing.T) {
+	h := newFencedHarness(t, nil, true)
+	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/late", 1, ""), Create: true}}, false)
+	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return h.kv.refused.Load() > 0 })
+	listed, err := h.proc.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 0 {
+		t.Fatalf("a leader whose term ended after the task record launched it: %+v", listed)
+	}
+}
+
+// electOnce runs an elector on cli until the test ends and returns the
+// fence of its first term.
+func electOnce(t *testing.T, cli *clientv3.Client) leader.Fence {
+	t.Helper()
+	el, err := leader.New(leader.Config{Client: cli, Name: "hq:8080", TTL: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	terms := make(chan leader.Fence, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		el.Run(ctx, func(ctx context.Context, f leader.Fence) {
+			select {
+			case terms <- f:
+			default:
+			}
+			<-ctx.Done()
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case f := <-terms:
+		return f
+	case <-time.After(time.Minute):
+		t.Fatal("never elected")
+	}
+	return leader.Fence{}
+}
+
+// launchThenEndTerm starts the task, then ends the term and reports the
+// launch failed, as a launch cut short by the end of the term does (its
+// context cancelled while Docker had started the container). Its Remove
+// is Docker's: forced, a running task is killed.
+type launchThenEndTerm struct {
+	*process.Driver
+	end func()
+}
+
+func (d launchThenEndTerm) Remove(ctx context.Context, id string) error {
+	if err := d.Driver.Kill(ctx, id, 0); err != nil && !errors.Is(err, process.ErrTaskEnded) {
+		return err
+	}
+	return d.Driver.Remove(ctx, id)
+}
+
+func (d launchThenEndTerm) Launch(ctx context.Context, spec task.Spec) (task.Status, error) {
+	st, err := d.Driver.Launch(ctx, spec)
+	if err != nil {
+		return st, err
+	}
+	d.end()
+	return task.Status{ID: spec.ID, State: task.Failed}, context.Canceled
+}
+
+// TestLaunchCutShortByTheTermIsLeftToTheNextLeader: a launch that failed
+// because the term ended may have started the task; the former leader does
+// not remove it (the next leader adopts it). Before, it removed the task a
+// new leader had adopted.
+func TestLaunchCutShortByTheTermIsLeftToTheNextLeader(t *testing.T) {
+	h := newFencedHarness(t, func(p *process.Driver, end func()) scheduler.Driver { return launchThenEndTerm{p, end} }, false)
+	h.deploy([]scheduler.Change{{App: webApp(t, "/fenced/cut", 1, ""), Create: true}}, false)
+	h.waitFor("the next launch attempt refused by the fence", 30*time.Second, func() bool { return h.kv.refused.Load() > 0 })
+	listed, err := h.proc.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].State.Terminal() {
+		t.Fatalf("the task a cut-short launch started: %+v, want it running for the next leader", listed)
+	}
+}
+
+// stopDuringLaunch stops the scheduler while a launch is under way and
+// then behaves as the Docker driver does when the context of its start
+// call ends: the started task is removed and the launch fails.
+type stopDuringLaunch struct {
+	*process.Driver
+	stop func()
+}
+
+func (d stopDuringLaunch) Launch(ctx context.Context, spec task.Spec) (task.Status, error) {
+	d.stop()
+	st, err := d.Driver.Launch(context.Background(), spec)
+	if err != nil || ctx.Err() == nil {
+		return st, err
+	}
+	d.Driver.Kill(context.Background(), spec.ID, 0)
+	return task.Status{ID: spec.ID, State: task.Failed}, ctx.Err()
+}
+
+// TestLaunchUnderWayFinishesWhenGarrisonStops: a launch under way when the
+// scheduler stops (its term over) finishes, and the task is left running
+// with its record for the next start or leader to adopt. Before, the
+// stop's cancellation reached the driver, which removed the started task:
+// in the HA test, a container the next leader had adopted.
+func TestLaunchUnderWayFinishesWhenGarrisonStops(t *testing.T) {
+	var h *harness
+	began := make(chan struct{})
+	h = newHarnessWith(t, func(p *process.Driver) scheduler.Driver {
+		var once sync.Once
+		return stopDuringLaunch{p, func() { once.Do(func() { h.stop(); close(began) }) }}
+	}, nil)
+	if _, err := h.sched.Deploy(t.Context(), []scheduler.Change{{App: webApp(t, "/stopping/web", 1, ""), Create: true}}, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-began:
+	case <-time.After(time.Minute):
+		t.Fatal("no launch")
+	}
+	// Once the launch under way is over, as the next start sees it.
+	h.crash()
+	proc, err := process.New(filepath.Join(h.dir, "tasks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Close()
+	listed, err := proc.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].State.Terminal() {
+		t.Fatalf("tasks after a stop during their launch: %+v, want the one launched, running", listed)
+	}
+	if recs, err := h.store.Tasks(context.Background()); err != nil || len(recs) != 1 || recs[0].Key != listed[0].ID {
+		t.Fatalf("task records %+v (%v), want the launched task's", recs, err)
 	}
 }

@@ -25,7 +25,7 @@ type term struct {
 }
 
 // elect runs an Elector for name and returns the terms it wins.
-func elect(t *testing.T, cli *clientv3.Client, name string) <-chan term {
+func elect(t testing.TB, cli *clientv3.Client, name string) <-chan term {
 	t.Helper()
 	el, err := leader.New(leader.Config{Client: cli, Name: name, TTL: 2 * time.Second, Pause: 100 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
