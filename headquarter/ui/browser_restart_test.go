@@ -2,12 +2,16 @@ package ui_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/internal/testport"
 )
 
@@ -29,6 +33,17 @@ func TestConsoleAppPageSurvivesRestart(t *testing.T) {
 	waitJS(t, ctx, "marker set", `(window.__noReload = true)`)
 	waitJS(t, ctx, "one healthy task", `document.querySelectorAll('tr[data-task] .badge.ok').length === 1`)
 	waitJS(t, ctx, "the stream live", `document.querySelector('#live').textContent === 'live'`)
+	// The create's deployment ends once the task is also registered: stopped
+	// before, the app stays locked by it for the next garrison.
+	poll.Until(t, time.Minute, "the create's deployment done", func() (bool, string) {
+		resp, err := http.Get(base + "/v2/deployments")
+		if err != nil {
+			return false, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.TrimSpace(string(b)) == "[]", string(b)
+	})
 
 	stop()
 	waitJS(t, ctx, "the stream said down", `document.querySelector('#live').textContent !== 'live'`)

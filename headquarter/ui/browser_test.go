@@ -18,6 +18,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/loadgen"
 	"github.com/garrisonhq/garrison/internal/testbin"
+	"github.com/garrisonhq/garrison/internal/testport"
 )
 
 // The console is tested in Debian's chromium, headless, against a real
@@ -72,8 +73,11 @@ func startGarrisonOn(t testing.TB, endpoints []string, extra ...string) string {
 // otherwise). Later flags in extra override the defaults (--addr, --data-dir).
 func runGarrison(t testing.TB, endpoints []string, extra ...string) (string, func()) {
 	t.Helper()
+	// Task ports of its own: other packages' garrisons run beside this one
+	// and hand out the default range too.
+	low := testport.Consecutive(t, 64)
 	args := append([]string{"up", "--addr", "127.0.0.1:0", "--etcd", strings.Join(endpoints, ","),
-		"--data-dir", t.TempDir(), "--drain-delay", "0s"}, extra...)
+		"--data-dir", t.TempDir(), "--drain-delay", "0s", "--task-ports", fmt.Sprintf("%d-%d", low, low+63)}, extra...)
 	p := garrisontest.Start(t, garrisonBin, args...)
 	return "http://" + p.Addr(t, 2*time.Minute), func() { p.Stop(30 * time.Second) }
 }
