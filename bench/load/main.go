@@ -17,6 +17,9 @@ import (
 	"github.com/garrisonhq/garrison/registrar/discovery"
 )
 
+// maxRate bounds the load one run sends (requests per second).
+const maxRate = 10000
+
 func main() {
 	etcd := flag.String("etcd", "http://127.0.0.1:2379", "etcd client URLs")
 	service := flag.String("service", "", "service name in the registry")
@@ -24,8 +27,8 @@ func main() {
 	rate := flag.Float64("rate", 100, "requests per second")
 	duration := flag.Duration("duration", 30*time.Second, "how long (at most 10 minutes)")
 	flag.Parse()
-	if *service == "" || *duration > 10*time.Minute {
-		fmt.Fprintln(os.Stderr, "load: -service is required and -duration at most 10m")
+	if *service == "" || *duration > 10*time.Minute || *rate <= 0 || *rate > maxRate {
+		fmt.Fprintf(os.Stderr, "load: -service is required, -duration at most 10m and -rate above 0 and at most %d\n", maxRate)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -36,7 +39,11 @@ func main() {
 		os.Exit(1)
 	}
 	defer cli.Close()
-	svc, err := discovery.New(ctx, cli, *service)
+	// The first listing waits for etcd: bounded, so a wrong -etcd or a
+	// garrison that is not running ends the program instead of hanging it.
+	listCtx, cancelList := context.WithTimeout(ctx, 10*time.Second)
+	svc, err := discovery.New(listCtx, cli, *service)
+	cancelList()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -23,7 +24,10 @@ type Config struct {
 	// Duration and MaxRequests bound the load.
 	Duration    time.Duration
 	MaxRequests int64
-	// Workers send concurrently (default 8).
+	// Workers send concurrently. The default, a quarter of Rate (at least
+	// 8, at most MaxWorkers), keeps the rate while a request takes up to
+	// 250 ms: an instance throttled by its CPU limit answers late, and a
+	// load that slows with it would hide what the instance was offered.
 	Workers int
 	// Timeout bounds one request (default 5 s).
 	Timeout time.Duration
@@ -36,10 +40,17 @@ type Result struct {
 	Elapsed      time.Duration
 }
 
+// MaxWorkers bounds the default number of workers.
+const MaxWorkers = 512
+
+func defaultWorkers(rate float64) int {
+	return min(MaxWorkers, max(8, int(math.Ceil(rate/4))))
+}
+
 // Run sends the load and returns when it is over or ctx ends.
 func Run(ctx context.Context, cfg Config) Result {
 	if cfg.Workers <= 0 {
-		cfg.Workers = 8
+		cfg.Workers = defaultWorkers(cfg.Rate)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -78,11 +89,16 @@ pace:
 			break pace
 		case <-ticker.C:
 		}
-		select {
-		case tokens <- struct{}{}:
-			sent.Add(1)
-		case <-ctx.Done():
-			break pace
+		// A ticker drops the ticks a busy machine makes it miss: send what
+		// the rate asks for by now, so the load stays open-loop.
+		due := min(cfg.MaxRequests, max(sent.Load()+1, int64(time.Since(start).Seconds()*cfg.Rate)))
+		for sent.Load() < due {
+			select {
+			case tokens <- struct{}{}:
+				sent.Add(1)
+			case <-ctx.Done():
+				break pace
+			}
 		}
 	}
 	ticker.Stop()
