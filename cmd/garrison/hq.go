@@ -191,7 +191,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		// On one machine garrison up is also the host's agent: containers
 		// labelled garrison.service register without a separate process.
 		ag, err := agent.New(agent.Config{Docker: hq.docker, Etcd: cli, Node: hostname + "/garrison-up",
-			AdvertiseHost: s.host, Logger: logger.With("component", "agent"), Registerer: reg})
+			AdvertiseHost: s.host, Logger: logger.With("component", "agent"), Registerer: reg, SkipNomad: true})
 		if err != nil {
 			cancel()
 			return nil, err

@@ -44,6 +44,9 @@ import (
 
 // Container labels the agent reads.
 const (
+	// LabelNomadAlloc is the label Nomad's Docker driver puts on every
+	// container it runs.
+	LabelNomadAlloc = "com.hashicorp.nomad.alloc_id"
 	// LabelService names the service; only containers with it are registered.
 	LabelService = "garrison.service"
 	// LabelPort is the host-network port the container serves on. Without
@@ -113,6 +116,11 @@ type Config struct {
 	// ReadyTimeout is how long a started container's port may refuse
 	// connections before the agent registers it anyway; default 30 s.
 	ReadyTimeout time.Duration
+	// SkipNomad leaves containers that Nomad runs (they carry its
+	// allocation label) to the agent on Nomad's clients: `garrison up`,
+	// the agent of one machine, must not register another garrison's
+	// Nomad tasks that share its Docker engine into its own registry.
+	SkipNomad bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the agent's counters.
@@ -540,6 +548,9 @@ func (a *Agent) desired(info container.InspectResponse) (*instance, string) {
 	service, ok := info.Config.Labels[LabelService]
 	if !ok {
 		return nil, "no " + LabelService + " label"
+	}
+	if a.cfg.SkipNomad && info.Config.Labels[LabelNomadAlloc] != "" {
+		return nil, "run by Nomad (its clients' agent registers it)"
 	}
 	if err := registrar.ValidateName("service name", service); err != nil {
 		return nil, fmt.Sprintf("label %s: %v", LabelService, err)

@@ -114,7 +114,13 @@ func newFixtureWith(t *testing.T, etcd *etcdtest.Server) *fixture {
 // startAgent runs an agent in this process until the test ends.
 func (f *fixture) startAgent(reg prometheus.Registerer) *agent.Agent {
 	f.t.Helper()
-	a, err := agent.New(agent.Config{
+	return f.startAgentWith(reg, nil)
+}
+
+// startAgentWith is startAgent with tune changing the configuration.
+func (f *fixture) startAgentWith(reg prometheus.Registerer, tune func(*agent.Config)) *agent.Agent {
+	f.t.Helper()
+	cfg := agent.Config{
 		Docker:     f.docker,
 		Etcd:       f.kv,
 		Node:       f.node,
@@ -122,7 +128,11 @@ func (f *fixture) startAgent(reg prometheus.Registerer) *agent.Agent {
 		Select:     []string{f.scope},
 		Logger:     slog.New(slog.NewTextHandler(testWriter{f.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: reg,
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -710,4 +720,27 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// garrison up's agent (SkipNomad) leaves containers Nomad runs to the
+// agent on Nomad's clients, and registers the rest as before; without
+// SkipNomad (the agent Nomad runs) they register.
+func TestSkipNomadLeavesNomadsContainers(t *testing.T) {
+	t.Parallel()
+	for _, skip := range []bool{true, false} {
+		f := newFixture(t)
+		f.startAgentWith(nil, func(c *agent.Config) { c.SkipNomad = skip })
+		nomads, _ := f.serve(map[string]string{agent.LabelService: "by-nomad", agent.LabelNomadAlloc: "d96477e6-a1eb-41b6-fcdf-c05bd21c0c69"}, nil, nil)
+		// Started afterwards: once it is registered, the agent has handled
+		// the earlier container's start too.
+		marker, _ := f.serve(map[string]string{agent.LabelService: "marker"}, nil, nil)
+		f.waitKey(registrar.Key("marker", short(marker)), 20*time.Second)
+		if skip {
+			if keys := f.keys(); len(keys) != 1 {
+				t.Errorf("with SkipNomad the registry holds %v, want only the marker", keys)
+			}
+		} else {
+			f.waitKey(registrar.Key("by-nomad", short(nomads)), 20*time.Second)
+		}
+	}
 }
