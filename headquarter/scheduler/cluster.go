@@ -183,6 +183,13 @@ func (s *Scheduler) applyCluster(ctx context.Context, res *DeployResult) {
 	defer cancel()
 	prior := map[string]string{}
 	for _, a := range actions {
+		// Nomad's calls cannot carry the fence: the term is checked right
+		// before each, so a leader paused after its store write does not
+		// act on resume (the next leader's job sync applies the change).
+		if err := s.guard(ctx); err != nil {
+			s.log.Warn("cluster: change not applied", "app", a.App, "action", a.Action, "error", err)
+			break
+		}
 		if r, ok, err := s.cfg.Cluster.Deployment(ctx, a.App); err == nil && ok {
 			prior[a.App] = r.ID
 		}
@@ -293,6 +300,10 @@ func (s *Scheduler) syncJobs(ctx context.Context) {
 		}
 	}
 	for _, a := range submit {
+		if err := s.guard(ctx); err != nil {
+			s.log.Warn("cluster: job sync stopped", "error", err)
+			return
+		}
 		if _, err := s.cfg.Cluster.Submit(ctx, clusterApp(a)); err != nil {
 			s.log.Warn("cluster: resubmit", "app", a.ID, "error", err)
 			continue
@@ -398,6 +409,10 @@ func (s *Scheduler) clusterPass(ctx context.Context, readRollouts, readQueues bo
 	s.mu.Unlock()
 
 	for _, id := range reschedule {
+		if err := s.guard(ctx); err != nil {
+			s.log.Warn("cluster: no reschedule", "app", id, "error", err)
+			break
+		}
 		s.log.Info("cluster: asking for the replacement of failed tasks", "app", id)
 		if err := s.cfg.Cluster.Reschedule(ctx, id); err != nil {
 			s.log.Warn("cluster: reschedule", "app", id, "error", err)
@@ -584,6 +599,9 @@ func (s *Scheduler) killClusterTasks(ctx context.Context, ids []string, scale, f
 	cctx, cancel := s.clusterCtx(ctx)
 	defer cancel()
 	for _, id := range victims {
+		if err := s.guard(cctx); err != nil {
+			return nil, nil, fmt.Errorf("kill task %s: %w", id, err)
+		}
 		if err := s.cfg.Cluster.KillTask(cctx, id); err != nil {
 			return nil, nil, fmt.Errorf("kill task %s: %w", id, err)
 		}

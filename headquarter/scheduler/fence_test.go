@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/leader"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/leadertest"
 	"github.com/garrisonhq/garrison/signalman/process"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -112,7 +112,7 @@ func newFencedHarness(t *testing.T, wrap func(p *process.Driver, endTerm func())
 		}
 	})
 	h.crash() // restarted below on the fenced view
-	h.fence = electOnce(t, h.cli)
+	h.fence = leadertest.Elect(t, h.cli)
 	h.kv = &endTermAfterTaskRecord{KV: h.cli.KV, end: h.endTerm}
 	h.kv.ended.Store(!endOnRecord)
 	fenced = store.New(h.kv).Fenced(h.fence)
@@ -122,12 +122,7 @@ func newFencedHarness(t *testing.T, wrap func(p *process.Driver, endTerm func())
 
 // endTerm revokes the term's lease behind the scheduler's back, as etcd
 // expires the lease of a leader that stopped renewing it.
-func (h *fencedHarness) endTerm() {
-	key, err := h.cli.Get(context.Background(), h.fence.Key())
-	if err == nil && len(key.Kvs) == 1 {
-		h.cli.Revoke(context.Background(), clientv3.LeaseID(key.Kvs[0].Lease))
-	}
-}
+func (h *fencedHarness) endTerm() { leadertest.EndTerm(h.cli, h.fence) }
 
 // endTermAfterTaskRecord is etcd as a leader sees it when it is paused
 // right after writing a task record: the first transaction that writes one
@@ -207,37 +202,6 @@ func TestLeaderPausedAfterTaskRecordDoesNotLaunch(t *testing.T) {
 	if len(listed) != 0 {
 		t.Fatalf("a leader whose term ended after the task record launched it: %+v", listed)
 	}
-}
-
-// electOnce runs an elector on cli until the test ends and returns the
-// fence of its first term.
-func electOnce(t *testing.T, cli *clientv3.Client) leader.Fence {
-	t.Helper()
-	el, err := leader.New(leader.Config{Client: cli, Name: "hq:8080", TTL: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	terms := make(chan leader.Fence, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		el.Run(ctx, func(ctx context.Context, f leader.Fence) {
-			select {
-			case terms <- f:
-			default:
-			}
-			<-ctx.Done()
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case f := <-terms:
-		return f
-	case <-time.After(time.Minute):
-		t.Fatal("never elected")
-	}
-	return leader.Fence{}
 }
 
 // launchThenEndTerm starts the task, then ends the term and reports the
