@@ -60,7 +60,9 @@ func TestStepRunsInWorkspaceAndReportsExitCode(t *testing.T) {
 	if string(out) != "hi abc\n" {
 		t.Errorf("out.txt = %q", out)
 	}
-	for _, want := range []string{"+ cat in.txt\n", "from the checkout", "+ pwd\n/workspace\n", "to-stderr\n"} {
+	// The shell's trace goes to stderr and the commands' output to stdout:
+	// Docker keeps each stream's order, not their interleaving.
+	for _, want := range []string{"+ cat in.txt\n", "from the checkout", "+ pwd\n", "/workspace\n", "to-stderr\n"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())
 		}
