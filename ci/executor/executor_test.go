@@ -1,12 +1,10 @@
 package executor_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,25 +15,8 @@ import (
 	"github.com/garrisonhq/garrison/ci/internal/citest"
 	"github.com/garrisonhq/garrison/ci/pipeline"
 	"github.com/garrisonhq/garrison/internal/dockertest"
+	"github.com/garrisonhq/garrison/internal/garrisontest"
 )
-
-// syncBuffer is a log written by the step's output copier.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func setup(t *testing.T) (*executor.Docker, string, string) {
 	t.Helper()
@@ -49,7 +30,7 @@ func setup(t *testing.T) (*executor.Docker, string, string) {
 func TestStepRunsInWorkspaceAndReportsExitCode(t *testing.T) {
 	d, img, ws := setup(t)
 	os.WriteFile(filepath.Join(ws, "in.txt"), []byte("from the checkout"), 0o644)
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.1", Workspace: ws, Env: map[string]string{"CI_COMMIT_SHA": "abc"},
 		Step: pipeline.Step{Name: "build", Image: img, Env: map[string]string{"GREETING": "hi"},
 			Commands: []string{"cat in.txt", "echo \"$GREETING $CI_COMMIT_SHA\" > out.txt", "pwd", "echo to-stderr >&2"}}}, &log)
@@ -84,7 +65,7 @@ func TestStepCannotReadTheHost(t *testing.T) {
 	secretDir := t.TempDir()
 	secretFile := filepath.Join(secretDir, "secret.txt")
 	os.WriteFile(secretFile, []byte("host-secret-4711"), 0o644)
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.2", Workspace: ws,
 		Step: pipeline.Step{Name: "snoop", Image: img, Commands: []string{
 			"cat " + secretFile + " || true",
@@ -108,7 +89,7 @@ func TestStepCannotReadTheHost(t *testing.T) {
 func TestTimeoutAndCancelRemoveTheContainer(t *testing.T) {
 	d, img, ws := setup(t)
 	cli := dockertest.Client(t)
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.3", Workspace: ws,
 		Step: pipeline.Step{Name: "slow", Image: img, Commands: []string{"sleep 600"}, Timeout: 2 * time.Second}}, &log)
 	if err == nil || !strings.Contains(err.Error(), "timed out") || code != -1 {
@@ -151,7 +132,7 @@ func TestHostGoIsMountedReadOnlyOnlyWhenAsked(t *testing.T) {
 	if _, err := os.Stat(pipeline.HostGoRoot + "/bin/go"); err != nil {
 		t.Fatalf("the host has no Go at %s: %v", pipeline.HostGoRoot, err)
 	}
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.5", Workspace: ws,
 		Step: pipeline.Step{Name: "nogo", Image: img, Commands: []string{"test ! -e /usr/local/go"}}}, &log)
 	if err != nil || code != 0 {
@@ -170,7 +151,7 @@ func TestHostGoBuildsAStaticBinary(t *testing.T) {
 	d, img, ws := setup(t)
 	os.WriteFile(filepath.Join(ws, "go.mod"), []byte("module example.com/hello\n\ngo 1.22\n"), 0o644)
 	os.WriteFile(filepath.Join(ws, "main.go"), []byte("package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"hello from the build\\n\") }\n"), 0o644)
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.6", Workspace: ws,
 		Step: pipeline.Step{Name: "go", Image: img, HostGo: true, Timeout: 10 * time.Minute,
 			Commands: []string{"CGO_ENABLED=0 go build -o out/hello .", "./out/hello"}}}, &log)
@@ -193,7 +174,7 @@ func TestRelativeWorkspaceIsMounted(t *testing.T) {
 	d, img, ws := setup(t)
 	t.Chdir(filepath.Dir(ws))
 	os.WriteFile(filepath.Join(ws, "in.txt"), []byte("relative\n"), 0o644)
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := d.Run(context.Background(), executor.Spec{RunID: "p.rel", Workspace: filepath.Base(ws),
 		Step: pipeline.Step{Name: "build", Image: img, Commands: []string{"cat in.txt"}}}, &log)
 	if err != nil || code != 0 || !strings.Contains(log.String(), "relative") {

@@ -12,6 +12,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/pool"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/garrisontest"
 )
 
 // TestContainerRunnerStepCannotReadTheHost: a runner in its image (as
@@ -36,7 +37,7 @@ func TestContainerRunnerStepCannotReadTheHost(t *testing.T) {
 	// A link the checkout left pointing at the host file is copied as a
 	// link, and leads nowhere on the runner.
 	os.Symlink(secret, filepath.Join(ws, "escape"))
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := p.Run(context.Background(), pool.Job{ID: "isolated", Timeout: time.Minute,
 		Env: map[string]string{"SECRET": secret, "HOSTDIR": hostDir},
 		Script: `cat in.txt

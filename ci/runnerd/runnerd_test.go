@@ -21,28 +21,11 @@ import (
 	"github.com/garrisonhq/garrison/ci/pool"
 	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
+	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/poll"
 )
 
 const poolApp = "/test/runners"
-
-// syncBuffer is a log written by the pool while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startRunner runs a runner in this process until the returned stop is
 // called (or the test ends); stop waits for it.
@@ -123,7 +106,7 @@ func TestRunnerTakesJobsThroughEtcdAndTheAPI(t *testing.T) {
 	os.WriteFile(filepath.Join(ws, "sub", "in.txt"), []byte("from the workspace\n"), 0o644)
 	os.Symlink("sub/in.txt", filepath.Join(ws, "link"))
 	t.Setenv("RUNNER_SECRET", "host-only")
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := p.Run(ctx, pool.Job{ID: "a", Env: map[string]string{"N": "seven"}, Timeout: time.Minute,
 		Script: `echo "$N x$RUNNER_SECRET"; cat link; test "$(pwd)" = "$CI_WORKSPACE" && test "$HOME" = "$CI_WORKSPACE" && echo in-ws; echo new > sub/in.txt; echo made > out; exit 3`}, ws, &log)
 	if err != nil || code != 3 {
@@ -142,7 +125,7 @@ func TestRunnerTakesJobsThroughEtcdAndTheAPI(t *testing.T) {
 	// One job at a time: b waits in the queue while slow runs, and slow
 	// is killed with its children at its timeout.
 	slowDone := make(chan error, 1)
-	var slowLog syncBuffer
+	var slowLog garrisontest.Buffer
 	go func() {
 		_, err := p.Run(ctx, pool.Job{ID: "slow", Script: "sleep 30 & sleep 30", Timeout: 2 * time.Second}, ws, &slowLog)
 		slowDone <- err
@@ -170,7 +153,7 @@ func TestRunnerTakesJobsThroughEtcdAndTheAPI(t *testing.T) {
 	// garrison gives a job up (its step was cancelled): the runner kills
 	// it, and the job's next line never comes.
 	jctx, cancel := context.WithCancelCause(ctx)
-	var gaveUp syncBuffer
+	var gaveUp garrisontest.Buffer
 	go func() {
 		p.Run(jctx, pool.Job{ID: "given-up", Script: "echo started; sleep 3; echo still-there > /dev/stderr; sleep 30", Timeout: time.Minute}, ws, &gaveUp)
 	}()
@@ -208,7 +191,7 @@ func TestStoppingRunnerFinishesItsJob(t *testing.T) {
 			cli := etcdtest.New(t).Client(t)
 			p := citest.PoolHQ(t, cli, poolApp)
 			addr, stop := startRunner(t, cli, "r1", tc.drain)
-			var log syncBuffer
+			var log garrisontest.Buffer
 			type result struct {
 				code int
 				err  error
@@ -245,7 +228,7 @@ func TestLostRunnerFailsItsJob(t *testing.T) {
 	cli := etcdtest.New(t).Client(t)
 	p := citest.PoolHQ(t, cli, poolApp)
 	startRunner(t, cli, "r1", time.Minute)
-	var log syncBuffer
+	var log garrisontest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		_, err := p.Run(context.Background(), pool.Job{ID: "j", Script: "echo started; sleep 30", Timeout: time.Minute}, t.TempDir(), &log)
@@ -296,7 +279,7 @@ func TestRunnerAuthenticatesToGarrison(t *testing.T) {
 		{"", func(code int, err error) bool { return err != nil && strings.Contains(err.Error(), "401") }},
 	} {
 		_, stop := startRunnerWith(t, runnerd.Config{Etcd: cli, App: poolApp, ID: "r-" + tc.token, WorkDir: t.TempDir(), Token: tc.token})
-		var log syncBuffer
+		var log garrisontest.Buffer
 		code, err := p.Run(context.Background(), pool.Job{ID: "with-" + tc.token, Script: "true", Timeout: time.Minute}, t.TempDir(), &log)
 		if !tc.check(code, err) {
 			t.Errorf("token %q: %d %v\n%s", tc.token, code, err, log.String())
@@ -317,7 +300,7 @@ func TestLongJobOutlivesTheServerTimeouts(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	startRunner(t, cli, "r1", time.Minute)
-	var log syncBuffer
+	var log garrisontest.Buffer
 	code, err := p.Run(context.Background(), pool.Job{ID: "long", Script: "echo a; sleep 3; echo b", Timeout: time.Minute}, t.TempDir(), &log)
 	if code != 0 || err != nil || !strings.HasSuffix(log.String(), "a\nb\n") {
 		t.Errorf("job: %d %v\n%s", code, err, log.String())

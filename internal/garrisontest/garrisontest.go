@@ -176,8 +176,8 @@ func TasksUnder(dir string) ([]int, error) {
 	return pids, nil
 }
 
-// Buffer is a bytes.Buffer safe for the writer goroutine exec starts
-// and the test reading it.
+// Buffer is a bytes.Buffer safe for a writer goroutine (exec's stderr
+// copier, a step's log) and the test reading it.
 type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
