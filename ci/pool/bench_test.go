@@ -31,13 +31,27 @@ const (
 // the same run, and reports their ratio. Each iteration is one queue of
 // each; -benchtime=5x is five runs.
 func BenchmarkWarmTestQueue(b *testing.B) {
+	warmAgainstFresh(b, Parallel, Queue, "queue")
+}
+
+// BenchmarkWarmTestStep times one test step on a warm runner in its
+// container next to the same step in a fresh container: the cost of a
+// step without any queue.
+func BenchmarkWarmTestStep(b *testing.B) {
+	warmAgainstFresh(b, 1, 1, "step")
+}
+
+// warmAgainstFresh runs n steps through a pool of `runners` warm runners,
+// then the same n in fresh containers, `runners` at a time too, each
+// iteration, and reports both and their ratio as `what`.
+func warmAgainstFresh(b *testing.B, runners, n int, what string) {
 	etcd := etcdtest.New(b)
 	cli := etcd.Client(b)
 	d := dockertest.Client(b)
 	img := citest.Busybox(b, d)
-	const poolApp = "/bench/runners"
+	poolApp := "/bench/runners-" + what
 	runner := citest.RunnerImage(b, d)
-	for i := range Parallel {
+	for i := range runners {
 		citest.StartContainerRunner(b, d, runner, etcd.Endpoints, poolApp, fmt.Sprintf("r%d", i))
 	}
 	p := citest.PoolHQ(b, cli, poolApp)
@@ -48,48 +62,17 @@ func BenchmarkWarmTestQueue(b *testing.B) {
 	var warm, fresh time.Duration
 	for i := range b.N {
 		t0 := time.Now()
-		queue(b, Queue, Queue, func(j int) (int, error) {
+		queue(b, n, n, func(j int) (int, error) {
 			return p.Run(ctx, pool.Job{ID: fmt.Sprintf("%d.%d", i, j), Script: step.Script(), Timeout: time.Minute}, ws, io.Discard)
 		})
 		warm += time.Since(t0)
 		t0 = time.Now()
-		queue(b, Queue, Parallel, func(j int) (int, error) {
+		queue(b, n, runners, func(j int) (int, error) {
 			return ex.Run(ctx, executor.Spec{RunID: fmt.Sprintf("bench.%d.%d", i, j), Step: step, Workspace: ws}, io.Discard)
 		})
 		fresh += time.Since(t0)
 	}
-	report(b, warm, fresh, "queue")
-}
-
-// BenchmarkWarmTestStep times one test step on a warm runner in its
-// container next to the same step in a fresh container: the cost of a
-// step without any queue.
-func BenchmarkWarmTestStep(b *testing.B) {
-	etcd := etcdtest.New(b)
-	cli := etcd.Client(b)
-	d := dockertest.Client(b)
-	img := citest.Busybox(b, d)
-	const poolApp = "/bench/runner"
-	citest.StartContainerRunner(b, d, citest.RunnerImage(b, d), etcd.Endpoints, poolApp, "r1")
-	p := citest.PoolHQ(b, cli, poolApp)
-	ex := executor.New(d, dockertest.UniqueName("pool-bench-"))
-	ws := b.TempDir()
-	step := pipeline.Step{Name: "smoke", Image: img, Commands: []string{"test -d .", "echo ok"}, Timeout: time.Minute}
-	ctx := context.Background()
-	var warm, fresh time.Duration
-	for i := range b.N {
-		t0 := time.Now()
-		queue(b, 1, 1, func(int) (int, error) {
-			return p.Run(ctx, pool.Job{ID: fmt.Sprint(i), Script: step.Script(), Timeout: time.Minute}, ws, io.Discard)
-		})
-		warm += time.Since(t0)
-		t0 = time.Now()
-		queue(b, 1, 1, func(int) (int, error) {
-			return ex.Run(ctx, executor.Spec{RunID: fmt.Sprintf("bench.%d", i), Step: step, Workspace: ws}, io.Discard)
-		})
-		fresh += time.Since(t0)
-	}
-	report(b, warm, fresh, "step")
+	report(b, warm, fresh, what)
 }
 
 // queue runs n steps, at most par at once, and fails b on any that does
