@@ -91,6 +91,13 @@ type Input struct {
 	// Errors holds, per metric, why its source failed this time: such a
 	// metric has no data whatever Reading says, and the text is recorded.
 	Errors map[sample.Metric]string `json:"errors,omitempty"`
+	// Span is the time the reading covers as a fraction of the evaluation
+	// interval, when a live source's quick re-read made it shorter (0: a
+	// whole interval). A rate over half the time counts half the events,
+	// so its noise is twice as large: the band within which a reading is
+	// confirmed widens in proportion, and the mean of two readings weighs
+	// each by its span.
+	Span float64 `json:"span,omitempty"`
 }
 
 // MetricInput is one metric's part in a decision: what was read, the
@@ -161,6 +168,9 @@ type Decision struct {
 	// Supersede: an up that replaces the autoscaler's own scale deployment
 	// in progress (it is larger than that deployment's target).
 	Supersede bool `json:"supersede,omitempty"`
+	// Span is Input.Span: the reading covered this fraction of the
+	// interval (0: all of it).
+	Span float64 `json:"span,omitempty"`
 }
 
 // Acts reports whether the caller should change the count.
@@ -189,7 +199,8 @@ type State struct {
 	// Last is the previous decision.
 	Last Decision `json:"last"`
 	// Settled: the last evaluation held an up because the load was still
-	// rising; the next one acts whatever the trend (one interval at most).
+	// rising; the next one acts whatever the trend (one interval at most;
+	// half of one when a live source re-reads the app sooner).
 	Settled bool `json:"settled,omitempty"`
 	// Confirming: the last evaluation held an up whose size the reading's
 	// noise could have set (see Decide); the next one sizes from the lower
@@ -245,7 +256,12 @@ func ceil(x float64) int {
 //     previous evaluation (or had no data then), the reading may span the
 //     moment the load changed: the up waits one evaluation (Why
 //     WhySettling) and is sized from the next reading, which is all after
-//     it; a load that keeps rising is followed at the next evaluation.
+//     it (the Manager takes it half an interval later from a live source);
+//     a load that keeps rising is followed at the next evaluation.
+//   - a reading within the tolerance (widened by 1/Input.Span for a
+//     shorter reading) of needing one instance fewer waits too (Why
+//     WhyConfirm): the next reading confirms, and the step is sized from
+//     the mean of the two, each weighed by its span.
 //   - down when every used metric has data from every instance, no
 //     instance is starting (Current == Desired) and each is under its down
 //     threshold (a metric with only an up threshold: not over it),
@@ -279,6 +295,16 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 	prev := &st.Last
 	// first: nothing to compare the load with, so no "still rising" hold.
 	first := prev.App != rule.App || prev.At.IsZero()
+	// span, prevSpan: the time this and the previous reading cover, in
+	// intervals. lowBand is the noise one reading of this span may carry.
+	span, prevSpan := 1.0, 1.0
+	if in.Span > 0 && in.Span < 1 {
+		span, d.Span = in.Span, in.Span
+	}
+	if !first && prev.Span > 0 {
+		prevSpan = prev.Span
+	}
+	lowBand := 1 + (band-1)/span
 	var (
 		used, withData, over int
 		// downCond: the down condition holds this evaluation.
@@ -344,13 +370,14 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 			mi.Over = mi.PerInstance > mi.Up*band
 			mi.Needed = ceil(load / (mi.Up * band))
 			if mi.Over {
-				upLow = max(upLow, ceil(load/(mi.Up*band*band)))
-				// The mean of two rates over one interval each is the rate
-				// over both: the error of one late scrape, which adds to
-				// one interval what it takes from the next, cancels.
+				upLow = max(upLow, ceil(load/(mi.Up*band*lowBand)))
+				// The mean of two rates, each weighed by the time it
+				// covers, is the rate over both: the error of one late
+				// scrape, which adds to one interval what it takes from
+				// the next, cancels.
 				both := load
 				if mi.PrevLoad >= 0 {
-					both = (load + mi.PrevLoad) / 2
+					both = (load*span + mi.PrevLoad*prevSpan) / (span + prevSpan)
 				}
 				upConfirmed = max(upConfirmed, ceil(both/(mi.Up*band)))
 			}
@@ -506,7 +533,7 @@ func Decide(rule rulefmt.Rule, in Input, st *State, now time.Time) Decision {
 				d.Why = WhyConfirm
 				st.Confirming = true
 				r.s("; within ")
-				r.f(100*(band-1), 0)
+				r.f(100*(lowBand-1), 0)
 				r.s("% of needing ")
 				r.i(upLow)
 				r.s(": confirmed at the next evaluation")

@@ -79,6 +79,12 @@ func wanting(n int, i autoscale.Input) autoscale.Input {
 	return i
 }
 
+// short: the reading covers span of the interval (a live source's re-read).
+func short(span float64, i autoscale.Input) autoscale.Input {
+	i.Span = span
+	return i
+}
+
 func withErr(i autoscale.Input, m sample.Metric, msg string) autoscale.Input {
 	i.Errors = map[sample.Metric]string{m: msg}
 	return i
@@ -547,6 +553,39 @@ func TestDecide(t *testing.T) {
 				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
 				{at: 2 * time.Second, in: in(1, qps(46, 1)), action: autoscale.None, to: 1, reason: "confirmed at the next evaluation"},
 				{at: 3 * time.Second, in: in(1, qps(30.72, 1)), action: autoscale.Up, to: 4, reason: "the mean of this and the previous reading needs 4"},
+			},
+		},
+		// A live source's re-read half an interval after the hold counts
+		// half the requests: one half-second reading of 40 req/s read 49
+		// on a busy machine (BenchmarkReactionToLoadStep, tuned row).
+		{
+			name: "a half-interval re-read is confirmed within twice the tolerance, and the mean weighs each reading by its span",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				// 49 needs 5 (49/11) and 4 a fifth lower (49/13.2): held,
+				// where a whole interval's 49 would go to 5 at once.
+				{at: 1500 * time.Millisecond, in: short(0.5, in(1, qps(49, 1))), action: autoscale.None, to: 1,
+					reason: "within 20% of needing 4: confirmed at the next evaluation"},
+				// Two half intervals weigh alike: (49 + 37)/2 = 43, which 4
+				// carry.
+				{at: 2 * time.Second, in: short(0.5, in(1, qps(37, 1))), action: autoscale.Up, to: 4,
+					reason: "the mean of this and the previous reading needs 4"},
+			},
+		},
+		{
+			name: "a confirm over unequal spans is sized from the mean weighed by span: the rate over both",
+			rule: []string{"up: {qps: 10}", "down: {qps: 3}", "quorum: 1"},
+			steps: []step{
+				{in: in(1, qps(0, 1))},
+				{at: time.Second, in: in(1, qps(16, 1)), action: autoscale.None, to: 1, reason: "sized at the next evaluation"},
+				// 36 needs 4 (36/11), 3 a tolerance lower (36/12.1).
+				{at: 2 * time.Second, in: in(1, qps(36, 1)), action: autoscale.None, to: 1, reason: "within 10% of needing 3: confirmed at the next evaluation"},
+				// (36×1 + 29×0.5)/1.5 = 33.7 needs 4; the plain mean, 32.5,
+				// would give half the time twice its weight and ask for 3.
+				{at: 2500 * time.Millisecond, in: short(0.5, in(1, qps(29, 1))), action: autoscale.Up, to: 4,
+					reason: "the mean of this and the previous reading needs 4"},
 			},
 		},
 		{

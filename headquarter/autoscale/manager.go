@@ -110,6 +110,12 @@ type Config struct {
 	// SourceTimeout bounds each source's read (default: the interval, at
 	// least 3 s).
 	SourceTimeout time.Duration
+	// Recheck is how long after an evaluation that held an app's scale-up
+	// (WhySettling: the load still rising; WhyConfirm: a reading to
+	// confirm) that app alone is read and decided again, when every source
+	// its rule uses is Live; other apps and sources wait for the next
+	// evaluation. Default Interval/2; negative: never.
+	Recheck time.Duration
 	// IsLeader says whether this headquarter evaluates: with several
 	// sharing an etcd, only the leader does. nil: always.
 	IsLeader   func() bool
@@ -122,6 +128,17 @@ type Config struct {
 // evaluation is cheap (BenchmarkDecide10k) and the step must be seen
 // within a second or two (issue 11).
 const DefaultInterval = time.Second
+
+// Live is implemented by a metric source whose Read measures up to the
+// moment it is called (scout/local takes each rate between two Reads of
+// the app), so that a Read shortly after a held evaluation measures only
+// the time since, all of it after a load change that evaluation saw. A
+// Prometheus or Elasticsearch reading moves only when a scrape or an
+// index lands: reading it sooner gives the same value again, so those
+// sources are not Live and their apps wait for the next evaluation.
+type Live interface {
+	Live() bool
+}
 
 // Subscriber is the event bus as a source of the scheduler's events; a
 // Publisher that is one wakes the ready check of a pending scale-up.
@@ -146,6 +163,16 @@ type Manager struct {
 	// without data; logged once when it reaches noDataAfter.
 	noData map[string]map[sample.Metric]int
 	kick   chan struct{}
+	// recheck: the apps the last full evaluation held (settling or
+	// confirming) whose sources are all live, with when they were read;
+	// Run evaluates them again Recheck after that. rechecked: the apps
+	// whose last read was such a re-read, with its time, so that the next
+	// evaluation knows its reading covers only the time since.
+	recheck, rechecked map[string]time.Time
+	// tick and after are Run's clock (tests replace them): nil, a ticker
+	// of Interval and time.After.
+	tick  <-chan time.Time
+	after func(time.Duration) <-chan time.Time
 
 	evaluations *prometheus.HistogramVec
 	decisions   *prometheus.CounterVec
@@ -174,6 +201,16 @@ func New(cfg Config) *Manager {
 	if cfg.RecordGap == 0 {
 		cfg.RecordGap = time.Minute
 	}
+	if cfg.Recheck == 0 {
+		// Half an interval: the re-read's rate counts half the requests of
+		// a whole interval's, so its noise is twice as large (at 40 req/s
+		// one request more or less is 5%; a scrape 25 ms late on a busy
+		// machine as much), which Decide answers by widening the band
+		// within which it is confirmed (Input.Span). Sooner is noisier
+		// still and would be confirmed more often, which costs the
+		// interval back; later gains less than the half interval.
+		cfg.Recheck = cfg.Interval / 2
+	}
 	if cfg.SourceTimeout == 0 {
 		// Not the interval alone: Docker's stats can take most of a second
 		// on a busy machine, and a read cut short is no data for every app
@@ -188,6 +225,7 @@ func New(cfg Config) *Manager {
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, state: map[string]*State{}, pending: map[string]*pendingScale{}, recorded: map[string]*Record{},
 		written: map[string]time.Time{}, noData: map[string]map[sample.Metric]int{}, kick: make(chan struct{}, 1),
+		recheck: map[string]time.Time{}, rechecked: map[string]time.Time{}, after: time.After,
 		hasData: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "garrison_autoscale_metric_has_data", Help: "Whether the last evaluation had data for a metric an app's rule uses (1) or not (0)."},
 			[]string{"app", "metric"}),
@@ -226,6 +264,8 @@ func (m *Manager) SetRules(rules []rulefmt.Rule) {
 			delete(m.pending, app)
 			delete(m.recorded, app)
 			delete(m.written, app)
+			delete(m.recheck, app)
+			delete(m.rechecked, app)
 			for metric := range m.noData[app] {
 				m.hasData.DeleteLabelValues(app, string(metric))
 			}
@@ -241,13 +281,23 @@ func (m *Manager) Rules() []rulefmt.Rule {
 	return slices.Clone(m.rules)
 }
 
-// Run evaluates every interval until ctx ends. Between evaluations it
-// watches pending scale-ups: on each of the scheduler's task, health and
-// deployment events (when Events is a Subscriber) and every ReadyPoll, so
-// a scale-up's ReadyAt is when its last instance became ready.
+// Run evaluates every interval until ctx ends, and Recheck after an
+// evaluation that held a scale-up on a live source, that app again
+// (Recheck). Between evaluations it watches pending scale-ups: on each of
+// the scheduler's task, health and deployment events (when Events is a
+// Subscriber) and every ReadyPoll, so a scale-up's ReadyAt is when its
+// last instance became ready.
 func (m *Manager) Run(ctx context.Context) error {
-	ticker := time.NewTicker(m.cfg.Interval)
-	defer ticker.Stop()
+	tick := m.tick
+	if tick == nil {
+		ticker := time.NewTicker(m.cfg.Interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	// recheck fires once per full evaluation at most: a re-read that is
+	// held again (settled, then to be confirmed) waits for the next tick,
+	// half an interval later, rather than read a window shorter still.
+	var recheck <-chan time.Time
 	poll := time.NewTicker(m.cfg.ReadyPoll)
 	poll.Stop()
 	defer poll.Stop()
@@ -276,13 +326,67 @@ func (m *Manager) Run(ctx context.Context) error {
 				poll.Stop()
 			}
 			continue
-		case <-ticker.C:
+		case <-recheck:
+			recheck = nil
+			if m.cfg.IsLeader == nil || m.cfg.IsLeader() {
+				m.Recheck(ctx)
+			}
+			continue
+		case <-tick:
 		}
+		recheck = nil
 		if m.cfg.IsLeader != nil && !m.cfg.IsLeader() {
 			continue
 		}
 		m.Evaluate(ctx)
+		if at, ok := m.recheckAt(); ok {
+			recheck = m.after(max(at.Sub(m.cfg.Now()), 0))
+		}
 	}
+}
+
+// recheckAt is when the apps the last evaluation held are to be read
+// again: Recheck after they were read.
+func (m *Manager) recheckAt() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var first time.Time
+	for _, at := range m.recheck {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first.Add(m.cfg.Recheck), !first.IsZero()
+}
+
+// Recheck reads and evaluates again, at once, the apps whose scale-up the
+// last Evaluate held (the load still rising, or a reading to confirm) and
+// whose rule reads only Live sources: their reading then covers only the
+// time since, all after the change, and sizes the step half an interval
+// sooner than the next evaluation would. Run calls it Recheck after
+// Evaluate; it does nothing a second time. Exported for tests, which
+// drive the clock.
+func (m *Manager) Recheck(ctx context.Context) []Record {
+	m.mu.Lock()
+	apps := m.recheck
+	m.recheck = map[string]time.Time{}
+	m.mu.Unlock()
+	if len(apps) == 0 {
+		return nil
+	}
+	return m.evaluate(ctx, apps)
+}
+
+// live: every source the rule reads is Live.
+func (m *Manager) live(r rulefmt.Rule) bool {
+	of := sourcesOf(r, m.cfg.DefaultSource)
+	for _, name := range of {
+		l, ok := m.cfg.Sources[name].(Live)
+		if !ok || !l.Live() {
+			return false
+		}
+	}
+	return len(of) > 0
 }
 
 // checkPendingAll checks every pending scale-up; it reports whether some
@@ -309,8 +413,17 @@ func (m *Manager) checkPendingAll(ctx context.Context) bool {
 // Evaluate runs one evaluation of every rule and acts on it. Exported for
 // tests and benchmarks, which drive the clock.
 func (m *Manager) Evaluate(ctx context.Context) []Record {
+	return m.evaluate(ctx, nil)
+}
+
+// evaluate evaluates every rule, or (a recheck) only the apps of only,
+// read at the times it holds.
+func (m *Manager) evaluate(ctx context.Context, only map[string]time.Time) []Record {
 	now := m.cfg.Now()
 	rules := m.Rules()
+	if only != nil {
+		rules = slices.DeleteFunc(rules, func(r rulefmt.Rule) bool { _, ok := only[r.App]; return !ok })
+	}
 	if len(rules) == 0 {
 		return nil
 	}
@@ -328,6 +441,27 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 		statuses[r.App] = st
 		known = append(known, r)
 	}
+	// spans: the apps whose reading covers less than an interval (a
+	// recheck, or the evaluation after one), as a fraction of it.
+	readAt := now
+	spans := map[string]float64{}
+	m.mu.Lock()
+	for _, r := range known {
+		since, short := only[r.App]
+		if only == nil {
+			since, short = m.rechecked[r.App]
+			delete(m.rechecked, r.App)
+		} else {
+			m.rechecked[r.App] = readAt
+		}
+		if short {
+			spans[r.App] = float64(readAt.Sub(since)) / float64(m.cfg.Interval)
+		}
+	}
+	if only == nil {
+		clear(m.recheck)
+	}
+	m.mu.Unlock()
 	start := time.Now()
 	readings, failures := m.read(ctx, known, statuses, now)
 	m.evaluations.WithLabelValues("read").Observe(time.Since(start).Seconds())
@@ -340,7 +474,7 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 	for _, r := range known {
 		st := statuses[r.App]
 		m.checkPending(ctx, r.App, st, now)
-		in := Input{Current: st.Ready, Desired: st.Instances, Reading: readings[r.App],
+		in := Input{Current: st.Ready, Desired: st.Instances, Reading: readings[r.App], Span: spans[r.App],
 			Deployment: Deployment{InProgress: st.Deployment, Autoscaler: st.Autoscaled, Target: st.Instances}}
 		for metric, source := range sourcesOf(r, m.cfg.DefaultSource) {
 			if err, failed := failures[source]; failed {
@@ -358,6 +492,9 @@ func (m *Manager) Evaluate(ctx context.Context) []Record {
 		}
 		d := Decide(r, in, state, now)
 		last := m.recorded[r.App]
+		if only == nil && (d.Why == WhySettling || d.Why == WhyConfirm) && m.cfg.Recheck > 0 && m.live(r) {
+			m.recheck[r.App] = readAt
+		}
 		m.mu.Unlock()
 		m.log.Debug("autoscale: decision", "decision", d.String(), "reason", d.Reason)
 		m.noteData(r.App, d)

@@ -15,7 +15,10 @@
 //
 // The window is the evaluation interval: a rate is always taken between the
 // current and the previous Read of the same app, whatever Request.Window
-// says. The source keeps the previous sample of each task and instance for
+// says. The source is live (Live): a Read measures up to the moment it is
+// called, so the autoscaler may read an app again half an interval after
+// an evaluation that saw its load change, and that rate covers only the
+// time since. The source keeps the previous sample of each task and instance for
 // that. A task or instance seen for the first time has no rate yet and is
 // not counted (it is in no Value's Instances), so a new instance never
 // dilutes an average before its own data shows; a first Read therefore
@@ -191,6 +194,11 @@ type Source struct {
 }
 
 var _ sample.Source = (*Source)(nil)
+
+// Live reports that a Read measures up to the moment it is called: the
+// autoscaler (autoscale.Live) re-reads an app sooner than its interval
+// when that sizes a scale-up on a reading entirely after a change.
+func (*Source) Live() bool { return true }
 
 // New returns a source reading task stats from stats and instance addresses
 // from registry (an etcd KV holding /service/...). A nil stats leaves CPU
