@@ -227,6 +227,8 @@ func printTable(w io.Writer) {
 		}
 		if means[1] > 0 {
 			fmt.Fprintf(&sb, " %12.2f", means[0]/means[1])
+		} else {
+			fmt.Fprintf(&sb, " %12s", "-")
 		}
 		sb.WriteString("\n")
 	}

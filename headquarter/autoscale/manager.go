@@ -458,12 +458,42 @@ func (m *Manager) evaluate(ctx context.Context, only map[string]time.Time) []Rec
 			spans[r.App] = float64(readAt.Sub(since)) / float64(m.cfg.Interval)
 		}
 	}
+	// A recheck reads only the metrics that were over the held decision's
+	// band: the others keep their last reading, and their window stays
+	// whole. It does not wait for what it does not need (Docker's stats,
+	// which answer at the daemon's next one-second collection, made a
+	// re-read of QPS take as long as the tick it was to come before).
+	var want map[string][]sample.Metric
+	kept := map[string]sample.Reading{}
 	if only == nil {
 		clear(m.recheck)
+	} else {
+		want = map[string][]sample.Metric{}
+		for _, r := range known {
+			last := sample.Reading{}
+			if st := m.state[r.App]; st != nil {
+				for _, mi := range st.Last.Inputs {
+					switch {
+					case mi.Over:
+						want[r.App] = append(want[r.App], mi.Metric)
+					case mi.HasData:
+						last[mi.Metric] = sample.Value{Value: mi.Value, Instances: mi.Instances, OK: true}
+					}
+				}
+			}
+			kept[r.App] = last
+		}
 	}
 	m.mu.Unlock()
 	start := time.Now()
-	readings, failures := m.read(ctx, known, statuses, now)
+	readings, failures := m.read(ctx, known, statuses, want, now)
+	for app, last := range kept {
+		for metric, v := range last {
+			if _, read := readings[app][metric]; !read && readings[app] != nil {
+				readings[app][metric] = v
+			}
+		}
+	}
 	m.evaluations.WithLabelValues("read").Observe(time.Since(start).Seconds())
 	// The readings cover the window up to the start of the evaluation; the
 	// decision is made now, after reading (a source may take a while).
@@ -620,8 +650,9 @@ func (m *Manager) checkPending(ctx context.Context, app string, st AppStatus, no
 }
 
 // read asks each source once for all the apps whose rules use it, per
-// window. It returns the merged readings and, per failed source, why.
-func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[string]AppStatus, now time.Time) (sample.Readings, map[string]string) {
+// window: for the metrics of want when it is not nil (per app). It returns
+// the merged readings and, per failed source, why.
+func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[string]AppStatus, want map[string][]sample.Metric, now time.Time) (sample.Readings, map[string]string) {
 	type key struct {
 		source string
 		window time.Duration
@@ -633,12 +664,12 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 		of := sourcesOf(r, m.cfg.DefaultSource)
 		metrics := map[string][]sample.Metric{} // per source, the metrics the rule reads from it
 		for _, metric := range sample.Metrics {
-			if source, ok := of[metric]; ok {
+			if source, ok := of[metric]; ok && (want == nil || slices.Contains(want[r.App], metric)) {
 				metrics[source] = append(metrics[source], metric)
 			}
 		}
 		for _, source := range of {
-			if seen[source] {
+			if seen[source] || metrics[source] == nil {
 				continue
 			}
 			seen[source] = true
@@ -699,6 +730,9 @@ func (m *Manager) read(ctx context.Context, rules []rulefmt.Rule, statuses map[s
 	for _, r := range rules {
 		reading := sample.Reading{}
 		for metric, source := range sourcesOf(r, m.cfg.DefaultSource) {
+			if want != nil && !slices.Contains(want[r.App], metric) {
+				continue // not asked for: a source may still answer it, without data
+			}
 			if v, ok := bySource[source][r.App][metric]; ok {
 				reading[metric] = v
 			}

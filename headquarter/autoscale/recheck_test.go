@@ -252,16 +252,18 @@ func TestManagerDoesNotRereadANonLiveSource(t *testing.T) {
 	}
 }
 
-// Explicit Evaluate and Recheck, as the benchmarks drive the manager: a
-// follower (IsLeader false) is never asked to recheck by Run, and Recheck
-// does nothing a second time.
-func TestManagerRecheckOnlyOnceAndOnlyTheHeldApps(t *testing.T) {
+// Explicit Evaluate and Recheck: Recheck reads only the metrics that were
+// over (QPS here; CPU keeps its last reading: the local source's CPU comes
+// from Docker's stats, which answer at the daemon's next one-second
+// collection and held the re-read as long as the tick), and it does
+// nothing a second time.
+func TestManagerRecheckOnlyOnceAndOnlyTheOverMetrics(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	src := &liveScripted{}
 	target := &memTarget{status: map[string]autoscale.AppStatus{"/a": {Instances: 1, Ready: 1}}}
 	m := autoscale.New(autoscale.Config{Target: target, Sources: map[string]sample.Source{"l": src}, DefaultSource: "l",
 		Interval: time.Second, Now: clock.now})
-	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    max: 10\n    quorum: 1\n    up: { qps: 10 }\n    down: { qps: 3 }\n"))
+	m.SetRules(parseRules(t, "rules:\n  - app: /a\n    max: 10\n    quorum: 1\n    up: { qps: 10, cpu: 0.8 }\n    down: { qps: 3, cpu: 0.2 }\n"))
 	src.set(5)
 	m.Evaluate(t.Context())
 	if recs := m.Recheck(t.Context()); recs != nil || len(src.requests) != 1 {
@@ -271,23 +273,39 @@ func TestManagerRecheckOnlyOnceAndOnlyTheHeldApps(t *testing.T) {
 	src.set(25)
 	m.Evaluate(t.Context())
 	clock.set(clock.now().Add(500 * time.Millisecond))
+	src.cpu = 0.5 // answered but not asked for: the decision keeps 0.3
 	src.set(40)
 	recs := m.Recheck(t.Context())
 	if len(recs) != 1 || recs[0].Action != autoscale.Up || recs[0].To != 4 || recs[0].Span != 0.5 {
 		t.Fatalf("recheck %+v", recs)
+	}
+	if got := src.requests[2].Apps[0].Metrics; !slices.Equal(got, []sample.Metric{sample.QPS}) {
+		t.Fatalf("the recheck asked for %v, want only qps", got)
+	}
+	for _, mi := range recs[0].Inputs {
+		if mi.Metric == sample.CPU && (!mi.HasData || mi.Value != 0.3) {
+			t.Fatalf("cpu in the recheck %+v, want its last reading, 0.3", mi)
+		}
 	}
 	if recs := m.Recheck(t.Context()); recs != nil || len(src.requests) != 3 {
 		t.Fatalf("a second recheck: %+v, %d reads", recs, len(src.requests))
 	}
 }
 
-// liveScripted is a scripted source that says it is live.
-type liveScripted struct{ scriptedSource }
+// liveScripted is a scripted source that says it is live; it answers
+// every metric whatever the request asks for.
+type liveScripted struct {
+	scriptedSource
+	cpu float64
+}
 
 func (*liveScripted) Live() bool { return true }
 
 func (s *liveScripted) set(qps float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.readings = sample.Readings{"/a": {sample.QPS: {Value: qps, OK: true, Instances: 1}}}
+	if s.cpu == 0 {
+		s.cpu = 0.3
+	}
+	s.readings = sample.Readings{"/a": {sample.QPS: {Value: qps, OK: true, Instances: 1}, sample.CPU: {Value: s.cpu, OK: true, Instances: 1}}}
 }
