@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/pooltest"
 	"github.com/garrisonhq/garrison/internal/testbin"
 	"github.com/garrisonhq/garrison/registrar"
 )
@@ -42,16 +42,11 @@ func Busybox(t testing.TB, cli client.APIClient) string {
 }
 
 // PoolHQ is garrison's side of the runner pool poolApp, serving the
-// runners' routes on 127.0.0.1 as garrison's API does: runners reach it
-// over HTTP only, as a runner on another machine would.
+// runners' routes on 127.0.0.1 as garrison's API does with no auth:
+// pooltest.HQ with its defaults.
 func PoolHQ(t testing.TB, cli *clientv3.Client, poolApp string) *pool.Pool {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = p.Handler()
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return p
+	return pooltest.HQ(t, cli, poolApp, pooltest.Options{})
 }
 
 var runnerImage struct {
