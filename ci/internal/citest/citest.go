@@ -17,7 +17,6 @@ import (
 	"github.com/garrisonhq/garrison/ci/pool"
 	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/headquarter/app"
-	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
 	"github.com/garrisonhq/garrison/internal/pooltest"
@@ -25,20 +24,11 @@ import (
 	"github.com/garrisonhq/garrison/registrar"
 )
 
-// BusyboxImage is the tag of the step image tests use.
-const BusyboxImage = "garrison-test/busybox:ci"
-
-// Busybox builds BusyboxImage (Docker's cache makes a rebuild cheap) and
-// returns its tag.
+// Busybox builds the image steps run in and returns its tag: the
+// pipeline's tests and cmd/garrison's share dockertest.Busybox.
 func Busybox(t testing.TB, cli client.APIClient) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var log bytes.Buffer
-	if err := images.BuildBusybox(ctx, cli, BusyboxImage, &log); err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
-	}
-	return BusyboxImage
+	return dockertest.Busybox(t, cli)
 }
 
 // PoolHQ is garrison's side of the runner pool poolApp, serving the
