@@ -40,15 +40,7 @@ import (
 func TestPushToProduction(t *testing.T) {
 	cli := dockertest.Client(t)
 	stepImage := dockertest.Busybox(t, cli)
-	service, cleanup, err := testbin.Build(dockertest.TestServerPackage, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	serviceBin, err := os.ReadFile(service)
-	if err != nil {
-		t.Fatal(err)
-	}
+	serviceBin := testbin.Static(t, dockertest.TestServerPackage)
 	reg := registrytest.Start(t)
 	repo := gittest.New(t)
 	dir := t.TempDir()
