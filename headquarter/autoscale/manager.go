@@ -281,9 +281,9 @@ func (m *Manager) Rules() []rulefmt.Rule {
 	return slices.Clone(m.rules)
 }
 
-// Run evaluates every interval until ctx ends, and Recheck after an
-// evaluation that held a scale-up on a live source, that app again
-// (Recheck). Between evaluations it watches pending scale-ups: on each of
+// Run evaluates every interval until ctx ends; Recheck after an
+// evaluation that held a scale-up on a live source, it evaluates that app
+// again (Manager.Recheck). Between evaluations it watches pending scale-ups: on each of
 // the scheduler's task, health and deployment events (when Events is a
 // Subscriber) and every ReadyPoll, so a scale-up's ReadyAt is when its
 // last instance became ready.
@@ -460,9 +460,10 @@ func (m *Manager) evaluate(ctx context.Context, only map[string]time.Time) []Rec
 	}
 	// A recheck reads only the metrics that were over the held decision's
 	// band: the others keep their last reading, and their window stays
-	// whole. It does not wait for what it does not need (Docker's stats,
-	// which answer at the daemon's next one-second collection, made a
-	// re-read of QPS take as long as the tick it was to come before).
+	// whole. Nor does it wait for what it does not need: Docker's stats,
+	// which the local source reads for CPU, answered a re-read only at the
+	// daemon's next one-second collection (0.5 s, where the ticks took
+	// 20 ms), and the step was decided no sooner than at the next tick.
 	var want map[string][]sample.Metric
 	kept := map[string]sample.Reading{}
 	if only == nil {
