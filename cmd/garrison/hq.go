@@ -139,7 +139,9 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	var dockerDriver scheduler.Driver
 	dcli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
-		d, derr := docker.New(dcli, docker.WithNamespace(namespace))
+		// The term is checked between a container's create and start too:
+		// a leader paused right before a launch never starts it on resume.
+		d, derr := docker.New(dcli, docker.WithNamespace(namespace), docker.WithGuard(hq.store.Guard))
 		pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		if derr == nil {
 			derr = d.Ping(pingCtx)
