@@ -37,6 +37,9 @@ type ciSettings struct {
 	// hqURL is the base URL runners reach this garrison's API at (set by
 	// `garrison up` from its advertised address).
 	hqURL string
+	// etcd is garrison's own etcd client settings, given to the runners
+	// (set by `garrison up`).
+	etcd etcdSettings
 }
 
 func (s *ciSettings) register(fs *flag.FlagSet) {
@@ -117,7 +120,12 @@ func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headq
 		if err != nil {
 			return nil, fmt.Errorf("runner pool: the garrison binary: %w", err)
 		}
-		cfg.RunnerPool, cfg.RunnerBinary, cfg.RunnerHQ, cfg.RunnerEtcd = s.runnerPool, exe, s.hqURL, cli.Endpoints()
+		if err := s.etcd.readPasswordFile(); err != nil {
+			return nil, err
+		}
+		cfg.RunnerPool, cfg.RunnerBinary, cfg.RunnerHQ = s.runnerPool, exe, s.hqURL
+		cfg.RunnerEtcd = ci.RunnerEtcd{Endpoints: cli.Endpoints(), CACert: s.etcd.caCert, Cert: s.etcd.cert, Key: s.etcd.key,
+			User: s.etcd.user, Password: s.etcd.password}
 	}
 	return ci.Start(ctx, r, cfg)
 }

@@ -25,6 +25,9 @@ type etcdSettings struct {
 	key       string
 	user      string
 	password  string
+	// passwordFile holds the password instead: kept out of ps and of a
+	// container's command line (the runner pool's runners get one).
+	passwordFile string
 }
 
 func (s *etcdSettings) register(fs *flag.FlagSet, defaultEndpoints, endpointsHelp string) {
@@ -34,11 +37,12 @@ func (s *etcdSettings) register(fs *flag.FlagSet, defaultEndpoints, endpointsHel
 	fs.StringVar(&s.key, "etcd-key", "", "PEM private key of --etcd-cert")
 	fs.StringVar(&s.user, "etcd-user", "", "etcd user (etcd auth enabled), with --etcd-password")
 	fs.StringVar(&s.password, "etcd-password", "", "password of --etcd-user")
+	fs.StringVar(&s.passwordFile, "etcd-password-file", "", "file holding the password of --etcd-user (instead of --etcd-password, which ps shows)")
 }
 
 // secured reports whether any TLS or auth setting is given.
 func (s *etcdSettings) secured() bool {
-	return s.caCert != "" || s.cert != "" || s.key != "" || s.user != "" || s.password != ""
+	return s.caCert != "" || s.cert != "" || s.key != "" || s.user != "" || s.password != "" || s.passwordFile != ""
 }
 
 // validate checks that paired settings come in pairs.
@@ -46,8 +50,27 @@ func (s *etcdSettings) validate() error {
 	switch {
 	case (s.cert == "") != (s.key == ""):
 		return errors.New("--etcd-cert and --etcd-key go together: set both or neither")
-	case (s.user == "") != (s.password == ""):
-		return errors.New("--etcd-user and --etcd-password go together: set both or neither")
+	case s.password != "" && s.passwordFile != "":
+		return errors.New("--etcd-password and --etcd-password-file: set one of them")
+	case (s.user == "") != (s.password == "" && s.passwordFile == ""):
+		return errors.New("--etcd-user and --etcd-password (or --etcd-password-file) go together: set both or neither")
+	}
+	return nil
+}
+
+// readPasswordFile sets the password from --etcd-password-file, its
+// trailing newline cut.
+func (s *etcdSettings) readPasswordFile() error {
+	if s.passwordFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(s.passwordFile)
+	if err != nil {
+		return fmt.Errorf("--etcd-password-file: %w", err)
+	}
+	s.password = strings.TrimRight(string(b), "\r\n")
+	if s.password == "" {
+		return fmt.Errorf("--etcd-password-file %s is empty", s.passwordFile)
 	}
 	return nil
 }
@@ -79,6 +102,9 @@ func (s *etcdSettings) options(endpoints []string) ([]registrar.ClientOption, er
 		opts = append(opts, registrar.WithTLS(cfg))
 	}
 	if s.user != "" {
+		if err := s.readPasswordFile(); err != nil {
+			return nil, err
+		}
 		opts = append(opts, registrar.WithCredentials(s.user, s.password))
 	}
 	return opts, nil
