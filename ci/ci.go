@@ -139,7 +139,7 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 			cancel()
 			return nil, errors.New("a runner pool needs the URL its runners reach garrison's API at, and etcd's")
 		}
-		etcdArgs, etcdVolumes, err := runnerEtcdSettings(cfg.RunnerEtcd, cfg.DataDir)
+		runnerArgs, runnerVolumes, err := runnerSettings(cfg.RunnerEtcd, cfg.MarathonAuth, cfg.DataDir)
 		if err != nil {
 			cancel()
 			return nil, err
@@ -150,7 +150,7 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ensurePool(rctx, target, cfg, etcdArgs, etcdVolumes, logger)
+			ensurePool(rctx, target, cfg, runnerArgs, runnerVolumes, logger)
 		}()
 	}
 	wg.Add(1)

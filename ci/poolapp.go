@@ -42,18 +42,11 @@ func PoolApp(id, image string, args []string, env map[string]string, volumes []m
 			"gracePeriodSeconds": 10, "intervalSeconds": 2, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}}}
 }
 
-// poolApp is cfg's pool app around the runner image; etcdArgs and
-// volumes are runnerEtcdSettings'.
-func poolApp(cfg Config, image string, etcdArgs []string, volumes []map[string]any) map[string]any {
-	// The jobs carry garrison's URL: a runner needs only etcd.
-	env := map[string]string{}
-	switch a := cfg.MarathonAuth; {
-	case a.Token != "":
-		env["GARRISON_TOKEN"] = a.Token
-	case a.Username != "":
-		env["GARRISON_USER"], env["GARRISON_PASSWORD"] = a.Username, a.Password
-	}
-	return PoolApp(cfg.RunnerPool, image, etcdArgs, env, volumes)
+// poolApp is cfg's pool app around the runner image; args and volumes
+// are runnerSettings'. The jobs carry garrison's URL: a runner needs
+// only etcd.
+func poolApp(cfg Config, image string, args []string, volumes []map[string]any) map[string]any {
+	return PoolApp(cfg.RunnerPool, image, args, map[string]string{}, volumes)
 }
 
 // RunnerEtcd is how the runners reach etcd: garrison's own client
@@ -66,33 +59,22 @@ type RunnerEtcd struct {
 	User, Password string
 }
 
-// RunnerEtcdDir is where a runner's container sees its etcd files.
-const RunnerEtcdDir = "/run/garrison/etcd"
+// RunnerSecretsDir is where a runner's container sees the files of its
+// etcd and API credentials.
+const RunnerSecretsDir = "/run/garrison/secrets"
 
-// runnerEtcdSettings are the runners' etcd flags and the volumes that
-// bring them their files. The certificates, the key and the password are
-// copied into one directory under dataDir (0700, files 0600) mounted
-// read-only at RunnerEtcdDir: the password is never on a command line
-// or in the app's env, where ps, docker inspect and GET /v2/apps would
-// show it, and a directory mount (not one per file) sees the files
-// garrison writes again at its next start.
-func runnerEtcdSettings(re RunnerEtcd, dataDir string) (args []string, volumes []map[string]any, err error) {
+// runnerSettings are the runners' flags and the volumes that bring them
+// their files. The certificates, the key, etcd's password and the API's
+// token or password are copied into one directory under dataDir (0700,
+// files 0600) mounted read-only at RunnerSecretsDir: no secret is on a
+// command line or in the app's env, where ps, docker inspect and GET
+// /v2/apps would show it, and a directory mount (not one per file) sees
+// the files garrison writes again at its next start.
+func runnerSettings(re RunnerEtcd, api deploy.Auth, dataDir string) (args []string, volumes []map[string]any, err error) {
 	args = []string{"--etcd", strings.Join(re.Endpoints, ",")}
-	if re.CACert == "" && re.Cert == "" && re.Key == "" && re.User == "" {
-		return args, nil, nil
-	}
-	dir, err := filepath.Abs(filepath.Join(dataDir, "runner-etcd"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("runner pool: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("runner pool: etcd settings: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("runner pool: etcd settings: %w", err)
-	}
+	var files []secretFile
 	for _, f := range []struct{ flag, src, name string }{
-		{"--etcd-cacert", re.CACert, "ca.pem"}, {"--etcd-cert", re.Cert, "cert.pem"}, {"--etcd-key", re.Key, "key.pem"},
+		{"--etcd-cacert", re.CACert, "etcd-ca.pem"}, {"--etcd-cert", re.Cert, "etcd-cert.pem"}, {"--etcd-key", re.Key, "etcd-key.pem"},
 	} {
 		if f.src == "" {
 			continue
@@ -101,18 +83,46 @@ func runnerEtcdSettings(re RunnerEtcd, dataDir string) (args []string, volumes [
 		if err != nil {
 			return nil, nil, fmt.Errorf("runner pool: %s: %w", f.flag, err)
 		}
-		if err := writeFile(filepath.Join(dir, f.name), data); err != nil {
-			return nil, nil, fmt.Errorf("runner pool: etcd settings: %w", err)
-		}
-		args = append(args, f.flag, RunnerEtcdDir+"/"+f.name)
+		files = append(files, secretFile{f.flag, f.name, data})
 	}
 	if re.User != "" {
-		if err := writeFile(filepath.Join(dir, "password"), []byte(re.Password)); err != nil {
-			return nil, nil, fmt.Errorf("runner pool: etcd settings: %w", err)
-		}
-		args = append(args, "--etcd-user", re.User, "--etcd-password-file", RunnerEtcdDir+"/password")
+		args = append(args, "--etcd-user", re.User)
+		files = append(files, secretFile{"--etcd-password-file", "etcd-password", []byte(re.Password)})
 	}
-	return args, []map[string]any{{"containerPath": RunnerEtcdDir, "hostPath": dir, "mode": "RO"}}, nil
+	switch {
+	case api.Token != "":
+		files = append(files, secretFile{"--token-file", "api-token", []byte(api.Token)})
+	case api.Username != "":
+		args = append(args, "--user", api.Username)
+		files = append(files, secretFile{"--password-file", "api-password", []byte(api.Password)})
+	}
+	if len(files) == 0 {
+		return args, nil, nil
+	}
+	dir, err := filepath.Abs(filepath.Join(dataDir, "runner-secrets"))
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o700)
+	}
+	for _, f := range files {
+		if err == nil {
+			err = writeFile(filepath.Join(dir, f.name), f.data)
+		}
+		args = append(args, f.flag, RunnerSecretsDir+"/"+f.name)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("runner pool: its secrets: %w", err)
+	}
+	return args, []map[string]any{{"containerPath": RunnerSecretsDir, "hostPath": dir, "mode": "RO"}}, nil
+}
+
+// secretFile is one file of runnerSettings' directory and the runner's
+// flag that names it.
+type secretFile struct {
+	flag, name string
+	data       []byte
 }
 
 // writeFile replaces path with data (0600) in one rename: a runner
@@ -144,7 +154,7 @@ func writeFile(path string, data []byte) error {
 // ensurePool builds the runner image and brings the pool app to what
 // this garrison would create, retrying until the API answers (garrison's
 // own may still be starting) and no deployment holds the app.
-func ensurePool(ctx context.Context, target *deploy.Marathon, cfg Config, etcdArgs []string, volumes []map[string]any, logger *slog.Logger) {
+func ensurePool(ctx context.Context, target *deploy.Marathon, cfg Config, args []string, volumes []map[string]any, logger *slog.Logger) {
 	image := ""
 	for {
 		var err error
@@ -157,7 +167,7 @@ func ensurePool(ctx context.Context, target *deploy.Marathon, cfg Config, etcdAr
 			}
 		}
 		if err == nil {
-			if err = reconcilePool(ctx, target, poolApp(cfg, image, etcdArgs, volumes), logger); err == nil {
+			if err = reconcilePool(ctx, target, poolApp(cfg, image, args, volumes), logger); err == nil {
 				return
 			}
 		}
@@ -179,8 +189,8 @@ var errCreatedMeanwhile = errors.New("created meanwhile by another garrison")
 // image, args, env, volumes, ...) updates it as a user's PUT would: a
 // deployment that replaces the runners rolling, each stopped runner
 // finishing its job within its drain (taskKillGracePeriodSeconds). The
-// instance count is left as the autoscaler or a user set it; an app that
-// matches is left alone.
+// fields in userSet are left as the autoscaler or a user set them; an
+// app that matches is left alone.
 func reconcilePool(ctx context.Context, target *deploy.Marathon, want map[string]any, logger *slog.Logger) error {
 	id, _ := want["id"].(string)
 	have, ok, err := target.App(ctx, id)
@@ -207,7 +217,9 @@ func reconcilePool(ctx context.Context, target *deploy.Marathon, want map[string
 		return nil
 	}
 	update := maps.Clone(want)
-	delete(update, "instances")
+	for _, k := range userSet {
+		delete(update, k)
+	}
 	dep, err := target.Update(ctx, id, update)
 	if err != nil {
 		return err
@@ -222,9 +234,14 @@ func poolImage(def map[string]any) any {
 	return d["image"]
 }
 
+// userSet are the pool app's fields garrison sets only when it creates
+// the app: its count is the autoscaler's (or a user's), and a runner's
+// cpus and mem are the user's to change through /v2/apps.
+var userSet = []string{"instances", "cpus", "mem"}
+
 // samePool reports whether the app Marathon has (have, as GET returns
-// it) is want but for what Marathon and the autoscaler set: the instance
-// count, versions, and the service port assigned to a port 0.
+// it) is want but for userSet and what Marathon sets: versions, and the
+// service port assigned to a port 0.
 func samePool(have json.RawMessage, want map[string]any) (bool, error) {
 	h, err := app.Decode(have)
 	if err != nil {
@@ -239,7 +256,7 @@ func samePool(have json.RawMessage, want map[string]any) (bool, error) {
 		return false, err
 	}
 	h, w = app.Normalize(h), app.Normalize(w)
-	w.Instances = h.Instances
+	w.Instances, w.CPUs, w.Mem = h.Instances, h.CPUs, h.Mem
 	if len(w.PortDefinitions) == len(h.PortDefinitions) {
 		for i, pd := range w.PortDefinitions {
 			if pd.Port == 0 {

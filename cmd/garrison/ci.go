@@ -158,8 +158,10 @@ func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
 	app := fs.String("app", os.Getenv("MARATHON_APP_ID"), "the pool app's id (default $MARATHON_APP_ID)")
 	id := fs.String("id", os.Getenv("MESOS_TASK_ID"), "this runner's instance id (default $MESOS_TASK_ID, the task id)")
 	token := fs.String("token", "", "bearer token of garrison's API")
+	tokenFile := fs.String("token-file", "", "file holding --token (garrison's pool app gives one, kept out of docker inspect)")
 	user := fs.String("user", "", "basic-auth user of garrison's API, with --password")
 	password := fs.String("password", "", "password of --user")
+	passwordFile := fs.String("password-file", "", "file holding --password")
 	workDir := fs.String("work-dir", "", "where jobs' workspaces are copied (default: the temporary directory)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	drain := fs.Duration("drain", runnerd.DefaultDrain, "how long a stopping runner lets its job finish before killing it")
@@ -171,6 +173,22 @@ func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *app == "" || *id == "" {
 		return usageError{"--app and --id are needed (garrison sets MARATHON_APP_ID and MESOS_TASK_ID)"}
+	}
+	for _, f := range []struct {
+		name, path string
+		to         *string
+	}{{"--token-file", *tokenFile, token}, {"--password-file", *passwordFile, password}} {
+		if f.path == "" {
+			continue
+		}
+		if *f.to != "" {
+			return usageError{fmt.Sprintf("%s and %s: set one of them", strings.TrimSuffix(f.name, "-file"), f.name)}
+		}
+		secret, err := readSecret(f.name, f.path)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		*f.to = secret
 	}
 	logger, err := newLogger(stderr, *level)
 	if err != nil {

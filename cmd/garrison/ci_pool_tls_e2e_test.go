@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,25 +24,28 @@ import (
 // TestRunnerPoolOverEtcdTLSAndAuth: garrison on Debian's etcd with client
 // certificates required and auth on gives its runners the same client
 // settings; a runner in its container claims a job from that etcd and
-// runs it. The password is on no command line and in no env that
-// docker inspect or GET /v2/apps shows: the runners read it, and the
-// certificates, from a read-only directory.
+// runs it, with the API's token. Neither etcd's password nor the token
+// is on a command line or in an env that docker inspect or GET /v2/apps
+// shows: the runners read them, and the certificates, from a read-only
+// directory.
 func TestRunnerPoolOverEtcdTLSAndAuth(t *testing.T) {
 	certs := certtest.New(t, "not-a-user")
 	endpoint := startEtcdTLS(t, certs)
 	enableEtcdAuth(t, endpoint, certs)
-	const poolApp, password = "/ci/tls-runners", "gpw"
+	const poolApp, password, token = "/ci/tls-runners", "gpw", "api-t0ken"
 	d := dockertest.Client(t)
 	t.Cleanup(func() { removeAppContainers(d, poolApp) }) // after garrison is killed
 	addr := freeAddrs(t, 1)[0]
 	base := "http://" + addr
 	startGarrison(t, "up", "--addr", addr, "--data-dir", t.TempDir(), "--task-ports", "19800-19899", "--drain-delay", "100ms",
 		"--etcd", endpoint, "--etcd-cacert", certs.CA, "--etcd-cert", certs.ClientCert, "--etcd-key", certs.ClientKey,
-		"--etcd-user", "garrison", "--etcd-password", password, "--ci-runner-pool", poolApp)
+		"--etcd-user", "garrison", "--etcd-password", password, "--auth-token", token, "--ci-runner-pool", poolApp)
 	waitHTTP(t, base+"/ping", 60*time.Second)
 	poll.Until(t, 2*time.Minute, "the pool's runner healthy", func() (bool, string) {
-		st, ok := getApp(t, base, poolApp)
-		return ok && st.App.TasksHealthy == 1, fmt.Sprintf("%+v", st.App)
+		code, body := call(t, http.DefaultClient, "GET", base+"/v2/apps"+poolApp, "", "Bearer "+token)
+		var st appStatus
+		json.Unmarshal([]byte(body), &st)
+		return code == http.StatusOK && st.App.TasksHealthy == 1, body
 	})
 
 	cli, err := registrar.NewClient([]string{endpoint}, registrar.WithTLS(certs.ClientTLS(t)), registrar.WithCredentials("garrison", password))
@@ -52,7 +55,13 @@ func TestRunnerPoolOverEtcdTLSAndAuth(t *testing.T) {
 	defer cli.Close()
 	srv := httptest.NewUnstartedServer(nil)
 	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = p.Handler()
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		p.Handler().ServeHTTP(w, r)
+	})
 	srv.Start()
 	defer srv.Close()
 	defer p.Close()
@@ -65,8 +74,8 @@ func TestRunnerPoolOverEtcdTLSAndAuth(t *testing.T) {
 		t.Fatalf("job: %d %v\n%s", code, err, log.String())
 	}
 
-	if code, _, body := marathonCall(t, "GET", base+"/v2/apps"+poolApp, nil); code != http.StatusOK || strings.Contains(string(body), password) {
-		t.Errorf("GET the pool app: %d, shows the password:\n%s", code, body)
+	if code, body := call(t, http.DefaultClient, "GET", base+"/v2/apps"+poolApp, "", "Bearer "+token); code != http.StatusOK || strings.Contains(body, password) || strings.Contains(body, token) {
+		t.Errorf("GET the pool app: %d, shows a secret:\n%s", code, body)
 	}
 	list, err := d.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", docker.LabelApp+"="+poolApp))})
 	if err != nil || len(list) == 0 {
@@ -78,7 +87,7 @@ func TestRunnerPoolOverEtcdTLSAndAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen := strings.Join(append(append([]string{info.Path}, info.Args...), info.Config.Env...), " ")
-		if strings.Contains(seen, password) || !strings.Contains(seen, "--etcd-password-file") {
+		if strings.Contains(seen, password) || strings.Contains(seen, token) || !strings.Contains(seen, "--etcd-password-file") || !strings.Contains(seen, "--token-file") {
 			t.Errorf("docker inspect of the runner shows: %s", seen)
 		}
 		for _, m := range info.Mounts {

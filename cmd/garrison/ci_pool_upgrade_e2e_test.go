@@ -30,6 +30,8 @@ type poolState struct {
 	App struct {
 		Version      string   `json:"version"`
 		Instances    int      `json:"instances"`
+		CPUs         float64  `json:"cpus"`
+		Mem          float64  `json:"mem"`
 		TasksHealthy int      `json:"tasksHealthy"`
 		Args         []string `json:"args"`
 		Container    struct {
@@ -64,10 +66,10 @@ func (s poolState) taskIDs() []string {
 }
 
 // TestRunnerPoolIsBroughtUpToDateAtStart: a pool app an older garrison
-// made (another runner image, other args and env), scaled to 2, is
-// updated by a garrison started with --ci-runner-pool through a
-// deployment, as a user's PUT: the runners are replaced rolling, the
-// count stays 2, and a job a replaced runner had claimed runs to its end
+// made (another runner image, other args and env), scaled to 2 and
+// sized by a user, is updated by a garrison started with
+// --ci-runner-pool through a deployment, as a user's PUT: the runners are
+// replaced rolling, the count and size stay, and a job a replaced runner had claimed runs to its end
 // there (the runner leaves the registry, takes nothing new and drains)
 // and reports its exit code. A garrison started again finds the pool as
 // it wants it and leaves it alone: no new version, the same tasks.
@@ -97,7 +99,8 @@ func TestRunnerPoolIsBroughtUpToDateAtStart(t *testing.T) {
 	}
 	t.Cleanup(func() { docker.ImageRemove(context.Background(), oldImage, image.RemoveOptions{}) })
 	def := ci.PoolApp(poolApp, oldImage, []string{"--etcd", etcd, "--log-level", "debug"}, map[string]string{"OLD_GARRISON": "1"}, nil)
-	def["instances"] = 2
+	// Scaled to 2, its runners sized by a user.
+	def["instances"], def["cpus"], def["mem"] = 2, 0.5, 512
 	if code, _, body := marathonCall(t, "POST", base+"/v2/apps", def); code != http.StatusCreated {
 		t.Fatalf("POST the old pool app: %d %s", code, body)
 	}
@@ -188,7 +191,7 @@ func TestRunnerPoolIsBroughtUpToDateAtStart(t *testing.T) {
 				fresh++
 			}
 		}
-		return after.App.Instances == 2 && after.App.TasksHealthy == 2 && fresh == 2 && len(after.App.Tasks) == 2 && deploymentCount(t, base) == 0,
+		return after.App.Instances == 2 && after.App.CPUs == 0.5 && after.App.Mem == 512 && after.App.TasksHealthy == 2 && fresh == 2 && len(after.App.Tasks) == 2 && deploymentCount(t, base) == 0,
 			fmt.Sprintf("%+v deployments %d", after.App, deploymentCount(t, base))
 	})
 	if !strings.Contains(upgraded.Stderr(), "runner pool updated") {

@@ -58,21 +58,28 @@ func (s *etcdSettings) validate() error {
 	return nil
 }
 
-// readPasswordFile sets the password from --etcd-password-file, its
-// trailing newline cut.
+// readPasswordFile sets the password from --etcd-password-file.
 func (s *etcdSettings) readPasswordFile() error {
 	if s.passwordFile == "" {
 		return nil
 	}
-	b, err := os.ReadFile(s.passwordFile)
+	pw, err := readSecret("--etcd-password-file", s.passwordFile)
+	s.password = pw
+	return err
+}
+
+// readSecret reads a password or token from the file a flag names, its
+// trailing newline cut; an empty one is an error.
+func readSecret(flag, path string) (string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("--etcd-password-file: %w", err)
+		return "", fmt.Errorf("%s: %w", flag, err)
 	}
-	s.password = strings.TrimRight(string(b), "\r\n")
-	if s.password == "" {
-		return fmt.Errorf("--etcd-password-file %s is empty", s.passwordFile)
+	secret := strings.TrimRight(string(b), "\r\n")
+	if secret == "" {
+		return "", fmt.Errorf("%s %s is empty", flag, path)
 	}
-	return nil
+	return secret, nil
 }
 
 // options turns the settings into client options, reading the certificate

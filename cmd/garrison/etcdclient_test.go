@@ -43,3 +43,25 @@ func TestEtcdPasswordFile(t *testing.T) {
 		})
 	}
 }
+
+// TestRunnerdSecretFiles: runnerd's --token-file and --password-file
+// stand for --token and --password, never beside them, and a file that
+// cannot be read fails naming its flag.
+func TestRunnerdSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("t\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--token", "x", "--token-file", tok}, "--token and --token-file: set one of them"},
+		{[]string{"--user", "u", "--password-file", filepath.Join(dir, "nothing")}, "--password-file: open"},
+	} {
+		var stderr strings.Builder
+		err := runRunnerd(t.Context(), append([]string{"--etcd", "http://127.0.0.1:1", "--app", "/ci/r", "--id", "r1"}, tc.args...), &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
