@@ -53,7 +53,7 @@ func (s *etcdSettings) validate() error {
 	case s.password != "" && s.passwordFile != "":
 		return errors.New("--etcd-password and --etcd-password-file: set one of them")
 	case (s.user == "") != (s.password == "" && s.passwordFile == ""):
-		return errors.New("--etcd-user and --etcd-password (or --etcd-password-file) go together: set both or neither")
+		return errors.New("--etcd-user and --etcd-password go together (or --etcd-password-file): set both or neither")
 	}
 	return nil
 }
