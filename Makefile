@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 build:
 	# Static: the warm runner pool runs this binary in its image FROM scratch.
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/garrison ./cmd/garrison
-	$(GO) build -o $(BIN)/echo ./examples/echo
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/echo ./examples/echo
 
 # Starts garrison up and the example echo service, which registers itself;
 # the registry is then at http://127.0.0.1:8080/api/v1/services.

@@ -72,6 +72,9 @@ func newEnv(b *testing.B) *env {
 		cleanupAtExit = append(cleanupAtExit, cleanup)
 	}
 	if nasBin == "" {
+		nasBin = os.Getenv("GARRISON_NOMAD_AUTOSCALER")
+	}
+	if nasBin == "" {
 		// Cached after the first build (~/.cache/garrison).
 		cmd := exec.CommandContext(ctx, "./build.sh")
 		cmd.Stderr = os.Stderr

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/pooltest"
 )
 
 const poolApp = "/test/runners"
@@ -260,17 +260,7 @@ func TestLostRunnerFailsItsJob(t *testing.T) {
 // garrison's refusal, not a hang.
 func TestRunnerAuthenticatesToGarrison(t *testing.T) {
 	cli := etcdtest.New(t).Client(t)
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer s3cret" {
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
-			return
-		}
-		p.Handler().ServeHTTP(w, r)
-	})
-	srv.Start()
-	defer srv.Close()
+	p := pooltest.HQ(t, cli, poolApp, pooltest.Options{Token: "s3cret"})
 	for _, tc := range []struct {
 		token string
 		check func(code int, err error) bool
@@ -293,12 +283,7 @@ func TestRunnerAuthenticatesToGarrison(t *testing.T) {
 // 1 s; the job runs 3 s).
 func TestLongJobOutlivesTheServerTimeouts(t *testing.T) {
 	cli := etcdtest.New(t).Client(t)
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = p.Handler()
-	srv.Config.ReadTimeout, srv.Config.WriteTimeout = time.Second, time.Second
-	srv.Start()
-	defer srv.Close()
+	p := pooltest.HQ(t, cli, poolApp, pooltest.Options{Timeout: time.Second})
 	startRunner(t, cli, "r1", time.Minute)
 	var log garrisontest.Buffer
 	code, err := p.Run(context.Background(), pool.Job{ID: "long", Script: "echo a; sleep 3; echo b", Timeout: time.Minute}, t.TempDir(), &log)

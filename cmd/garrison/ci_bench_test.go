@@ -77,15 +77,7 @@ func BenchmarkWebhookToProduction(b *testing.B) {
 	if err := images.BuildBusybox(context.Background(), cli, stepImage, &buildLog); err != nil {
 		b.Fatalf("%v\n%s", err, buildLog.String())
 	}
-	echoBin, cleanupBin, err := testbin.Build("github.com/garrisonhq/garrison/examples/echo", true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cleanupBin()
-	echo, err := os.ReadFile(echoBin)
-	if err != nil {
-		b.Fatal(err)
-	}
+	echo := testbin.Static(b, "github.com/garrisonhq/garrison/examples/echo")
 	reg := registrytest.Start(b)
 	repo := gittest.New(b)
 	dir := b.TempDir()

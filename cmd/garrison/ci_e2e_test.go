@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/garrisonhq/garrison/ci/executor"
 	cirun "github.com/garrisonhq/garrison/ci/run"
-	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/internal/poll"
@@ -29,11 +27,7 @@ import (
 // its container is gone.
 func TestKillGarrisonMidRun(t *testing.T) {
 	cli := dockertest.Client(t)
-	const img = "garrison-test/busybox:ci"
-	var buildLog bytes.Buffer
-	if err := images.BuildBusybox(context.Background(), cli, img, &buildLog); err != nil {
-		t.Fatalf("%v\n%s", err, buildLog.String())
-	}
+	img := dockertest.Busybox(t, cli)
 	repo := gittest.New(t)
 	dir := t.TempDir()
 	projects := filepath.Join(dir, "projects.yaml")

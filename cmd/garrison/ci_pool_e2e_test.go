@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +20,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/pooltest"
 	"github.com/garrisonhq/garrison/registrar"
 )
 
@@ -71,11 +70,7 @@ func TestRunnerPoolGrowsWithTheQueueAndShrinksAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = p.Handler()
-	srv.Start()
-	defer srv.Close()
+	p := pooltest.HQ(t, cli, poolApp, pooltest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	work := t.TempDir()
@@ -119,17 +114,7 @@ func TestRunnerdTakesItsSettingsFromTheEnvironment(t *testing.T) {
 	etcd := etcdtest.New(t)
 	cli := etcd.Client(t)
 	const poolApp, taskID = "/ci/env-runners", "ci_env-runners.t1"
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer s3cret" {
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
-			return
-		}
-		p.Handler().ServeHTTP(w, r)
-	})
-	srv.Start()
-	defer srv.Close()
+	p := pooltest.HQ(t, cli, poolApp, pooltest.Options{Token: "s3cret"})
 
 	cmd := exec.Command(garrisonBinary, "runnerd", "--etcd", strings.Join(etcd.Endpoints, ","))
 	cmd.Env = append(os.Environ(), "MARATHON_APP_ID="+poolApp, "MESOS_TASK_ID="+taskID, "PORT0=0", "GARRISON_TOKEN=s3cret")

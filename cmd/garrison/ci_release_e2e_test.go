@@ -19,7 +19,6 @@ import (
 	cirun "github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/deploy"
 	marathonapp "github.com/garrisonhq/garrison/headquarter/app"
-	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/internal/loadgen"
@@ -40,20 +39,8 @@ import (
 // (Mei, gittest's): hers is refused, Lin's (basic auth) recorded.
 func TestPushToProduction(t *testing.T) {
 	cli := dockertest.Client(t)
-	const stepImage = "garrison-test/busybox:ci"
-	var buildLog bytes.Buffer
-	if err := images.BuildBusybox(context.Background(), cli, stepImage, &buildLog); err != nil {
-		t.Fatalf("%v\n%s", err, buildLog.String())
-	}
-	service, cleanup, err := testbin.Build(dockertest.TestServerPackage, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	serviceBin, err := os.ReadFile(service)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stepImage := dockertest.Busybox(t, cli)
+	serviceBin := testbin.Static(t, dockertest.TestServerPackage)
 	reg := registrytest.Start(t)
 	repo := gittest.New(t)
 	dir := t.TempDir()

@@ -14,7 +14,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/deploy"
-	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/internal/poll"
@@ -70,11 +69,7 @@ func testCLIConfirm(t *testing.T, s *cliStack) {
 // Docker app) and rolled back, and a promotion the rules forbid fails.
 func TestCLIPipeline(t *testing.T) {
 	docker := dockertest.Client(t)
-	const stepImage = "garrison-test/busybox:ci"
-	var buildLog strings.Builder
-	if err := images.BuildBusybox(context.Background(), docker, stepImage, &buildLog); err != nil {
-		t.Fatalf("%v\n%s", err, buildLog.String())
-	}
+	stepImage := dockertest.Busybox(t, docker)
 	const serviceImage = "garrison-test/testserver:cli"
 	dockertest.BuildGoImage(t, docker, serviceImage, dockertest.TestServerPackage)
 

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"mime"
 	"os"
@@ -11,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/gittest"
 	"github.com/garrisonhq/garrison/internal/poll"
@@ -24,11 +21,7 @@ import (
 // aiosmtpd, a real one.
 func TestPipelineMailThroughConfiguredServer(t *testing.T) {
 	cli := dockertest.Client(t)
-	const img = "garrison-test/busybox:ci"
-	var buildLog bytes.Buffer
-	if err := images.BuildBusybox(context.Background(), cli, img, &buildLog); err != nil {
-		t.Fatalf("%v\n%s", err, buildLog.String())
-	}
+	img := dockertest.Busybox(t, cli)
 	srv := smtptest.Start(t, smtptest.Options{TLS: true, User: "ci", Password: "mail-pw"})
 	repo := gittest.New(t)
 	dir := t.TempDir()

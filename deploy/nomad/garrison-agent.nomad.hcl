@@ -7,7 +7,8 @@
 # hosts; the driver labels them with garrison.port (their first host port),
 # so an app labelled garrison.service=<name> is registered here.
 #
-# Run it (the garrison image comes from images/, pushed to your registry):
+# Run it (the garrison image is built by deploy/docker/garrison.Dockerfile
+# and pushed to a registry every client pulls from):
 #
 #   nomad job run \
 #     -var 'etcd=http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379' \
@@ -15,7 +16,7 @@
 #     deploy/nomad/garrison-agent.nomad.hcl
 #
 # Needs on each client: the docker driver with volumes enabled (the agent
-# reads the Docker socket):
+# reads the Docker socket), as deploy/nomad/client.hcl sets:
 #
 #   plugin "docker" { config { volumes { enabled = true } } }
 #

@@ -136,9 +136,10 @@ func (s *Scheduler) runnableLocked(a *app.App) error {
 	var details []app.FieldError
 	if err := s.cfg.Cluster.Validate(ca); err != nil {
 		path := "/"
-		var ce *nomad.ConstraintError
-		if errors.As(err, &ce) {
-			path = ce.Path()
+		// A *nomad.ConstraintError or *nomad.FieldError: at its field.
+		var fe interface{ Path() string }
+		if errors.As(err, &fe) {
+			path = fe.Path()
 		}
 		details = append(details, app.FieldError{Path: path, Errors: []string{err.Error()}})
 	}

@@ -65,9 +65,26 @@ func (s *Scheduler) taskInfoLocked(t *taskState) TaskInfo {
 		ti.StartedAt = app.FormatVersion(t.status.StartedAt)
 	}
 	if t.healthChecks > 0 {
-		ti.HealthCheckResults = append(ti.HealthCheckResults, s.health.Results(t.record.ID)...)
+		ti.HealthCheckResults = append(ti.HealthCheckResults, s.healthResultsLocked(t)...)
 	}
 	return ti
+}
+
+// healthResultsLocked is a task's healthCheckResults. Nomad runs a cluster
+// task's checks and reports one health for its allocation, which each of
+// the checks shows; none before Nomad has judged it.
+func (s *Scheduler) healthResultsLocked(t *taskState) []health.Result {
+	if t.record.Driver != driverCluster {
+		return s.health.Results(t.record.ID)
+	}
+	if t.clusterHealthy == nil {
+		return nil
+	}
+	out := make([]health.Result, t.healthChecks)
+	for i := range out {
+		out[i] = health.Result{Alive: *t.clusterHealthy, TaskID: t.record.ID, InstanceID: t.record.ID}
+	}
+	return out
 }
 
 func orEmpty(xs []int) []int {
@@ -120,7 +137,7 @@ func (s *Scheduler) Counts(appID string) Counts {
 			if t.healthChecks > 0 {
 				if s.healthyLocked(t) {
 					c.Healthy++
-				} else if len(s.health.Results(t.record.ID)) > 0 {
+				} else if len(s.healthResultsLocked(t)) > 0 {
 					c.Unhealthy++
 				}
 			}

@@ -15,7 +15,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/garrisonhq/garrison/deploy"
-	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/gittest"
@@ -30,11 +29,7 @@ import (
 func TestConsoleRunsAndReleases(t *testing.T) {
 	ctx := browser(t)
 	docker := dockertest.Client(t)
-	const stepImage = "garrison-test/busybox:ci"
-	var buildLog strings.Builder
-	if err := images.BuildBusybox(context.Background(), docker, stepImage, &buildLog); err != nil {
-		t.Fatalf("%v\n%s", err, buildLog.String())
-	}
+	stepImage := dockertest.Busybox(t, docker)
 	repo := gittest.New(t)
 	projects := filepath.Join(t.TempDir(), "projects.yaml")
 	os.WriteFile(projects, []byte("projects:\n  - name: shop\n    repo: "+repo.Bare+"\n    secret: hook-secret\n"), 0o600)

@@ -30,6 +30,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
+	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/testport"
 )
 
@@ -88,6 +89,22 @@ func BuildGoImage(t testing.TB, cli client.APIClient, tag, goPackage string) str
 }
 
 const labelBinHash = "garrison.test.binhash"
+
+// BusyboxImage is the tag of the image the pipeline's tests run steps in.
+const BusyboxImage = "garrison-test/busybox:ci"
+
+// Busybox builds BusyboxImage, images/'s busybox base FROM scratch
+// (Docker's cache makes a rebuild cheap), and returns its tag.
+func Busybox(t testing.TB, cli client.APIClient) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	if err := images.BuildBusybox(ctx, cli, BusyboxImage, &log); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	return BusyboxImage
+}
 
 func goBuild(ctx context.Context, dir, goPackage string) ([]byte, error) {
 	goBin, err := exec.LookPath("go")

@@ -32,6 +32,23 @@ func Build(goPackage string, static bool) (string, func(), error) {
 	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
+// Static compiles goPackage statically (CGO_ENABLED=0) and returns the
+// binary itself: for a test that puts it somewhere else, such as the
+// repository a pipeline builds an image FROM scratch from.
+func Static(t testing.TB, goPackage string) []byte {
+	t.Helper()
+	path, cleanup, err := Build(goPackage, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("build %s: %v", goPackage, err)
+	}
+	return bin
+}
+
 // Main is a TestMain body: it builds goPackage into *bin, runs the tests,
 // removes the binary and exits with the tests' code.
 func Main(m *testing.M, goPackage string, static bool, bin *string) {

@@ -25,6 +25,19 @@ func (e *ConstraintError) Error() string {
 // Path is the constraint's path in Marathon's 422 body.
 func (e *ConstraintError) Path() string { return fmt.Sprintf("/constraints(%d)", e.Index) }
 
+// FieldError says why an app's field has no Nomad form. The API answers it
+// with a 422 whose path is Path().
+type FieldError struct {
+	AppID string
+	// Field is the field's path in Marathon's 422 body, e.g. /fetch.
+	Field, Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("app %s: %s", e.AppID, e.Reason) }
+
+// Path is the field's path in Marathon's 422 body.
+func (e *FieldError) Path() string { return e.Field }
+
 // placement is what Marathon's constraints become on one task group.
 type placement struct {
 	constraints []*api.Constraint

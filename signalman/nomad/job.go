@@ -140,10 +140,11 @@ func toJob(a App, mhzPerCore int) (*api.Job, error) {
 		return nil, fmt.Errorf("app %s: neither an image nor cmd nor args: nothing to run", t.AppID)
 	}
 	if len(t.Fetch) > 0 {
-		return nil, fmt.Errorf("app %s: fetch is not supported on Nomad (use an image)", t.AppID)
+		return nil, &FieldError{AppID: t.AppID, Field: "/fetch", Reason: "fetch is not supported on Nomad (use an image)"}
 	}
 	if len(t.Parameters) > 0 {
-		return nil, fmt.Errorf("app %s: container.docker.parameters (%s) are not supported on Nomad", t.AppID, t.Parameters[0].Key)
+		return nil, &FieldError{AppID: t.AppID, Field: "/container/docker/parameters",
+			Reason: fmt.Sprintf("container.docker.parameters (%s) are not supported on Nomad", t.Parameters[0].Key)}
 	}
 	if t.Image == "" && (t.Privileged || len(t.Volumes) > 0) {
 		return nil, fmt.Errorf("app %s: privileged and volumes need a container image", t.AppID)

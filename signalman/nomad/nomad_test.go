@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -540,6 +542,29 @@ func TestAgentJobFile(t *testing.T) {
 	}
 	if len(resp.ValidationErrors) > 0 || resp.Error != "" {
 		t.Errorf("validation: %v %s", resp.ValidationErrors, resp.Error)
+	}
+}
+
+// The README's Nomad server and client configurations are valid for the
+// Nomad the project builds, and the client's lets the agent's job mount
+// the Docker socket.
+func TestDeployAgentConfigs(t *testing.T) {
+	bin, err := nomadtest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"server.hcl", "client.hcl"} {
+		path := "../../deploy/nomad/" + f
+		if out, err := exec.Command(bin, "config", "validate", path).CombinedOutput(); err != nil {
+			t.Errorf("nomad config validate %s: %v\n%s", f, err, out)
+		}
+	}
+	client, err := os.ReadFile("../../deploy/nomad/client.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?s)plugin "docker".*volumes\s*\{\s*enabled\s*=\s*true`).Match(client) {
+		t.Errorf("client.hcl does not enable the docker driver's volumes, which garrison-agent.nomad.hcl needs")
 	}
 }
 

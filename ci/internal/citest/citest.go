@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -18,40 +17,26 @@ import (
 	"github.com/garrisonhq/garrison/ci/pool"
 	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/headquarter/app"
-	"github.com/garrisonhq/garrison/images"
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/pooltest"
 	"github.com/garrisonhq/garrison/internal/testbin"
 	"github.com/garrisonhq/garrison/registrar"
 )
 
-// BusyboxImage is the tag of the step image tests use.
-const BusyboxImage = "garrison-test/busybox:ci"
-
-// Busybox builds BusyboxImage (Docker's cache makes a rebuild cheap) and
-// returns its tag.
+// Busybox builds the image steps run in and returns its tag: the
+// pipeline's tests and cmd/garrison's share dockertest.Busybox.
 func Busybox(t testing.TB, cli client.APIClient) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var log bytes.Buffer
-	if err := images.BuildBusybox(ctx, cli, BusyboxImage, &log); err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
-	}
-	return BusyboxImage
+	return dockertest.Busybox(t, cli)
 }
 
 // PoolHQ is garrison's side of the runner pool poolApp, serving the
-// runners' routes on 127.0.0.1 as garrison's API does: runners reach it
-// over HTTP only, as a runner on another machine would.
+// runners' routes on 127.0.0.1 as garrison's API does with no auth:
+// pooltest.HQ with its defaults.
 func PoolHQ(t testing.TB, cli *clientv3.Client, poolApp string) *pool.Pool {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = p.Handler()
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return p
+	return pooltest.HQ(t, cli, poolApp, pooltest.Options{})
 }
 
 var runnerImage struct {

@@ -387,6 +387,36 @@ func TestRestartAdoptsWithoutRelaunch(t *testing.T) {
 	}
 }
 
+// Fields without a Nomad form are refused with a 422 at their own path,
+// as Marathon names a refused field, and nothing is stored.
+func TestUnsupportedFieldRefusedAtItsPath(t *testing.T) {
+	s := newStack(t)
+	fetch := rawApp("/fetching", 1, "f")
+	fetch["fetch"] = []map[string]string{{"uri": "http://127.0.0.1/a.tgz"}}
+	params := map[string]any{"id": "/tuned", "instances": 1, "cpus": 0.05, "mem": 32,
+		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": "busybox",
+			"parameters": []map[string]string{{"key": "cap-add", "value": "NET_ADMIN"}}}}}
+	for _, tc := range []struct {
+		body       map[string]any
+		path, word string
+	}{{fetch, "/fetch", "fetch"}, {params, "/container/docker/parameters", "cap-add"}} {
+		r := s.do("POST", "/v2/apps", tc.body)
+		var ve struct {
+			Details []struct {
+				Path   string   `json:"path"`
+				Errors []string `json:"errors"`
+			} `json:"details"`
+		}
+		if err := json.Unmarshal(r.body, &ve); err != nil || r.status != 422 {
+			t.Fatalf("%s: status %d %s (%v), want 422", tc.body["id"], r.status, r.body, err)
+		}
+		if len(ve.Details) != 1 || ve.Details[0].Path != tc.path || !strings.Contains(strings.Join(ve.Details[0].Errors, " "), tc.word) {
+			t.Errorf("%s: 422 body %s, want the error at %s naming %s", tc.body["id"], r.body, tc.path, tc.word)
+		}
+		s.expect("GET", "/v2/apps"+tc.body["id"].(string), nil, 404, nil)
+	}
+}
+
 func TestUntranslatableConstraintRefused(t *testing.T) {
 	s := newStack(t)
 	body := rawApp("/zoned", 1, "z")
@@ -430,6 +460,40 @@ func TestQueueShowsUnplaceable(t *testing.T) {
 		}
 		return len(q.Queue) == 1 && q.Queue[0].App.ID == "/nowhere" && q.Queue[0].Count == 1, string(r.body)
 	})
+}
+
+// A task Nomad's checks find healthy shows it in its healthCheckResults,
+// one alive result per check, as the app's tasksHealthy counts it: Marathon
+// clients (marathon-lb, garrison's own deploy) read a task's health there.
+func TestTaskHealthCheckResults(t *testing.T) {
+	s := newStack(t)
+	body := rawApp("/checked", 1, "c")
+	body["healthChecks"] = []map[string]any{{"protocol": "HTTP", "path": "/health", "portIndex": 0,
+		"gracePeriodSeconds": 1, "intervalSeconds": 1, "timeoutSeconds": 1}}
+	s.expect("POST", "/v2/apps", body, 201, nil)
+	s.settled("/checked", 1, "c")
+	poll.Until(t, wait, "the task healthy", func() (bool, string) {
+		a := s.app("/checked")
+		return a.TasksHealthy == 1, fmt.Sprintf("%+v", a)
+	})
+	var tasks struct {
+		Tasks []struct {
+			ID                 string
+			HealthCheckResults []struct {
+				Alive      bool   `json:"alive"`
+				TaskID     string `json:"taskId"`
+				InstanceID string `json:"instanceId"`
+			} `json:"healthCheckResults"`
+		}
+	}
+	s.expect("GET", "/v2/apps/checked/tasks", nil, 200, &tasks)
+	if len(tasks.Tasks) != 1 {
+		t.Fatalf("tasks %+v, want one", tasks.Tasks)
+	}
+	tk := tasks.Tasks[0]
+	if len(tk.HealthCheckResults) != 1 || !tk.HealthCheckResults[0].Alive || tk.HealthCheckResults[0].TaskID != tk.ID {
+		t.Errorf("task %s healthCheckResults %+v, want one alive result for the task", tk.ID, tk.HealthCheckResults)
+	}
 }
 
 // garrison's deployment lasts as long as Nomad's rollout: while the new
