@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/pooltest"
 	"github.com/garrisonhq/garrison/registrar"
 	"github.com/garrisonhq/garrison/signalman/docker"
 )
@@ -53,17 +53,7 @@ func TestRunnerPoolOverEtcdTLSAndAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+token {
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
-			return
-		}
-		p.Handler().ServeHTTP(w, r)
-	})
-	srv.Start()
-	defer srv.Close()
+	p := pooltest.HQ(t, cli, poolApp, pooltest.Options{Token: token})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

@@ -22,6 +22,7 @@ import (
 	"github.com/garrisonhq/garrison/internal/dockertest"
 	"github.com/garrisonhq/garrison/internal/garrisontest"
 	"github.com/garrisonhq/garrison/internal/poll"
+	"github.com/garrisonhq/garrison/internal/pooltest"
 	"github.com/garrisonhq/garrison/registrar"
 )
 
@@ -123,12 +124,9 @@ func TestRunnerPoolIsBroughtUpToDateAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	srv := httptest.NewUnstartedServer(nil)
-	p := pool.New(cli, poolApp, "http://"+srv.Listener.Addr().String())
-	srv.Config.Handler = p.Handler()
-	srv.Start()
-	defer srv.Close()
-	// A failing test lets the job end, or srv.Close waits for its output.
+	p := pooltest.HQ(t, cli, poolApp, pooltest.Options{})
+	// A failing test lets the job end, or the server's close waits for
+	// its output.
 	defer released.Store(true)
 	var jobLog garrisontest.Buffer
 	type result struct {
