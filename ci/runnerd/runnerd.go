@@ -332,7 +332,7 @@ func (r *Runner) watchClaim(ctx context.Context, claim string, cancel context.Ca
 	for ctx.Err() == nil {
 		resp, err := r.cfg.Etcd.Get(ctx, claim)
 		if err == nil && len(resp.Kvs) == 0 {
-			cancel(errors.New("garrison gave the job up (cancelled, timed out or stopped)"))
+			cancel(errors.New(pool.ClaimGone))
 			return
 		}
 		if err == nil {
@@ -342,7 +342,7 @@ func (r *Runner) watchClaim(ctx context.Context, claim string, cancel context.Ca
 				}
 				for _, ev := range wr.Events {
 					if ev.Type == clientv3.EventTypeDelete {
-						cancel(errors.New("garrison gave the job up (cancelled, timed out or stopped)"))
+						cancel(errors.New(pool.ClaimGone))
 						return
 					}
 				}
