@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/garrisonhq/garrison/ci/project"
 	"github.com/garrisonhq/garrison/ci/run"
 	"github.com/garrisonhq/garrison/ci/runner"
-	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/ci/webhook"
 	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/images"
@@ -68,13 +66,15 @@ type Config struct {
 	// RunnerPool is the app id of the warm runner pool test steps without
 	// an image run on. garrison creates the app (one instance, the runner
 	// image made around RunnerBinary, a static garrison) when it is
-	// missing; its autoscale rule (source runners) sizes it. The runners
-	// reach this garrison's API at RunnerHQ (a base URL) and etcd at
-	// RunnerEtcd, with MarathonAuth's credentials. Empty: no pool.
+	// missing and updates it, keeping its instance count, when it differs
+	// from what this garrison would create (an upgrade); its autoscale
+	// rule (source runners) sizes it. The runners reach this garrison's
+	// API at RunnerHQ (a base URL) and etcd with RunnerEtcd, with
+	// MarathonAuth's credentials. Empty: no pool.
 	RunnerPool   string
 	RunnerBinary string
 	RunnerHQ     string
-	RunnerEtcd   []string
+	RunnerEtcd   RunnerEtcd
 	// Poll shortens the runner's checks in tests (default 1s).
 	Poll time.Duration
 }
@@ -135,9 +135,14 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 			cancel()
 			return nil, errors.New("a runner pool needs a Marathon API to run it on")
 		}
-		if cfg.RunnerHQ == "" || len(cfg.RunnerEtcd) == 0 {
+		if cfg.RunnerHQ == "" || len(cfg.RunnerEtcd.Endpoints) == 0 {
 			cancel()
 			return nil, errors.New("a runner pool needs the URL its runners reach garrison's API at, and etcd's")
+		}
+		runnerArgs, runnerVolumes, err := runnerSettings(cfg.RunnerEtcd, cfg.MarathonAuth, cfg.DataDir)
+		if err != nil {
+			cancel()
+			return nil, err
 		}
 		runners = pool.New(cfg.Etcd, cfg.RunnerPool, cfg.RunnerHQ)
 		rcfg.Pool = runners
@@ -145,7 +150,7 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ensurePool(rctx, target, cfg, logger)
+			ensurePool(rctx, target, cfg, runnerArgs, runnerVolumes, logger)
 		}()
 	}
 	wg.Add(1)
@@ -162,72 +167,6 @@ func Start(ctx context.Context, r *gin.Engine, cfg Config) (stop func(), err err
 			runners.Close()
 		}
 	}, nil
-}
-
-// PoolApp is the runner pool's app definition: one instance to start
-// with, in a container of image (host networking, no new privileges, an
-// init), one port, health-checked; its autoscale rule sizes it after. The
-// runners register themselves (GARRISON_REGISTER=self) with their task
-// id. cpus and mem are the Docker driver's hard limits of each runner,
-// and so of the test steps it runs.
-func PoolApp(id, image string, args []string, env map[string]string) map[string]any {
-	return map[string]any{"id": id, "args": args, "env": env, "instances": 1, "cpus": 1, "mem": 1024,
-		"container": map[string]any{"type": "DOCKER", "docker": map[string]any{"image": image, "network": "HOST",
-			// init reaps what steps leave behind in the long-lived container.
-			"parameters": []map[string]any{{"key": "security-opt", "value": "no-new-privileges"}, {"key": "init", "value": "true"}}}},
-		// A scale-down that picks a busy runner waits for its job.
-		"taskKillGracePeriodSeconds": int(runnerd.DefaultDrain / time.Second),
-		"portDefinitions":            []map[string]any{{"port": 0, "name": "http"}},
-		"labels":                     map[string]string{"garrison.role": "ci-runner-pool", "GARRISON_REGISTER": "self"},
-		"healthChecks": []map[string]any{{"protocol": "HTTP", "path": "/health", "portIndex": 0,
-			"gracePeriodSeconds": 10, "intervalSeconds": 2, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}}}
-}
-
-// poolApp is cfg's pool app around the runner image.
-func poolApp(cfg Config, image string) map[string]any {
-	// The jobs carry garrison's URL: a runner needs only etcd.
-	args := []string{"--etcd", strings.Join(cfg.RunnerEtcd, ",")}
-	env := map[string]string{}
-	switch a := cfg.MarathonAuth; {
-	case a.Token != "":
-		env["GARRISON_TOKEN"] = a.Token
-	case a.Username != "":
-		env["GARRISON_USER"], env["GARRISON_PASSWORD"] = a.Username, a.Password
-	}
-	return PoolApp(cfg.RunnerPool, image, args, env)
-}
-
-// ensurePool builds the runner image and creates the pool app when
-// Marathon lacks it, retrying until the API answers (garrison's own may
-// still be starting).
-func ensurePool(ctx context.Context, target *deploy.Marathon, cfg Config, logger *slog.Logger) {
-	image := ""
-	for {
-		var err error
-		if image == "" {
-			var log strings.Builder
-			image, err = runnerd.BuildImage(ctx, cfg.Docker, cfg.RunnerBinary, &log)
-			if err != nil {
-				image = ""
-				err = fmt.Errorf("%w\n%s", err, log.String())
-			}
-		}
-		if err == nil {
-			var created bool
-			if created, err = target.Ensure(ctx, poolApp(cfg, image)); err == nil {
-				if created {
-					logger.Info("runner pool created", "app", cfg.RunnerPool, "image", image)
-				}
-				return
-			}
-		}
-		logger.Warn("runner pool not created yet", "app", cfg.RunnerPool, "error", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-	}
 }
 
 // mountPool serves the runners' routes: the workspaces of the jobs they

@@ -302,3 +302,35 @@ func (m *Marathon) Ensure(ctx context.Context, def map[string]any) (bool, error)
 	}
 	return true, nil
 }
+
+// App returns the definition Marathon holds for app id, as it answers GET
+// /v2/apps/{id}; ok is false when it has no such app.
+func (m *Marathon) App(ctx context.Context, id string) (def json.RawMessage, ok bool, err error) {
+	var res struct {
+		App json.RawMessage `json:"app"`
+	}
+	err = m.call(ctx, http.MethodGet, appPath(id), nil, &res)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read app %s: %w", id, err)
+	}
+	return res.App, true, nil
+}
+
+// Update changes app id to def as a user's PUT does: a partial update
+// (what def leaves out, the instance count among it, keeps its value)
+// deployed by Marathon, a rolling replacement of the tasks when the
+// change needs one. It does not force: a deployment under way on the app
+// refuses it with a 409 APIError. It returns the deployment's id.
+func (m *Marathon) Update(ctx context.Context, id string, def map[string]any) (string, error) {
+	var res struct {
+		DeploymentID string `json:"deploymentId"`
+	}
+	if err := m.call(ctx, http.MethodPut, appPath(id), def, &res); err != nil {
+		return "", fmt.Errorf("update %s: %w", id, err)
+	}
+	return res.DeploymentID, nil
+}

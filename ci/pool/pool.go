@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,6 +150,13 @@ func (p *Pool) App() string { return p.app }
 // ErrLost is a runner that went away during a job (its claim ended
 // without an exit code).
 var ErrLost = errors.New("the runner went away during the job")
+
+// ClaimGone is what a runner reports when its claim went while it ran the
+// job: garrison gave the job up, or the runner's own lease ended. garrison
+// deletes a claim only after it stopped waiting for the output, so a
+// report of it that still finds garrison waiting is the lease: the runner
+// was lost, even when its report is read before the claim's deletion.
+const ClaimGone = "the job's claim is gone (garrison gave the job up, or the runner's lease ended)"
 
 type result struct {
 	code int
@@ -358,7 +366,9 @@ func (p *Pool) ServeOutput(w http.ResponseWriter, r *http.Request, id string) {
 	res := result{code: -1}
 	if _, err := io.Copy(j, r.Body); err != nil {
 		res.err = fmt.Errorf("%w: %v", ErrLost, err)
-	} else if msg := r.Trailer.Get(ErrorTrailer); msg != "" {
+	} else if msg := r.Trailer.Get(ErrorTrailer); strings.Contains(msg, ClaimGone) {
+		res.err = fmt.Errorf("%w: runner: %s", ErrLost, msg)
+	} else if msg != "" {
 		res.err = fmt.Errorf("runner: %s", msg)
 	} else if code, err := strconv.Atoi(r.Trailer.Get(ExitCodeTrailer)); err != nil {
 		res.err = ErrLost

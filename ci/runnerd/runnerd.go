@@ -153,19 +153,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	log.Info("runner taking jobs", "app", r.cfg.App, "id", r.cfg.ID, "addr", r.cfg.Addr)
 	for {
 		job, err := r.take(ctx, claims)
+		if err == nil {
+			// A claimed job runs even when the stop came meanwhile: its
+			// claim is on this runner's lease, and returning would fail
+			// it as lost (a rolling update of the pool stops runners at
+			// any moment).
+			r.drained(ctx, func(jctx context.Context) { r.run(jctx, job) })
+			continue
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
-			log.Warn("runner: taking a job", "error", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
-			continue
+		log.Warn("runner: taking a job", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
 		}
-		r.drained(ctx, func(jctx context.Context) { r.run(jctx, job) })
 	}
 }
 
@@ -236,7 +240,11 @@ func (r *Runner) claim(ctx context.Context, claims *pool.Lease, kv *mvccpb.KeyVa
 		return job, false, err
 	}
 	claim, _ := json.Marshal(pool.Claim{Runner: r.cfg.ID})
-	txn, err := r.cfg.Etcd.Txn(ctx).
+	// Not cut short by a stop: a claim whose outcome is unknown may hold
+	// a job nobody runs.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	txn, err := r.cfg.Etcd.Txn(tctx).
 		If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
 		Then(clientv3.OpDelete(string(kv.Key)), clientv3.OpPut(pool.ClaimKey(r.cfg.App, job.ID), string(claim), clientv3.WithLease(lid))).
 		Commit()
@@ -324,7 +332,7 @@ func (r *Runner) watchClaim(ctx context.Context, claim string, cancel context.Ca
 	for ctx.Err() == nil {
 		resp, err := r.cfg.Etcd.Get(ctx, claim)
 		if err == nil && len(resp.Kvs) == 0 {
-			cancel(errors.New("garrison gave the job up (cancelled, timed out or stopped)"))
+			cancel(errors.New(pool.ClaimGone))
 			return
 		}
 		if err == nil {
@@ -334,7 +342,7 @@ func (r *Runner) watchClaim(ctx context.Context, claim string, cancel context.Ca
 				}
 				for _, ev := range wr.Events {
 					if ev.Type == clientv3.EventTypeDelete {
-						cancel(errors.New("garrison gave the job up (cancelled, timed out or stopped)"))
+						cancel(errors.New(pool.ClaimGone))
 						return
 					}
 				}

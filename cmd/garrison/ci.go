@@ -37,6 +37,9 @@ type ciSettings struct {
 	// hqURL is the base URL runners reach this garrison's API at (set by
 	// `garrison up` from its advertised address).
 	hqURL string
+	// etcd is garrison's own etcd client settings, given to the runners
+	// (set by `garrison up`).
+	etcd etcdSettings
 }
 
 func (s *ciSettings) register(fs *flag.FlagSet) {
@@ -117,7 +120,12 @@ func startCI(ctx context.Context, r *gin.Engine, cli *clientv3.Client, hq *headq
 		if err != nil {
 			return nil, fmt.Errorf("runner pool: the garrison binary: %w", err)
 		}
-		cfg.RunnerPool, cfg.RunnerBinary, cfg.RunnerHQ, cfg.RunnerEtcd = s.runnerPool, exe, s.hqURL, cli.Endpoints()
+		if err := s.etcd.readPasswordFile(); err != nil {
+			return nil, err
+		}
+		cfg.RunnerPool, cfg.RunnerBinary, cfg.RunnerHQ = s.runnerPool, exe, s.hqURL
+		cfg.RunnerEtcd = ci.RunnerEtcd{Endpoints: cli.Endpoints(), CACert: s.etcd.caCert, Cert: s.etcd.cert, Key: s.etcd.key,
+			User: s.etcd.user, Password: s.etcd.password}
 	}
 	return ci.Start(ctx, r, cfg)
 }
@@ -150,8 +158,10 @@ func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
 	app := fs.String("app", os.Getenv("MARATHON_APP_ID"), "the pool app's id (default $MARATHON_APP_ID)")
 	id := fs.String("id", os.Getenv("MESOS_TASK_ID"), "this runner's instance id (default $MESOS_TASK_ID, the task id)")
 	token := fs.String("token", "", "bearer token of garrison's API")
+	tokenFile := fs.String("token-file", "", "file holding --token (garrison's pool app gives one, kept out of docker inspect)")
 	user := fs.String("user", "", "basic-auth user of garrison's API, with --password")
 	password := fs.String("password", "", "password of --user")
+	passwordFile := fs.String("password-file", "", "file holding --password")
 	workDir := fs.String("work-dir", "", "where jobs' workspaces are copied (default: the temporary directory)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	drain := fs.Duration("drain", runnerd.DefaultDrain, "how long a stopping runner lets its job finish before killing it")
@@ -163,6 +173,22 @@ func runRunnerd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *app == "" || *id == "" {
 		return usageError{"--app and --id are needed (garrison sets MARATHON_APP_ID and MESOS_TASK_ID)"}
+	}
+	for _, f := range []struct {
+		name, path string
+		to         *string
+	}{{"--token-file", *tokenFile, token}, {"--password-file", *passwordFile, password}} {
+		if f.path == "" {
+			continue
+		}
+		if *f.to != "" {
+			return usageError{fmt.Sprintf("%s and %s: set one of them", strings.TrimSuffix(f.name, "-file"), f.name)}
+		}
+		secret, err := readSecret(f.name, f.path)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		*f.to = secret
 	}
 	logger, err := newLogger(stderr, *level)
 	if err != nil {

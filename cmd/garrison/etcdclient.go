@@ -25,6 +25,9 @@ type etcdSettings struct {
 	key       string
 	user      string
 	password  string
+	// passwordFile holds the password instead: kept out of ps and of a
+	// container's command line (the runner pool's runners get one).
+	passwordFile string
 }
 
 func (s *etcdSettings) register(fs *flag.FlagSet, defaultEndpoints, endpointsHelp string) {
@@ -34,11 +37,12 @@ func (s *etcdSettings) register(fs *flag.FlagSet, defaultEndpoints, endpointsHel
 	fs.StringVar(&s.key, "etcd-key", "", "PEM private key of --etcd-cert")
 	fs.StringVar(&s.user, "etcd-user", "", "etcd user (etcd auth enabled), with --etcd-password")
 	fs.StringVar(&s.password, "etcd-password", "", "password of --etcd-user")
+	fs.StringVar(&s.passwordFile, "etcd-password-file", "", "file holding the password of --etcd-user (instead of --etcd-password, which ps shows)")
 }
 
 // secured reports whether any TLS or auth setting is given.
 func (s *etcdSettings) secured() bool {
-	return s.caCert != "" || s.cert != "" || s.key != "" || s.user != "" || s.password != ""
+	return s.caCert != "" || s.cert != "" || s.key != "" || s.user != "" || s.password != "" || s.passwordFile != ""
 }
 
 // validate checks that paired settings come in pairs.
@@ -46,10 +50,36 @@ func (s *etcdSettings) validate() error {
 	switch {
 	case (s.cert == "") != (s.key == ""):
 		return errors.New("--etcd-cert and --etcd-key go together: set both or neither")
-	case (s.user == "") != (s.password == ""):
-		return errors.New("--etcd-user and --etcd-password go together: set both or neither")
+	case s.password != "" && s.passwordFile != "":
+		return errors.New("--etcd-password and --etcd-password-file: set one of them")
+	case (s.user == "") != (s.password == "" && s.passwordFile == ""):
+		return errors.New("--etcd-user and --etcd-password go together (or --etcd-password-file): set both or neither")
 	}
 	return nil
+}
+
+// readPasswordFile sets the password from --etcd-password-file.
+func (s *etcdSettings) readPasswordFile() error {
+	if s.passwordFile == "" {
+		return nil
+	}
+	pw, err := readSecret("--etcd-password-file", s.passwordFile)
+	s.password = pw
+	return err
+}
+
+// readSecret reads a password or token from the file a flag names, its
+// trailing newline cut; an empty one is an error.
+func readSecret(flag, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	secret := strings.TrimRight(string(b), "\r\n")
+	if secret == "" {
+		return "", fmt.Errorf("%s %s is empty", flag, path)
+	}
+	return secret, nil
 }
 
 // options turns the settings into client options, reading the certificate
@@ -79,6 +109,9 @@ func (s *etcdSettings) options(endpoints []string) ([]registrar.ClientOption, er
 		opts = append(opts, registrar.WithTLS(cfg))
 	}
 	if s.user != "" {
+		if err := s.readPasswordFile(); err != nil {
+			return nil, err
+		}
 		opts = append(opts, registrar.WithCredentials(s.user, s.password))
 	}
 	return opts, nil

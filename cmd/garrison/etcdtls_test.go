@@ -89,15 +89,11 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 	return addr[:i], port
 }
 
-// TestUpWithExternalEtcdOverTLSAndAuth: against Debian's etcd with client
-// certificates required and etcd auth enabled, `garrison up --etcd` with
-// --etcd-cacert/--etcd-cert/--etcd-key and --etcd-user/--etcd-password
-// (a user allowed /garrison/ and /service/ only, as the README shows) runs
-// and writes; without the user it refuses to start, naming the settings.
-func TestUpWithExternalEtcdOverTLSAndAuth(t *testing.T) {
-	certs := certtest.New(t, "not-a-user")
-	endpoint := startEtcdTLS(t, certs)
-
+// enableEtcdAuth turns etcd's auth on at endpoint: users root (rootpw)
+// and garrison (gpw), the latter allowed /garrison/ and /service/ only,
+// as the README shows.
+func enableEtcdAuth(t *testing.T, endpoint string, certs *certtest.Files) {
+	t.Helper()
 	admin, err := registrar.NewClient([]string{endpoint}, registrar.WithTLS(certs.ClientTLS(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +122,19 @@ func TestUpWithExternalEtcdOverTLSAndAuth(t *testing.T) {
 			t.Fatalf("etcd auth set-up step %d: %v", i, err)
 		}
 	}
+}
+
+// TestUpWithExternalEtcdOverTLSAndAuth: against Debian's etcd with client
+// certificates required and etcd auth enabled, `garrison up --etcd` with
+// --etcd-cacert/--etcd-cert/--etcd-key and --etcd-user/--etcd-password
+// (a user allowed /garrison/ and /service/ only, as the README shows) runs
+// and writes; without the user it refuses to start, naming the settings.
+func TestUpWithExternalEtcdOverTLSAndAuth(t *testing.T) {
+	certs := certtest.New(t, "not-a-user")
+	endpoint := startEtcdTLS(t, certs)
+	enableEtcdAuth(t, endpoint, certs)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	root, err := registrar.NewClient([]string{endpoint}, registrar.WithTLS(certs.ClientTLS(t)), registrar.WithCredentials("root", "rootpw"))
 	if err != nil {
 		t.Fatal(err)

@@ -139,7 +139,9 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 	var dockerDriver scheduler.Driver
 	dcli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
-		d, derr := docker.New(dcli, docker.WithNamespace(namespace))
+		// The term is checked between a container's create and start too:
+		// a leader paused right before a launch never starts it on resume.
+		d, derr := docker.New(dcli, docker.WithNamespace(namespace), docker.WithGuard(hq.store.Guard))
 		pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		if derr == nil {
 			derr = d.Ping(pingCtx)
@@ -173,7 +175,7 @@ func startHeadquarter(ctx context.Context, cli *clientv3.Client, dataDir string,
 		cfg.HealthOptions = append(cfg.HealthOptions, health.WithContainerExec(hq.dockerDriver))
 	}
 	if s.nomad != "" {
-		cluster, err := nomadCluster(s.nomad, logger)
+		cluster, err := nomadCluster(s.nomad, hq.store.Guard, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -256,15 +258,18 @@ func (hq *headquarter) routes(r *gin.Engine, addr string, cli *clientv3.Client, 
 	})
 }
 
-// nomadCluster is the Nomad driver for --nomad.
-func nomadCluster(addr string, logger *slog.Logger) (*nomad.Driver, error) {
+// nomadCluster is the Nomad driver for --nomad. guard is the term's check
+// (a no-op without an election): the driver makes it between reading a
+// job's modify index and changing the job with that index enforced, so a
+// leader paused after the check cannot overwrite the next leader's change.
+func nomadCluster(addr string, guard func(context.Context) error, logger *slog.Logger) (*nomad.Driver, error) {
 	conf := nomadapi.DefaultConfig()
 	conf.Address = addr
 	c, err := nomadapi.NewClient(conf)
 	if err != nil {
 		return nil, usageError{fmt.Sprintf("--nomad %q: %v", addr, err)}
 	}
-	d, err := nomad.New(c, nomad.WithLogger(logger.With("component", "nomad")))
+	d, err := nomad.New(c, nomad.WithGuard(guard), nomad.WithLogger(logger.With("component", "nomad")))
 	if err != nil {
 		return nil, fmt.Errorf("nomad driver: %w", err)
 	}

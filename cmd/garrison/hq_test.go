@@ -130,6 +130,41 @@ func (c *haCluster) serving(not *hqReplica) *hqReplica {
 	return nil
 }
 
+// leading waits for a replica that leads and answers for itself, and
+// returns it with the process that serves its address: the one to kill or
+// pause. A supervisor may have restarted the replica since the test last
+// looked, so the process is matched to the address by the listening
+// socket it holds, and the replica must still lead after the match.
+func (c *haCluster) leading(what string) (*hqReplica, *garrisonProc) {
+	var r *hqReplica
+	var p *garrisonProc
+	poll.Until(c.t, 2*time.Minute, what, func() (bool, string) {
+		if r = c.serving(nil); r == nil {
+			return false, "no replica leads"
+		}
+		p = r.current()
+		if ok, err := p.Listens(r.addr); !ok {
+			return false, fmt.Sprintf("%s is not served by pid %d, the replica's process (%v)", r.addr, p.Cmd.Process.Pid, err)
+		}
+		return c.leadsItself(r), r.addr + " no longer leads"
+	})
+	c.t.Logf("%s: pid %d at %s (%s)", what, p.Cmd.Process.Pid, r.addr, lastTerm(p))
+	return r, p
+}
+
+// lastTerm is the election key and revision a process last won with, from
+// its log.
+func lastTerm(p *garrisonProc) string {
+	lines := strings.Split(p.Stderr(), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "msg=leading") {
+			_, term, _ := strings.Cut(lines[i], "key=")
+			return "key=" + term
+		}
+	}
+	return "no term in its log"
+}
+
 func (c *haCluster) byAddr(addr string) *hqReplica {
 	for _, r := range c.replicas {
 		if r.addr == addr {
@@ -374,14 +409,12 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 	// The chaos: kill -9 of the leader, then SIGSTOP of the next one for
 	// longer than the TTL, each while writes go on.
 	poll.Until(t, 5*time.Minute, "writes acknowledged before the kill", func() (bool, string) { return acks.Load() >= 5, "" })
-	victim := c.serving(nil)
-	if victim == nil {
-		t.Fatal("no leader to kill")
-	}
+	victim, victimProc := c.leading("the leader to kill")
 	setQuiet(false)
 	killed := time.Now()
-	victimProc := victim.current()
-	victimProc.Cmd.Process.Signal(syscall.SIGKILL)
+	if err := victimProc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 pid %d: %v", victimProc.Cmd.Process.Pid, err)
+	}
 	victimProc.WaitExit(t, 30*time.Second)
 	var next *hqReplica
 	poll.Until(t, 2*time.Minute, "another replica leads after the kill", func() (bool, string) {
@@ -392,17 +425,21 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 	setQuiet(true) // its supervisor restarted it: a follower now
 
 	poll.Until(t, 5*time.Minute, "writes acknowledged before the pause", func() (bool, string) { return acks.Load() >= 14, "" })
-	paused := c.serving(nil)
-	if paused == nil {
-		t.Fatal("no leader to pause")
-	}
-	pausedProc := paused.current()
+	paused, pausedProc := c.leading("the leader to pause")
 	setQuiet(false)
+	// Stopped for sure before the stale writes are sent: kill(2) returns
+	// before the process stops, and a write it still handled meanwhile,
+	// as the leader it then was, is rightly acknowledged (seen in CI).
+	pausedProc.Pause(t, time.Minute)
 	stopped := time.Now()
-	pausedProc.Cmd.Process.Signal(syscall.SIGSTOP)
+	if ok, err := pausedProc.Listens(paused.addr); !ok {
+		t.Fatalf("the stopped pid %d does not serve %s: %v", pausedProc.Cmd.Process.Pid, paused.addr, err)
+	}
 	var staleWG sync.WaitGroup
+	staleAnswer := make([]int, len(stale)) // index of each stale write's answer
 	for i, a := range stale {
 		op := []haOp{{"scale", 3}, {"update", 0}}[i]
+		staleAnswer[i] = len(a.answers)
 		staleWG.Go(func() { c.do(a, op, paused.addr, image, &abort, waitQuiet) })
 	}
 	poll.Until(t, 2*time.Minute, "another replica leads while the leader is stopped", func() (bool, string) {
@@ -413,7 +450,7 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 	if d := haTTL + time.Second - time.Since(stopped); d > 0 {
 		time.Sleep(d) // stopped for longer than the TTL, whatever the takeover took
 	}
-	pausedProc.Cmd.Process.Signal(syscall.SIGCONT)
+	pausedProc.Resume(t)
 	// Resumed, it finds its term over: it stops, as Marathon does.
 	if err := pausedProc.WaitExit(t, time.Minute); err == nil || !strings.Contains(pausedProc.Stderr(), "lost leadership") {
 		t.Fatalf("the resumed former leader: exit %v; stderr:\n%s", err, pausedProc.Stderr())
@@ -427,10 +464,11 @@ func TestHQKeepsWritesAndActsOnceThroughLeaderLoss(t *testing.T) {
 	}
 	// What the stopped leader answered once resumed: never a write of its
 	// own (no X-Marathon-Via: it acted as leader after its term).
-	for _, a := range stale {
-		t.Logf("%s, written to the stopped leader: %s", a.id, a.answers[1])
-		if strings.Contains(a.answers[1], ": 20") && strings.HasSuffix(a.answers[1], `(X-Marathon-Via "")`) {
-			t.Errorf("%s: the resumed former leader acknowledged a write itself: %s", a.id, a.answers[1])
+	for i, a := range stale {
+		ans := a.answers[staleAnswer[i]]
+		t.Logf("%s, written to the stopped leader: %s", a.id, ans)
+		if strings.Contains(ans, ": 20") && strings.HasSuffix(ans, `(X-Marathon-Via "")`) {
+			t.Errorf("%s: the resumed former leader acknowledged a write itself: %s", a.id, ans)
 		}
 	}
 	apps = append(apps, stale...)

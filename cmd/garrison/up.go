@@ -304,6 +304,7 @@ func runServer(ctx context.Context, s upSettings, name string, args []string, st
 		return err
 	}
 	s.ci.hqURL = runnerHQ(server.TLSConfig != nil, advertise)
+	s.ci.etcd = s.etcd
 	stopCI, err := startCI(ctx, router, act, hq, s.hq.auth, s.dataDir, s.ci, nil, logger)
 	if err != nil {
 		return err

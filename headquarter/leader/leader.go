@@ -52,7 +52,10 @@
 // Writes outside etcd (Docker, Nomad, processes) cannot be fenced by etcd:
 // the leader writes the fenced record first (a task record before a launch)
 // and checks the fence (Check) right before each driver call, so at most
-// the one call in flight when leadership is lost can still happen.
+// the one call in flight when leadership is lost can still happen. Where
+// the target has its own check-and-set (Nomad's job modify index), the
+// driver reads the index, then Checks, then writes with the index
+// enforced, which closes that window too.
 package leader
 
 import (

@@ -187,6 +187,8 @@ func (s *Scheduler) applyCluster(ctx context.Context, res *DeployResult) {
 		// Nomad's calls cannot carry the fence: the term is checked right
 		// before each, so a leader paused after its store write does not
 		// act on resume (the next leader's job sync applies the change).
+		// A submit or scale also checks it inside the driver, after reading
+		// the job's modify index that Nomad then enforces (nomad.WithGuard).
 		if err := s.guard(ctx); err != nil {
 			s.log.Warn("cluster: change not applied", "app", a.App, "action", a.Action, "error", err)
 			break

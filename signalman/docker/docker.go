@@ -117,6 +117,18 @@ func WithNamespace(ns string) Option {
 	return func(dr *Driver) { dr.namespace = ns }
 }
 
+// WithGuard makes Launch call guard between creating a container and
+// starting it; on an error the container is removed unstarted and Launch
+// fails with it. A leader passes its term's check (headquarter/store's
+// Guard): one paused after the scheduler's own check, right before the
+// launch, resumes into a create but never starts the container, which the
+// next leader, having taken over meanwhile, did not adopt. (Paused after
+// this check, it left a created container, which the next leader's
+// adoption removes.)
+func WithGuard(guard func(context.Context) error) Option {
+	return func(dr *Driver) { dr.guard = guard }
+}
+
 // mine says whether a container's labels put it in this driver's namespace.
 func (d *Driver) mine(labels map[string]string) bool {
 	return labels[LabelNamespace] == d.namespace
@@ -133,6 +145,7 @@ type Driver struct {
 	reconnect time.Duration
 	now       func() time.Time
 	namespace string
+	guard     func(context.Context) error // WithGuard; nil: none
 
 	mu      sync.Mutex
 	killing map[string]time.Time // container id -> when garrison asked it to stop
@@ -218,16 +231,25 @@ func (d *Driver) Launch(ctx context.Context, spec task.Spec) (task.Status, error
 		st.State, st.Message = task.Failed, err.Error()
 		return st, fmt.Errorf("docker: task %s: create container %s: %w", spec.ID, name, err)
 	}
-	if err := d.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		st.State, st.Message = task.Failed, err.Error()
-		// The container never ran: leave nothing behind. A fresh context,
-		// because ctx may be the reason the start failed.
+	// The container never ran: leave nothing behind. A fresh context,
+	// because ctx may be the reason the start failed.
+	unstarted := func(err error) error {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if rerr := d.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
 			err = errors.Join(err, fmt.Errorf("remove the unstarted container: %w", rerr))
 		}
-		return st, fmt.Errorf("docker: task %s: start container %s: %w", spec.ID, name, err)
+		return err
+	}
+	if d.guard != nil {
+		if err := d.guard(ctx); err != nil {
+			st.Message = err.Error()
+			return st, fmt.Errorf("docker: task %s: not started: %w", spec.ID, unstarted(err))
+		}
+	}
+	if err := d.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		st.State, st.Message = task.Failed, err.Error()
+		return st, fmt.Errorf("docker: task %s: start container %s: %w", spec.ID, name, unstarted(err))
 	}
 	st.State, st.StartedAt = task.Running, d.now()
 	return st, nil

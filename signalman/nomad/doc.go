@@ -82,6 +82,10 @@
 //   - Scale is refused while a deployment runs (ErrDeploymentActive, or
 //     force fails the deployment); min_healthy_time 0 keeps deployments of
 //     apps without checks short.
+//   - Submit and Scale write with the job's modify index enforced, and with
+//     WithGuard check the caller's leadership between the read and the
+//     write; Stop, KillTask and Reschedule have no index to enforce in
+//     Nomad's API: a leader paused right after its check may still do one.
 //   - UNLIKE maps only literal alternatives; CLUSTER without a value and
 //     Mesos fault domains (@region, @zone) are refused.
 //   - Nomad restarted: Watch re-lists once Nomad answers again. A Nomad

@@ -36,6 +36,8 @@ type Driver struct {
 	ns  string
 	log *slog.Logger
 	mhz int // MHz per Marathon cpu; 0 until read from a node
+	// guard is checked between reading a job and changing it (WithGuard).
+	guard func(context.Context) error
 
 	mu sync.Mutex
 	// versions maps jobID -> Nomad job version -> garrison app version.
@@ -56,6 +58,18 @@ func WithCPUMHz(mhz int) Option { return func(d *Driver) { d.mhz = mhz } }
 // share a Nomad keep apart by namespace.
 func WithNamespace(ns string) Option { return func(d *Driver) { d.ns = ns } }
 
+// WithGuard makes Submit and Scale call guard between reading the job's
+// modify index and writing with that index enforced, on every try; an
+// error from guard stops the change. A leader passes its term's check
+// (headquarter/store's Guard): paused after a check that passed, it cannot
+// overwrite what a next leader changed meanwhile, because Nomad refuses a
+// write whose index moved since a read made while the term still held.
+// (Checked before the read, as a caller can, the window stays open: the
+// index read on resume is the next leader's.)
+func WithGuard(guard func(context.Context) error) Option {
+	return func(d *Driver) { d.guard = guard }
+}
+
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(d *Driver) { d.log = l } }
 
@@ -64,7 +78,8 @@ func New(c *api.Client, opts ...Option) (*Driver, error) {
 	if c == nil {
 		return nil, errors.New("nomad driver: nil Nomad client")
 	}
-	d := &Driver{c: c, log: slog.Default(), versions: map[string]map[uint64]string{}}
+	d := &Driver{c: c, log: slog.Default(), versions: map[string]map[uint64]string{},
+		guard: func(context.Context) error { return nil }}
 	for _, o := range opts {
 		o(d)
 	}
@@ -151,7 +166,8 @@ func (d *Driver) Submit(ctx context.Context, a App) (Submitted, error) {
 	}
 	id := *job.ID
 	// Check-and-set against concurrent writers (a Scale, another
-	// garrison): retry a few times on a changed index.
+	// garrison, a next leader): retry a few times on a changed index, each
+	// try guarded after its read.
 	for attempt := 0; ; attempt++ {
 		cur, err := d.job(ctx, a.Task.AppID)
 		var index uint64
@@ -162,8 +178,11 @@ func (d *Driver) Submit(ctx context.Context, a App) (Submitted, error) {
 		default:
 			index = *cur.JobModifyIndex
 		}
+		if err := d.guard(ctx); err != nil {
+			return Submitted{}, fmt.Errorf("nomad: submit job %s: %w", id, err)
+		}
 		resp, _, err := d.c.Jobs().RegisterOpts(job, &api.RegisterOptions{EnforceIndex: true, ModifyIndex: index}, d.w(ctx))
-		if err != nil && strings.Contains(err.Error(), api.RegisterEnforceIndexErrPrefix) {
+		if isIndexConflict(err) {
 			if attempt < 3 {
 				continue
 			}
@@ -192,29 +211,54 @@ func (d *Driver) job(ctx context.Context, appID string) (*api.Job, error) {
 	return job, nil
 }
 
+// isIndexConflict tells Nomad's refusal of a write whose enforced job
+// modify index moved (a 500, for register and scale alike).
+func isIndexConflict(err error) bool {
+	return err != nil && strings.Contains(err.Error(), api.RegisterEnforceIndexErrPrefix)
+}
+
 // Scale sets the app's instance count through Nomad's scale endpoint,
-// leaving the spec alone. While a deployment of the job runs Nomad refuses
+// leaving the spec alone, with the job's modify index enforced as Submit
+// does. While a deployment of the job runs Nomad refuses
 // (ErrDeploymentActive); with force the deployment is failed first, as
 // Marathon's force=true cancels one.
 func (d *Driver) Scale(ctx context.Context, appID string, count int, force bool) error {
 	if count < 0 {
 		return fmt.Errorf("nomad: scale %s to %d: below 0", appID, count)
 	}
-	if _, err := d.job(ctx, appID); err != nil {
-		return err
-	}
 	id := JobID(appID)
-	for attempt := 0; ; attempt++ {
-		_, _, err := d.c.Jobs().Scale(id, groupName, &count, "garrison: scale to "+strconv.Itoa(count), false, nil, d.w(ctx))
+	failed := false // the deployment in the way, with force
+	for conflicts := 0; ; {
+		job, err := d.job(ctx, appID)
+		if err != nil {
+			return err
+		}
+		if err := d.guard(ctx); err != nil {
+			return fmt.Errorf("nomad: scale job %s to %d: %w", id, count, err)
+		}
+		_, _, err = d.c.Jobs().ScaleWithRequest(id, &api.ScalingRequest{
+			Count:   new(int64(count)),
+			Target:  map[string]string{"Job": id, "Group": groupName},
+			Message: "garrison: scale to " + strconv.Itoa(count),
+			// Nomad ignores 0: a job always has a modify index above it.
+			JobModifyIndex: *job.JobModifyIndex,
+		}, d.w(ctx))
 		if err == nil {
 			return nil
+		}
+		if isIndexConflict(err) {
+			if conflicts++; conflicts <= 3 {
+				continue
+			}
+			return fmt.Errorf("nomad: scale job %s to %d: %w: %v", id, count, ErrConflict, err)
 		}
 		if statusCode(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "active deployment") {
 			return fmt.Errorf("nomad: scale job %s to %d: %w", id, count, err)
 		}
-		if !force || attempt > 0 {
+		if !force || failed {
 			return fmt.Errorf("nomad: scale job %s to %d: %w", id, count, ErrDeploymentActive)
 		}
+		failed = true
 		dep, _, err := d.c.Jobs().LatestDeployment(id, d.q(ctx))
 		if err != nil {
 			return fmt.Errorf("nomad: scale job %s: read its deployment: %w", id, err)
