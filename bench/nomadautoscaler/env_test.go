@@ -38,7 +38,7 @@ const garrisonNamespace = "garrison"
 
 // env is one benchmark iteration's world: a Nomad agent, garrison up on it
 // (with its embedded etcd, which is also the registry both services
-// register in), Prometheus scraping the registered instances every second,
+// register in), the garrison agent a Nomad client runs, Prometheus scraping the registered instances every second,
 // and nomad-autoscaler on the same agent and Prometheus.
 type env struct {
 	agent   *nomadtest.Agent
@@ -107,7 +107,7 @@ func newEnv(b *testing.B) *env {
 
 	// garrison up with its defaults, but for the ports and the data dir,
 	// as a user runs it on Nomad.
-	ports := testport.Take(b, 2)
+	ports := testport.Take(b, 3)
 	e.garURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	e.etcdURL = "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	e.garLog = filepath.Join(b.TempDir(), "garrison.log")
@@ -118,6 +118,11 @@ func newEnv(b *testing.B) *env {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.etcd.Close() })
+	// The agent of Nomad's client (deploy/nomad/garrison-agent.nomad.hcl
+	// runs it as a system job, with these flags): it registers the
+	// allocations' containers; garrison up's own agent leaves them to it.
+	startProcess(b, filepath.Join(b.TempDir(), "agent.log"), nil, garrisonBin, "agent",
+		"--etcd", e.etcdURL, "--advertise-host", "127.0.0.1", "--node", "nasbench-client", "--metrics-addr", "127.0.0.1:"+strconv.Itoa(ports[2]))
 
 	// Prometheus scrapes every registered instance (garrison's HTTP service
 	// discovery of the registry, refreshed every second) every second.
