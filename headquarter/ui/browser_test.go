@@ -199,13 +199,35 @@ func TestConsoleDeployScaleAndFieldErrors(t *testing.T) {
 	waitJS(t, ctx, "two healthy tasks", `document.querySelectorAll('tr[data-task] .badge.ok').length === 2`)
 	shot(t, ctx, "app")
 
-	// Scale from the page.
-	step(t, ctx, "scale to 3", chromedp.SetValue(chromedp.CSS("#scale-n"), "3"), chromedp.Click(chromedp.CSS("#scale-apply")))
+	// Scale from the page. The page re-renders on every event of the app:
+	// a number typed and not yet applied survives that (a CI run lost it
+	// to a health event and scaled to 2). A task killed behind the page's
+	// back (garrison replaces it; no deployment) forces one here.
+	step(t, ctx, "type 3", chromedp.SetValue(chromedp.CSS("#scale-n"), "3"))
+	waitJS(t, ctx, "the page's scale button marked", `(window.__applyBefore = document.querySelector('#scale-apply'), true)`)
+	task, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('tr[data-task]').getAttribute('data-task')`))
+	if err != nil || task == "" {
+		t.Fatalf("a task id from the page: %q %v", task, err)
+	}
+	req, err := http.NewRequest(http.MethodDelete, base+"/v2/apps/ui/echo/tasks/"+task, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("kill %s: %s", task, resp.Status)
+	}
+	waitJS(t, ctx, "the page re-rendered", `document.querySelector('#scale-apply') !== window.__applyBefore`)
+	step(t, ctx, "scale to 3", chromedp.Click(chromedp.CSS("#scale-apply")))
 	waitJS(t, ctx, "three healthy tasks", `document.querySelectorAll('tr[data-task] .badge.ok').length === 3`)
 	waitJS(t, ctx, "no reload happened", `window.__noReload === true`)
 
 	// The API agrees with the page.
-	resp, err := http.Get(base + "/v2/apps/ui/echo")
+	resp, err = http.Get(base + "/v2/apps/ui/echo")
 	if err != nil {
 		t.Fatal(err)
 	}

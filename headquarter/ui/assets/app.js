@@ -419,6 +419,11 @@ function appView(main, id) {
     }
   }
   let editing = false;
+  // The instances box, kept across re-renders: the page re-renders on every
+  // event of the app, which must not wipe a number being typed. It follows
+  // the app's count only while it still shows the count last rendered.
+  let scaleInput = null;
+  let scaleShown = null;
   // One task's log tail, kept across re-renders; read when asked, never polled.
   const logBox = h('section', { id: 'task-log' });
   let logTask = null;
@@ -441,7 +446,10 @@ function appView(main, id) {
   function render() {
     const a = st.app;
     const [label, kind] = appStatus(a);
-    const scaleInput = h('input', { id: 'scale-n', type: 'number', min: 0, value: a.instances, class: 'narrow' });
+    if (!scaleInput) scaleInput = h('input', { id: 'scale-n', type: 'number', min: 0, value: a.instances, class: 'narrow' });
+    else if (scaleInput.value === String(scaleShown)) scaleInput.value = a.instances;
+    scaleShown = a.instances;
+    const typing = document.activeElement === scaleInput;
     const actions = h('div', { class: 'toolbar' },
       h('label', { for: 'scale-n' }, 'Instances', scaleInput),
       h('button', { type: 'button', id: 'scale-apply', onclick: () => act('Scale', () => api('PUT', appPath(a.id), { instances: Number(scaleInput.value) })).then(load) }, 'Scale'),
@@ -492,6 +500,7 @@ function appView(main, id) {
       table(`${tasks.length} tasks`, ['Task', 'Host', 'Ports', 'State', 'Health', 'Age', 'Version', 'Actions'], taskRows, 'No tasks.'),
       logBox,
       versionsSection(a, st.versions, load));
+    if (typing) scaleInput.focus();
   }
   const reload = debounce(load, 250);
   const off = onEvent((ev) => {
