@@ -33,24 +33,13 @@ type stopAfterClaim struct {
 }
 
 func (k *stopAfterClaim) Txn(ctx context.Context) clientv3.Txn {
-	return &hookedTxn{Txn: k.KV.Txn(ctx), k: k}
-}
-
-type hookedTxn struct {
-	clientv3.Txn
-	k *stopAfterClaim
-}
-
-func (t *hookedTxn) If(cs ...clientv3.Cmp) clientv3.Txn   { t.Txn = t.Txn.If(cs...); return t }
-func (t *hookedTxn) Then(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(ops...); return t }
-func (t *hookedTxn) Else(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(ops...); return t }
-
-func (t *hookedTxn) Commit() (*clientv3.TxnResponse, error) {
-	resp, err := t.Txn.Commit()
-	if err == nil && resp.Succeeded && t.k.armed.Load() {
-		t.k.once.Do(func() { t.k.stop(); t.k.fired.Store(true) })
-	}
-	return resp, err
+	return etcdtest.HookTxn(k.KV.Txn(ctx), func(_ []clientv3.Op, commit etcdtest.Commit) (*clientv3.TxnResponse, error) {
+		resp, err := commit()
+		if err == nil && resp.Succeeded && k.armed.Load() {
+			k.once.Do(func() { k.stop(); k.fired.Store(true) })
+		}
+		return resp, err
+	})
 }
 
 // TestRunnerStoppedRightAfterItsClaimRunsTheJob: a runner told to stop

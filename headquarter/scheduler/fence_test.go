@@ -17,6 +17,7 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/leader"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/internal/leadertest"
 	"github.com/garrisonhq/garrison/signalman/process"
 	"github.com/garrisonhq/garrison/signalman/task"
@@ -136,29 +137,17 @@ type endTermAfterTaskRecord struct {
 }
 
 func (k *endTermAfterTaskRecord) Txn(ctx context.Context) clientv3.Txn {
-	return &taskTxn{Txn: k.KV.Txn(ctx), kv: k}
-}
-
-type taskTxn struct {
-	clientv3.Txn
-	kv   *endTermAfterTaskRecord
-	task bool
-}
-
-func (t *taskTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
-	t.Txn = t.Txn.If(cs...)
-	return t
-}
-
-func (t *taskTxn) Else(ops ...clientv3.Op) clientv3.Txn {
-	t.Txn = t.Txn.Else(ops...)
-	return t
-}
-
-func (t *taskTxn) Then(ops ...clientv3.Op) clientv3.Txn {
-	t.task = t.task || writesTask(ops)
-	t.Txn = t.Txn.Then(ops...)
-	return t
+	return etcdtest.HookTxn(k.KV.Txn(ctx), func(then []clientv3.Op, commit etcdtest.Commit) (*clientv3.TxnResponse, error) {
+		resp, err := commit()
+		if err == nil && writesTask(then) {
+			if !resp.Succeeded {
+				k.refused.Add(1)
+			} else if k.ended.CompareAndSwap(false, true) {
+				k.end()
+			}
+		}
+		return resp, err
+	})
 }
 
 func writesTask(ops []clientv3.Op) bool {
@@ -174,18 +163,6 @@ func writesTask(ops []clientv3.Op) bool {
 		}
 	}
 	return false
-}
-
-func (t *taskTxn) Commit() (*clientv3.TxnResponse, error) {
-	resp, err := t.Txn.Commit()
-	if err == nil && t.task {
-		if !resp.Succeeded {
-			t.kv.refused.Add(1)
-		} else if t.kv.ended.CompareAndSwap(false, true) {
-			t.kv.end()
-		}
-	}
-	return resp, err
 }
 
 // TestLeaderPausedAfterTaskRecordDoesNotLaunch: the term ends between the

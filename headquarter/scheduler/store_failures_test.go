@@ -13,6 +13,7 @@ import (
 	"github.com/garrisonhq/garrison/headquarter/app"
 	"github.com/garrisonhq/garrison/headquarter/scheduler"
 	"github.com/garrisonhq/garrison/headquarter/store"
+	"github.com/garrisonhq/garrison/internal/etcdtest"
 	"github.com/garrisonhq/garrison/signalman/process"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
@@ -28,27 +29,18 @@ type txnKV struct {
 	release   chan struct{}
 }
 
-func (k *txnKV) Txn(ctx context.Context) clientv3.Txn { return &txn{Txn: k.KV.Txn(ctx), kv: k} }
-
-type txn struct {
-	clientv3.Txn
-	kv *txnKV
-}
-
-func (t *txn) If(cs ...clientv3.Cmp) clientv3.Txn   { t.Txn = t.Txn.If(cs...); return t }
-func (t *txn) Then(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(ops...); return t }
-func (t *txn) Else(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(ops...); return t }
-
-func (t *txn) Commit() (*clientv3.TxnResponse, error) {
-	if t.kv.stall.Load() {
-		t.kv.stalled <- struct{}{}
-		<-t.kv.release
-	}
-	resp, err := t.Txn.Commit()
-	if err == nil && t.kv.failAfter.Add(-1) >= 0 {
-		return nil, errors.New("injected: connection lost after the commit")
-	}
-	return resp, err
+func (k *txnKV) Txn(ctx context.Context) clientv3.Txn {
+	return etcdtest.HookTxn(k.KV.Txn(ctx), func(_ []clientv3.Op, commit etcdtest.Commit) (*clientv3.TxnResponse, error) {
+		if k.stall.Load() {
+			k.stalled <- struct{}{}
+			<-k.release
+		}
+		resp, err := commit()
+		if err == nil && k.failAfter.Add(-1) >= 0 {
+			return nil, errors.New("injected: connection lost after the commit")
+		}
+		return resp, err
+	})
 }
 
 func txnHarness(t *testing.T) (*harness, *txnKV) {

@@ -24,24 +24,13 @@ type endTermAfterCommit struct {
 }
 
 func (k *endTermAfterCommit) Txn(ctx context.Context) clientv3.Txn {
-	return &endingTxn{Txn: k.KV.Txn(ctx), kv: k}
-}
-
-type endingTxn struct {
-	clientv3.Txn
-	kv *endTermAfterCommit
-}
-
-func (t *endingTxn) If(cs ...clientv3.Cmp) clientv3.Txn   { t.Txn = t.Txn.If(cs...); return t }
-func (t *endingTxn) Then(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(ops...); return t }
-func (t *endingTxn) Else(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(ops...); return t }
-
-func (t *endingTxn) Commit() (*clientv3.TxnResponse, error) {
-	resp, err := t.Txn.Commit()
-	if err == nil && resp.Succeeded && t.kv.armed.CompareAndSwap(true, false) {
-		t.kv.end()
-	}
-	return resp, err
+	return etcdtest.HookTxn(k.KV.Txn(ctx), func(_ []clientv3.Op, commit etcdtest.Commit) (*clientv3.TxnResponse, error) {
+		resp, err := commit()
+		if err == nil && resp.Succeeded && k.armed.CompareAndSwap(true, false) {
+			k.end()
+		}
+		return resp, err
+	})
 }
 
 // A leader whose term ends right after its scale was stored does not send
