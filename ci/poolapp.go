@@ -15,6 +15,7 @@ import (
 	"github.com/garrisonhq/garrison/ci/runnerd"
 	"github.com/garrisonhq/garrison/deploy"
 	"github.com/garrisonhq/garrison/headquarter/app"
+	"github.com/garrisonhq/garrison/internal/atomicfile"
 )
 
 // PoolApp is the runner pool's app definition: one instance to start
@@ -108,7 +109,7 @@ func runnerSettings(re RunnerEtcd, api deploy.Auth, dataDir string) (args []stri
 	}
 	for _, f := range files {
 		if err == nil {
-			err = writeFile(filepath.Join(dir, f.name), f.data)
+			err = atomicfile.Write(filepath.Join(dir, f.name), f.data, true)
 		}
 		args = append(args, f.flag, RunnerSecretsDir+"/"+f.name)
 	}
@@ -123,32 +124,6 @@ func runnerSettings(re RunnerEtcd, api deploy.Auth, dataDir string) (args []stri
 type secretFile struct {
 	flag, name string
 	data       []byte
-}
-
-// writeFile replaces path with data (0600) in one rename: a runner
-// starting meanwhile reads the old file or the new one, never half.
-func writeFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // ensurePool builds the runner image and brings the pool app to what

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/garrisonhq/garrison/internal/atomicfile"
 	"github.com/garrisonhq/garrison/signalman/task"
 )
 
@@ -77,44 +78,10 @@ func writeRecordSync(taskDir string, r record, durable bool) error {
 	if err != nil {
 		return fmt.Errorf("encode state of task %s: %w", r.ID, err)
 	}
-	f, err := os.CreateTemp(taskDir, "."+stateFile+".*")
-	if err != nil {
-		return fmt.Errorf("write state of task %s: %w", r.ID, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(taskDir, stateFile))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write state of task %s: %w", r.ID, err)
-	}
-	if !durable {
-		return nil
-	}
-	if err := syncDir(taskDir); err != nil {
+	if err := atomicfile.Write(filepath.Join(taskDir, stateFile), append(b, '\n'), durable); err != nil {
 		return fmt.Errorf("write state of task %s: %w", r.ID, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func readRecord(taskDir string) (record, error) {
